@@ -1,0 +1,218 @@
+//! Compaction (`cleanup.policy=compact`): in closed segments keep only the latest record per
+//! key, at its original offset; drop tombstones older than `delete.retention.ms`.
+//!
+//! Runs under the maintenance lock only: appends touch the active segment, which compaction
+//! never does, and readers keep reading the old file through their handle until the cleaned
+//! copy is swapped in by an atomic rename.
+
+use crate::batch::{validate_stored, write_batch, BatchHeader, HeaderFields};
+use crate::error::LogError;
+use crate::index::{encode_index, encode_time_index};
+use crate::log::{lock, read, write, Log};
+use crate::record::Records;
+use crate::segment::{self, read_header, Segment};
+use crate::storage::{write_atomic, StorageFile};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// What one compaction pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionStats {
+    pub segments_rewritten: usize,
+    pub records_removed: u64,
+    pub tombstones_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Compressed batches are kept whole: their keys are not inspected.
+    pub compressed_batches_skipped: u64,
+}
+
+struct Closed {
+    base: u64,
+    file: Arc<dyn StorageFile>,
+    path: Arc<Path>,
+    size: u64,
+}
+
+/// Calls `f(position, batch bytes, header)` for every batch of a closed segment.
+fn for_each_batch(c: &Closed, mut f: impl FnMut(u64, &[u8], &BatchHeader)) -> Result<(), LogError> {
+    let mut buf = Vec::new();
+    let mut pos = 0;
+    while pos < c.size {
+        let h = read_header(&*c.file, &c.path, pos, c.size)?;
+        buf.resize(h.total_len(), 0);
+        c.file
+            .read_exact_at(&mut buf, pos)
+            .map_err(|e| LogError::io("read", &*c.path, e))?;
+        validate_stored(&buf).map_err(|reason| LogError::Corrupt {
+            path: c.path.to_path_buf(),
+            position: pos,
+            reason,
+        })?;
+        f(pos, &buf, &h);
+        pos += h.total_len() as u64;
+    }
+    Ok(())
+}
+
+impl Log {
+    /// One compaction pass over all closed segments.
+    pub fn compact(&self) -> Result<CompactionStats, LogError> {
+        let _m = lock(&self.maintenance);
+        let config = self.config();
+        let tombstone_horizon = self.now_ms().saturating_sub(config.delete_retention_ms);
+        let closed: Vec<Closed> = {
+            let view = read(&self.view);
+            let n = view.segments.len();
+            view.segments[..n - 1]
+                .iter()
+                .map(|s| Closed {
+                    base: s.base_offset,
+                    file: s.file.clone(),
+                    path: s.path.clone(),
+                    size: s.size,
+                })
+                .collect()
+        };
+        let mut stats = CompactionStats::default();
+        if closed.is_empty() {
+            return Ok(stats);
+        }
+        // Pass 1: the latest offset of every key in the closed segments.
+        let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
+        for c in &closed {
+            for_each_batch(c, |_, bytes, h| {
+                if h.compression() != 0 || h.is_control() {
+                    return;
+                }
+                for r in Records::new(bytes, h).flatten() {
+                    if let Some(k) = r.key {
+                        let off = h.base_offset as u64 + r.offset_delta as u64;
+                        match latest.get_mut(k) {
+                            Some(v) => *v = (*v).max(off),
+                            None => {
+                                latest.insert(k.to_vec(), off);
+                            }
+                        }
+                    }
+                }
+            })?;
+        }
+        // Pass 2: rewrite each segment that loses records.
+        for c in &closed {
+            let mut out = Vec::with_capacity(c.size as usize);
+            let mut records = Vec::new();
+            let mut changed = false;
+            for_each_batch(c, |_, bytes, h| {
+                if h.compression() != 0 || h.is_control() {
+                    stats.compressed_batches_skipped += u64::from(h.compression() != 0);
+                    out.extend_from_slice(bytes);
+                    return;
+                }
+                records.clear();
+                let mut kept = 0i32;
+                for r in Records::new(bytes, h).flatten() {
+                    let off = h.base_offset as u64 + r.offset_delta as u64;
+                    let superseded = r
+                        .key
+                        .is_some_and(|k| latest.get(k).is_some_and(|&l| l > off));
+                    let expired_tombstone =
+                        r.value.is_none() && h.max_timestamp < tombstone_horizon;
+                    if superseded || (r.key.is_some() && expired_tombstone) {
+                        stats.records_removed += 1;
+                        stats.tombstones_removed += u64::from(r.value.is_none() && !superseded);
+                        continue;
+                    }
+                    records.extend_from_slice(r.encoded);
+                    kept += 1;
+                }
+                if kept == h.records_count {
+                    out.extend_from_slice(bytes);
+                    return;
+                }
+                changed = true;
+                // An emptied batch stays, with no records, so offsets stay contiguous.
+                {
+                    let fields = HeaderFields {
+                        base_offset: h.base_offset,
+                        attributes: h.attributes,
+                        last_offset_delta: h.last_offset_delta,
+                        base_timestamp: h.base_timestamp,
+                        max_timestamp: h.max_timestamp,
+                        producer_id: h.producer_id,
+                        producer_epoch: h.producer_epoch,
+                        base_sequence: h.base_sequence,
+                        records_count: kept,
+                    };
+                    write_batch(&mut out, &fields, &records);
+                }
+            })?;
+            stats.bytes_before += c.size;
+            stats.bytes_after += out.len() as u64;
+            if changed {
+                self.swap_in_cleaned(c, &out)?;
+                stats.segments_rewritten += 1;
+            }
+        }
+        if stats.segments_rewritten > 0 {
+            tracing::info!(dir = %self.dir().display(), ?stats, "compacted");
+        }
+        Ok(stats)
+    }
+
+    /// Writes the cleaned copy, syncs it, and replaces the segment by rename. The old index
+    /// files are removed first so a crash in between leaves indexes to rebuild, never stale.
+    fn swap_in_cleaned(&self, c: &Closed, cleaned: &[u8]) -> Result<(), LogError> {
+        let storage = self.storage();
+        let tmp = self.cleaned_path(c.base);
+        let file = storage
+            .open(&tmp, true)
+            .map_err(|e| LogError::io("create", &tmp, e))?;
+        file.set_len(0)
+            .map_err(|e| LogError::io("truncate", &tmp, e))?;
+        file.write_all_at(cleaned, 0)
+            .map_err(|e| LogError::io("write", &tmp, e))?;
+        file.sync_data()
+            .map_err(|e| LogError::io("fdatasync", &tmp, e))?;
+        let mut seg = Segment::new(self.dir(), c.base, file.clone());
+        let scan = segment::scan(
+            &mut seg,
+            cleaned.len() as u64,
+            self.config().index_interval_bytes,
+            false,
+        )?;
+        if let Some(reason) = scan.stopped {
+            return Err(LogError::Corrupt {
+                path: tmp,
+                position: scan.valid_end,
+                reason,
+            });
+        }
+        for p in [seg.index_path(), seg.time_index_path()] {
+            if storage.exists(&p) {
+                storage
+                    .remove_file(&p)
+                    .map_err(|e| LogError::io("remove", &p, e))?;
+            }
+        }
+        storage
+            .rename(&tmp, &seg.path)
+            .map_err(|e| LogError::io("rename", &tmp, e))?;
+        let (ip, tp) = (seg.index_path(), seg.time_index_path());
+        write_atomic(storage, &ip, &encode_index(&seg.index))
+            .map_err(|e| LogError::io("write index", &ip, e))?;
+        write_atomic(storage, &tp, &encode_time_index(&seg.time_index))
+            .map_err(|e| LogError::io("write index", &tp, e))?;
+        let mut view = write(&self.view);
+        if let Some(old) = view.segments.iter_mut().find(|s| s.base_offset == c.base) {
+            old.file = file;
+            old.size = seg.size;
+            old.index = seg.index;
+            old.time_index = seg.time_index;
+            old.max_timestamp = seg.max_timestamp;
+            // `next_offset` stays: the segment still covers the same offset range.
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,711 @@
+//! One partition's log: append, read, durability, recovery, retention.
+
+use crate::batch::{self, validate_stored, BatchHeader, ValidatedBatch};
+use crate::checkpoint::{self, Checkpoint};
+use crate::clock::Clock;
+use crate::config::{Durability, LogConfig};
+use crate::error::{BatchError, LogError};
+use crate::index::{encode_index, encode_time_index};
+use crate::segment::{
+    check_placement, file_path, read_header, Segment, CLEANED_SUFFIX, LOG_SUFFIX,
+};
+use crate::storage::{write_atomic, Storage, StorageFile};
+use bytes::BytesMut;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Offsets assigned to an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    /// Log end offset after the append.
+    pub log_end_offset: u64,
+}
+
+/// What a read returned besides the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadInfo {
+    pub log_start_offset: u64,
+    /// On a single node the high watermark is the log end offset.
+    pub high_watermark: u64,
+    /// Bytes of whole batches appended to the output buffer.
+    pub bytes: usize,
+}
+
+/// Offsets and sizes of a log, for metadata and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+    pub durable_offset: u64,
+    pub size_bytes: u64,
+    pub segments: usize,
+    pub max_timestamp: i64,
+}
+
+/// Readers' view of the segments: guarded by a RwLock held only for index look-ups.
+#[derive(Debug)]
+pub(crate) struct View {
+    pub segments: Vec<Segment>,
+    pub log_start: u64,
+    pub log_end: u64,
+}
+
+/// State owned by the single appender at a time.
+#[derive(Debug)]
+struct Writer {
+    /// Reused buffer: batches are copied here with their offsets assigned, then written once.
+    buf: Vec<u8>,
+    active_file: Arc<dyn StorageFile>,
+    active_path: Arc<Path>,
+    active_base: u64,
+    active_size: u64,
+    next_offset: u64,
+}
+
+/// A partition log. All methods take `&self`; appends are serialized internally and reads
+/// run concurrently with them, blocking only for index look-ups.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    config: RwLock<LogConfig>,
+    writer: Mutex<Writer>,
+    pub(crate) view: RwLock<View>,
+    /// Serializes fdatasync calls; waiting on it is what makes group commit.
+    sync_lock: Mutex<()>,
+    /// Every offset below this is durable.
+    durable_end: AtomicU64,
+    last_sync_ms: AtomicI64,
+    /// Set when a write could not be rolled back or an fdatasync failed: the page cache no
+    /// longer says what is on disk, so the log refuses appends until reopened.
+    failed: AtomicBool,
+    /// Serializes retention and compaction.
+    pub(crate) maintenance: Mutex<()>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Log {
+    /// Opens (recovering) or creates the log in `dir`.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Log, LogError> {
+        config.validate()?;
+        let dir = dir.into();
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| LogError::io("create dir", &dir, e))?;
+        let recovered = crate::recovery::recover(&dir, &config, &*storage)?;
+        let last = recovered.segments.last().ok_or(LogError::Config {
+            reason: "no segment",
+        })?;
+        let writer = Writer {
+            buf: Vec::new(),
+            active_file: last.file.clone(),
+            active_path: last.path.clone(),
+            active_base: last.base_offset,
+            active_size: last.size,
+            next_offset: last.next_offset,
+        };
+        let log_end = last.next_offset;
+        let log = Log {
+            dir,
+            storage,
+            clock,
+            config: RwLock::new(config),
+            writer: Mutex::new(writer),
+            view: RwLock::new(View {
+                segments: recovered.segments,
+                log_start: recovered.log_start,
+                log_end,
+            }),
+            sync_lock: Mutex::new(()),
+            durable_end: AtomicU64::new(log_end),
+            last_sync_ms: AtomicI64::new(0),
+            failed: AtomicBool::new(false),
+            maintenance: Mutex::new(()),
+        };
+        log.last_sync_ms
+            .store(log.clock.now_ms(), Ordering::Relaxed);
+        log.write_checkpoint()?;
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        *read(&self.config)
+    }
+
+    /// Changes settings at run time (topic config changes). Takes effect on the next append.
+    pub fn set_config(&self, config: LogConfig) -> Result<(), LogError> {
+        config.validate()?;
+        *write(&self.config) = config;
+        Ok(())
+    }
+
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        &*self.storage
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn check_failed(&self) -> Result<(), LogError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(LogError::Failed {
+                reason: "an earlier write or sync failed",
+            });
+        }
+        Ok(())
+    }
+
+    fn fail(&self, reason: &'static str) {
+        tracing::error!(dir = %self.dir.display(), reason, "log failed; refusing appends until reopened");
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Appends validated batches in one write, assigning consecutive offsets. Returns once
+    /// the bytes are in the page cache; call [`Log::sync_to`] to wait for durability.
+    pub fn append(&self, batches: &[ValidatedBatch<'_>]) -> Result<AppendInfo, LogError> {
+        self.check_failed()?;
+        let config = self.config();
+        let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        for b in batches {
+            if b.len() > config.max_batch_bytes {
+                return Err(BatchError::TooLarge {
+                    size: b.len(),
+                    max: config.max_batch_bytes,
+                }
+                .into());
+            }
+        }
+        let mut w = lock(&self.writer);
+        let now = self.clock.now_ms();
+        if total == 0 {
+            let end = w.next_offset;
+            return Ok(AppendInfo {
+                base_offset: end,
+                last_offset: end.wrapping_sub(1),
+                log_end_offset: end,
+            });
+        }
+        if self.should_roll(&w, &config, total, now) {
+            self.roll(&mut w)?;
+        }
+        let first = w.next_offset;
+        let mut next = first;
+        w.buf.clear();
+        for b in batches {
+            let start = w.buf.len();
+            w.buf.extend_from_slice(b.bytes());
+            let stored = &mut w.buf[start..];
+            batch::set_base_offset(stored, next as i64);
+            batch::set_partition_leader_epoch(stored, 0);
+            next += b.header().offset_count();
+        }
+        let position = w.active_size;
+        if let Err(e) = w.active_file.write_all_at(&w.buf, position) {
+            // Nothing past `position` is published; cut the partial bytes off the file too.
+            if w.active_file.set_len(position).is_err() {
+                self.fail("could not truncate a partial write");
+            }
+            return Err(LogError::io("write", &*w.active_path, e));
+        }
+        {
+            let mut view = write(&self.view);
+            let seg = view.segments.last_mut().ok_or(LogError::Config {
+                reason: "no segment",
+            })?;
+            seg.first_append_ms.get_or_insert(now);
+            let mut pos = position;
+            let mut base = first;
+            for b in batches {
+                let h = b.header();
+                let last = base + h.offset_count() - 1;
+                seg.observe(
+                    pos,
+                    b.len() as u64,
+                    base,
+                    last,
+                    h.max_timestamp,
+                    config.index_interval_bytes,
+                );
+                pos += b.len() as u64;
+                base = last + 1;
+            }
+            view.log_end = next;
+        }
+        w.active_size = position + total;
+        w.next_offset = next;
+        drop(w);
+        if let Durability::IntervalMs(ms) = config.durability {
+            if now - self.last_sync_ms.load(Ordering::Relaxed) >= ms as i64 {
+                self.sync_to(next)?;
+            }
+        }
+        Ok(AppendInfo {
+            base_offset: first,
+            last_offset: next - 1,
+            log_end_offset: next,
+        })
+    }
+
+    fn should_roll(&self, w: &Writer, config: &LogConfig, incoming: u64, now: i64) -> bool {
+        if w.active_size == 0 {
+            return false;
+        }
+        if w.active_size + incoming > config.segment_bytes {
+            return true;
+        }
+        let Some(segment_ms) = config.segment_ms else {
+            return false;
+        };
+        let view = read(&self.view);
+        let first = view.segments.last().and_then(|s| s.first_append_ms);
+        first.is_some_and(|t| now - t >= segment_ms)
+    }
+
+    /// Closes the active segment (synced, indexes written) and starts a new one.
+    fn roll(&self, w: &mut Writer) -> Result<(), LogError> {
+        w.active_file.sync_data().map_err(|e| {
+            self.fail("fdatasync failed while rolling");
+            LogError::io("fdatasync", &*w.active_path, e)
+        })?;
+        self.persist_active_indexes()?;
+        let base = w.next_offset;
+        let path = file_path(&self.dir, base, LOG_SUFFIX);
+        let file = self
+            .storage
+            .open(&path, true)
+            .map_err(|e| LogError::io("create", &path, e))?;
+        let seg = Segment::new(&self.dir, base, file.clone());
+        w.active_path = seg.path.clone();
+        w.active_file = file;
+        w.active_base = base;
+        w.active_size = 0;
+        write(&self.view).segments.push(seg);
+        self.durable_end.fetch_max(base, Ordering::AcqRel);
+        self.write_checkpoint()?;
+        tracing::debug!(dir = %self.dir.display(), base, "rolled segment");
+        Ok(())
+    }
+
+    /// Forces a roll if the active segment holds data (tests, and `segment.ms` checks).
+    pub fn roll_now(&self) -> Result<(), LogError> {
+        let mut w = lock(&self.writer);
+        if w.active_size > 0 {
+            self.roll(&mut w)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the offset and time index of the last segment.
+    fn persist_active_indexes(&self) -> Result<(), LogError> {
+        let (idx_path, tidx_path, idx, tidx) = {
+            let view = read(&self.view);
+            let Some(seg) = view.segments.last() else {
+                return Ok(());
+            };
+            (
+                seg.index_path(),
+                seg.time_index_path(),
+                encode_index(&seg.index),
+                encode_time_index(&seg.time_index),
+            )
+        };
+        write_atomic(&*self.storage, &idx_path, &idx)
+            .map_err(|e| LogError::io("write index", &idx_path, e))?;
+        write_atomic(&*self.storage, &tidx_path, &tidx)
+            .map_err(|e| LogError::io("write index", &tidx_path, e))?;
+        Ok(())
+    }
+
+    /// Blocks until every offset below `offset` is durable. Concurrent callers share one
+    /// fdatasync (group commit).
+    pub fn sync_to(&self, offset: u64) -> Result<(), LogError> {
+        if self.durable_end.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let _guard = lock(&self.sync_lock);
+        if self.durable_end.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        self.check_failed()?;
+        // Everything published before this point is in the active file or in older
+        // segments, which were synced when they rolled.
+        let (file, path, end) = {
+            let view = read(&self.view);
+            let seg = view.segments.last().ok_or(LogError::Config {
+                reason: "no segment",
+            })?;
+            (seg.file.clone(), seg.path.clone(), view.log_end)
+        };
+        file.sync_data().map_err(|e| {
+            self.fail("fdatasync failed");
+            LogError::io("fdatasync", &*path, e)
+        })?;
+        self.durable_end.fetch_max(end, Ordering::AcqRel);
+        self.last_sync_ms
+            .store(self.clock.now_ms(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Syncs if the interval policy says it is time; for a periodic ticker.
+    pub fn flush_if_due(&self) -> Result<(), LogError> {
+        let config = self.config();
+        if let Durability::IntervalMs(ms) = config.durability {
+            if self.clock.now_ms() - self.last_sync_ms.load(Ordering::Relaxed) >= ms as i64 {
+                self.sync_to(self.log_end_offset())?;
+            }
+        }
+        if let Some(segment_ms) = config.segment_ms {
+            let now = self.clock.now_ms();
+            let due = read(&self.view)
+                .segments
+                .last()
+                .and_then(|s| s.first_append_ms)
+                .is_some_and(|t| now - t >= segment_ms);
+            if due {
+                self.roll_now()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every offset below the returned one is durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_end.load(Ordering::Acquire)
+    }
+
+    pub fn log_end_offset(&self) -> u64 {
+        read(&self.view).log_end
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        read(&self.view).log_start
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let view = read(&self.view);
+        LogStats {
+            log_start_offset: view.log_start,
+            log_end_offset: view.log_end,
+            durable_offset: self.durable_offset(),
+            size_bytes: view.segments.iter().map(|s| s.size).sum(),
+            segments: view.segments.len(),
+            max_timestamp: view
+                .segments
+                .iter()
+                .map(|s| s.max_timestamp)
+                .max()
+                .unwrap_or(i64::MIN),
+        }
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<u64> {
+        read(&self.view)
+            .segments
+            .iter()
+            .map(|s| s.base_offset)
+            .collect()
+    }
+
+    /// Writes the recovery point (durable offset) and log start offset.
+    pub fn write_checkpoint(&self) -> Result<(), LogError> {
+        let cp = Checkpoint {
+            recovery_point: self.durable_offset(),
+            log_start_offset: self.log_start_offset(),
+        };
+        let path = self.dir.join(checkpoint::FILE_NAME);
+        write_atomic(&*self.storage, &path, &cp.encode())
+            .map_err(|e| LogError::io("write checkpoint", &path, e))
+    }
+
+    /// Syncs everything, writes the active segment's indexes and the checkpoint.
+    pub fn close(&self) -> Result<(), LogError> {
+        let _w = lock(&self.writer);
+        self.sync_to(read(&self.view).log_end)?;
+        self.persist_active_indexes()?;
+        self.write_checkpoint()
+    }
+
+    /// Appends to `out` whole stored batches starting with the one that contains `offset`:
+    /// at least one batch, and further ones while they fit in `max_bytes`. Every batch is
+    /// CRC-checked; corruption is an error naming the file and position, never data.
+    pub fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        out: &mut BytesMut,
+    ) -> Result<ReadInfo, LogError> {
+        let (file, path, mut pos, mut expected, seg_end, info) = {
+            let view = read(&self.view);
+            let info = ReadInfo {
+                log_start_offset: view.log_start,
+                high_watermark: view.log_end,
+                bytes: 0,
+            };
+            if offset < view.log_start || offset > view.log_end {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: view.log_start,
+                    log_end: view.log_end,
+                });
+            }
+            if offset == view.log_end {
+                return Ok(info);
+            }
+            let i = view
+                .segments
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            let seg = &view.segments[i];
+            let (pos, base) = seg.lookup(offset);
+            (
+                seg.file.clone(),
+                seg.path.clone(),
+                pos,
+                base,
+                seg.size,
+                info,
+            )
+        };
+        // Walk batch headers to the one containing `offset`; compaction can leave gaps, in
+        // which case the next segment holds it.
+        let header = loop {
+            if pos >= seg_end {
+                return self.read_next_segment(offset, max_bytes, out);
+            }
+            let h = read_header(&*file, &path, pos, seg_end)?;
+            check_placement(&h, expected).map_err(|reason| LogError::Corrupt {
+                path: path.to_path_buf(),
+                position: pos,
+                reason,
+            })?;
+            if h.last_offset() as u64 >= offset {
+                break h;
+            }
+            expected = h.last_offset() as u64 + 1;
+            pos += h.total_len() as u64;
+        };
+        let first_len = header.total_len();
+        let want = first_len.max(max_bytes.min((seg_end - pos) as usize));
+        let start = out.len();
+        out.resize(start + want, 0);
+        if let Err(e) = file.read_exact_at(&mut out[start..], pos) {
+            out.truncate(start);
+            return Err(LogError::io("read", &*path, e));
+        }
+        // Keep whole batches only, each checked.
+        let mut kept = 0usize;
+        while kept < want {
+            let rest = &out[start + kept..start + want];
+            if rest.len() < batch::HEADER_LEN {
+                break;
+            }
+            let h = match BatchHeader::parse(rest) {
+                Ok(h) if h.total_len() <= rest.len() => h,
+                _ => break,
+            };
+            if let Err(reason) =
+                validate_stored(&rest[..h.total_len()]).and_then(|_| check_placement(&h, expected))
+            {
+                if kept == 0 {
+                    out.truncate(start);
+                    return Err(LogError::Corrupt {
+                        path: path.to_path_buf(),
+                        position: pos,
+                        reason,
+                    });
+                }
+                break;
+            }
+            expected = h.last_offset() as u64 + 1;
+            kept += h.total_len();
+        }
+        out.truncate(start + kept);
+        Ok(ReadInfo {
+            bytes: kept,
+            ..info
+        })
+    }
+
+    fn read_next_segment(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        out: &mut BytesMut,
+    ) -> Result<ReadInfo, LogError> {
+        let next_base = {
+            let view = read(&self.view);
+            view.segments
+                .iter()
+                .map(|s| s.base_offset)
+                .find(|&b| b > offset)
+        };
+        match next_base {
+            Some(b) => self.read(b, max_bytes, out),
+            None => Ok(ReadInfo {
+                log_start_offset: self.log_start_offset(),
+                high_watermark: self.log_end_offset(),
+                bytes: 0,
+            }),
+        }
+    }
+
+    /// The first offset whose record timestamp is >= `timestamp`, with that timestamp; None
+    /// when every record is older. Within a compressed batch, answers the batch's first offset.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>, LogError> {
+        let found = {
+            let view = read(&self.view);
+            view.segments
+                .iter()
+                .find(|s| s.max_timestamp >= timestamp)
+                .map(|s| {
+                    (
+                        s.file.clone(),
+                        s.path.clone(),
+                        s.lookup_time(timestamp),
+                        s.size,
+                    )
+                })
+        };
+        let Some((file, path, (mut pos, mut expected), end)) = found else {
+            return Ok(None);
+        };
+        let log_start = self.log_start_offset();
+        let mut buf = Vec::new();
+        while pos < end {
+            let h = read_header(&*file, &path, pos, end)?;
+            check_placement(&h, expected).map_err(|reason| LogError::Corrupt {
+                path: path.to_path_buf(),
+                position: pos,
+                reason,
+            })?;
+            expected = h.last_offset() as u64 + 1;
+            if h.max_timestamp >= timestamp && h.last_offset() as u64 >= log_start {
+                buf.resize(h.total_len(), 0);
+                file.read_exact_at(&mut buf, pos)
+                    .map_err(|e| LogError::io("read", &*path, e))?;
+                validate_stored(&buf).map_err(|reason| LogError::Corrupt {
+                    path: path.to_path_buf(),
+                    position: pos,
+                    reason,
+                })?;
+                return Ok(Some(first_record_at_or_after(
+                    &buf, &h, timestamp, log_start,
+                )));
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Moves the log start offset up to `offset` (Kafka DeleteRecords) and deletes segments
+    /// wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: u64) -> Result<u64, LogError> {
+        let _m = lock(&self.maintenance);
+        {
+            let mut view = write(&self.view);
+            if offset > view.log_end {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: view.log_start,
+                    log_end: view.log_end,
+                });
+            }
+            view.log_start = view.log_start.max(offset);
+        }
+        self.write_checkpoint()?;
+        self.delete_segments_below_start()?;
+        Ok(self.log_start_offset())
+    }
+
+    /// Deletes closed segments whose every offset is below the log start offset.
+    pub(crate) fn delete_segments_below_start(&self) -> Result<usize, LogError> {
+        let removed: Vec<Segment> = {
+            let mut view = write(&self.view);
+            let n = view.segments.len();
+            let start = view.log_start;
+            let count = view.segments[..n - 1]
+                .iter()
+                .take_while(|s| s.next_offset <= start)
+                .count();
+            view.segments.drain(..count).collect()
+        };
+        for seg in &removed {
+            self.remove_segment_files(seg)?;
+        }
+        Ok(removed.len())
+    }
+
+    pub(crate) fn remove_segment_files(&self, seg: &Segment) -> Result<(), LogError> {
+        for p in [
+            seg.path.to_path_buf(),
+            seg.index_path(),
+            seg.time_index_path(),
+        ] {
+            match self.storage.remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::io("remove", &p, e)),
+            }
+        }
+        tracing::info!(file = %seg.path.display(), base = seg.base_offset, "deleted segment");
+        Ok(())
+    }
+
+    /// Deletes the log's directory and files. The log must not be used afterwards.
+    pub fn delete(self) -> Result<(), LogError> {
+        self.storage
+            .remove_dir_all(&self.dir)
+            .map_err(|e| LogError::io("remove dir", &self.dir, e))
+    }
+
+    /// Path of a segment's cleaned copy during compaction.
+    pub(crate) fn cleaned_path(&self, base: u64) -> PathBuf {
+        file_path(&self.dir, base, &format!("{LOG_SUFFIX}{CLEANED_SUFFIX}"))
+    }
+}
+
+/// Finds the first record with timestamp >= `ts` (and offset >= `min_offset`) in an
+/// uncompressed batch; compressed batches answer their base offset.
+fn first_record_at_or_after(batch: &[u8], h: &BatchHeader, ts: i64, min_offset: u64) -> (u64, i64) {
+    let base = h.base_offset as u64;
+    if h.compression() != 0 {
+        return (base.max(min_offset), h.max_timestamp);
+    }
+    let log_append = h.attributes & batch::ATTR_LOG_APPEND_TIME != 0;
+    for r in crate::record::Records::new(batch, h).flatten() {
+        let offset = base + r.offset_delta as u64;
+        let t = if log_append {
+            h.max_timestamp
+        } else {
+            h.base_timestamp + r.timestamp_delta
+        };
+        if t >= ts && offset >= min_offset {
+            return (offset, t);
+        }
+    }
+    (base.max(min_offset), h.max_timestamp)
+}
