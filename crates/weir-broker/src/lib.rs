@@ -1,1 +1,22 @@
-//! placeholder
+//! weir-broker: topics, partitions, produce semantics and idempotent-producer state over
+//! weir-log, plus topic configs in Kafka's names.
+//!
+//! Architecture invariant: no sockets, no async runtime, no Kafka wire types. Errors are
+//! domain errors; weir-server maps them to Kafka error codes.
+
+mod broker;
+mod config;
+mod error;
+mod partition;
+mod producer;
+mod topic;
+
+pub use broker::{Broker, ConfigChange, NewTopic};
+pub use config::{
+    apply_config, describe_config, parse_durability, BrokerConfig, TopicOverrides,
+    TOPIC_CONFIG_KEYS,
+};
+pub use error::BrokerError;
+pub use partition::{Appended, Partition};
+pub use producer::{ProducerStates, SequenceCheck};
+pub use topic::{hex, validate_topic_name, Topic};

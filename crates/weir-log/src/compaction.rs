@@ -57,10 +57,14 @@ fn for_each_batch(c: &Closed, mut f: impl FnMut(u64, &[u8], &BatchHeader)) -> Re
 }
 
 impl Log {
-    /// One compaction pass over all closed segments.
+    /// One compaction pass over all closed segments; a no-op unless the cleanup policy
+    /// includes `compact`.
     pub fn compact(&self) -> Result<CompactionStats, LogError> {
         let _m = lock(&self.maintenance);
         let config = self.config();
+        if !config.cleanup_policy.compacts() {
+            return Ok(CompactionStats::default());
+        }
         let tombstone_horizon = self.now_ms().saturating_sub(config.delete_retention_ms);
         let closed: Vec<Closed> = {
             let view = read(&self.view);

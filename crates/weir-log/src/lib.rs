@@ -31,6 +31,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use compaction::CompactionStats;
 pub use config::{CleanupPolicy, Durability, LogConfig, SEGMENT_BYTES_MAX};
 pub use error::{BatchError, LogError};
-pub use log::{AppendInfo, Log, LogStats, ReadInfo};
+pub use log::{AppendInfo, Log, LogStats, ReadInfo, SegmentInfo};
 pub use retention::RetentionStats;
-pub use storage::{FsStorage, Storage, StorageFile};
+pub use storage::{read_whole, write_atomic, FsStorage, Storage, StorageFile};

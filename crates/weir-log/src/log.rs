@@ -45,6 +45,17 @@ pub struct LogStats {
     pub max_timestamp: i64,
 }
 
+/// One segment as seen from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base_offset: u64,
+    /// One past the last offset the segment covers.
+    pub next_offset: u64,
+    pub size_bytes: u64,
+    /// Newest batch timestamp (i64::MIN when empty).
+    pub max_timestamp: i64,
+}
+
 /// Readers' view of the segments: guarded by a RwLock held only for index look-ups.
 #[derive(Debug)]
 pub(crate) struct View {
@@ -422,6 +433,20 @@ impl Log {
     }
 
     /// Base offsets of the segments, oldest first.
+    /// Offsets, size and newest timestamp of every segment, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        read(&self.view)
+            .segments
+            .iter()
+            .map(|s| SegmentInfo {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size_bytes: s.size,
+                max_timestamp: s.max_timestamp,
+            })
+            .collect()
+    }
+
     pub fn segment_base_offsets(&self) -> Vec<u64> {
         read(&self.view)
             .segments
@@ -708,4 +733,43 @@ fn first_record_at_or_after(batch: &[u8], h: &BatchHeader, ts: i64, min_offset: 
         }
     }
     (base.max(min_offset), h.max_timestamp)
+}
+
+impl Log {
+    /// Calls `f` with the header of every stored batch at or after `from_offset`, in offset
+    /// order (headers only: no CRC check, no record decoding). Used to rebuild derived state
+    /// such as idempotent-producer sequences when a log opens.
+    pub fn for_each_batch_header(
+        &self,
+        from_offset: u64,
+        mut f: impl FnMut(&BatchHeader),
+    ) -> Result<(), LogError> {
+        let segments: Vec<(Arc<dyn StorageFile>, Arc<Path>, u64, u64, u64)> = {
+            let view = read(&self.view);
+            view.segments
+                .iter()
+                .filter(|s| s.next_offset > from_offset)
+                .map(|s| {
+                    let (pos, base) = s.lookup(from_offset);
+                    (s.file.clone(), s.path.clone(), pos, base, s.size)
+                })
+                .collect()
+        };
+        for (file, path, mut pos, mut expected, end) in segments {
+            while pos < end {
+                let h = read_header(&*file, &path, pos, end)?;
+                check_placement(&h, expected).map_err(|reason| LogError::Corrupt {
+                    path: path.to_path_buf(),
+                    position: pos,
+                    reason,
+                })?;
+                if h.last_offset() as u64 >= from_offset {
+                    f(&h);
+                }
+                expected = h.last_offset() as u64 + 1;
+                pos += h.total_len() as u64;
+            }
+        }
+        Ok(())
+    }
 }

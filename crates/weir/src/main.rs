@@ -1,1 +1,96 @@
-fn main() {}
+//! `weir`: the broker and its command-line tools in one binary.
+
+mod config;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use weir_broker::Broker;
+use weir_log::{FsStorage, SystemClock};
+use weir_server::Server;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A Kafka-protocol log broker and stream processor in one binary"
+)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. info or weir_server=debug
+    #[arg(long, global = true, env = "WEIR_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker: Kafka protocol on 127.0.0.1:9092, data in ./data.
+    Serve {
+        /// TOML file with settings; flags and WEIR_* variables override it
+        #[arg(long, env = "WEIR_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: config::ServeSettings,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve { config, settings } => serve(settings.with_file(config.as_deref())?),
+    }
+}
+
+fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
+    let broker_config = settings.broker_config()?;
+    let server_config = settings.server_config();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let data_dir = broker_config.data_dir.clone();
+        let broker = tokio::task::spawn_blocking(move || {
+            Broker::open(broker_config, Arc::new(FsStorage), Arc::new(SystemClock))
+        })
+        .await?
+        .with_context(|| format!("opening data directory {}", data_dir.display()))?;
+        let broker = Arc::new(broker);
+        let listen = server_config.listen;
+        let server = Server::bind(server_config, broker.clone())
+            .await
+            .with_context(|| format!("binding the Kafka listener on {listen}"))?;
+        // Scripts and tests read the bound address from this line.
+        println!("weir: kafka listening on {}", server.local_addr()?);
+        server.run(shutdown_signal()).await?;
+        tokio::task::spawn_blocking(move || broker.close())
+            .await?
+            .context("flushing logs on shutdown")?;
+        tracing::info!("shut down cleanly");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C will stop the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

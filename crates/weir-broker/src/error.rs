@@ -1,0 +1,61 @@
+//! Broker errors. Each maps to one Kafka error code in weir-server.
+
+use weir_log::{BatchError, LogError};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    #[error("unknown topic or partition: {topic}/{partition}")]
+    UnknownTopicOrPartition { topic: String, partition: i32 },
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopic { name: String, reason: &'static str },
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    #[error("replication factor {0} is impossible on a single node")]
+    InvalidReplicationFactor(i16),
+    #[error("invalid config {key}={value}: {reason}")]
+    InvalidConfig {
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("producer {producer_id}: sequence {got} where {expected} was expected")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error("storage error: {0}")]
+    Storage(#[from] LogError),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid metadata file {path}: {reason}")]
+    Metadata {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+}
+
+impl BrokerError {
+    pub(crate) fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        BrokerError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

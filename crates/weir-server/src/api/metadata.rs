@@ -1,0 +1,113 @@
+//! Metadata: this single node is the leader of every partition, with leader epoch 0.
+
+use super::str_bytes;
+use crate::errors;
+use crate::server::Shared;
+use kafka_protocol::messages::metadata_request::MetadataRequest;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, TopicName};
+use weir_broker::{BrokerError, Topic};
+
+/// "Authorized operations not requested" in Kafka's encoding.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub(crate) fn topic_response(
+    shared: &Shared,
+    topic: &Topic,
+    version: i16,
+) -> MetadataResponseTopic {
+    let node = BrokerId(shared.broker.node_id());
+    let partitions = (0..topic.partition_count())
+        .map(|i| {
+            MetadataResponsePartition::default()
+                .with_partition_index(i)
+                .with_leader_id(node)
+                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&topic.name))))
+        .with_topic_id(if version >= 10 {
+            uuid::Uuid::from_bytes(topic.id)
+        } else {
+            uuid::Uuid::nil()
+        })
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn error_topic(name: Option<TopicName>, id: uuid::Uuid, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name)
+        .with_topic_id(id)
+        .with_error_code(code)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+pub(crate) fn handle(shared: &Shared, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let broker = &shared.broker;
+    // v0 asks for all topics with an empty list; v1+ with a null one.
+    let all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let auto_create = version < 4 || req.allow_auto_topic_creation;
+    let topics = if all {
+        broker
+            .topics()
+            .iter()
+            .map(|t| topic_response(shared, t, version))
+            .collect()
+    } else {
+        let mut out = Vec::new();
+        for t in req.topics.unwrap_or_default() {
+            let Some(name) = t.name.clone() else {
+                let found = broker.topic_by_id(t.topic_id.as_bytes());
+                out.push(match found {
+                    Some(topic) => topic_response(shared, &topic, version),
+                    None => error_topic(None, t.topic_id, errors::UNKNOWN_TOPIC_OR_PARTITION),
+                });
+                continue;
+            };
+            let looked_up = if auto_create {
+                broker.topic_or_auto_create(&name.0)
+            } else {
+                Ok(broker.topic(&name.0))
+            };
+            out.push(match looked_up {
+                Ok(Some(topic)) => topic_response(shared, &topic, version),
+                Ok(None) => error_topic(
+                    Some(name),
+                    uuid::Uuid::nil(),
+                    errors::UNKNOWN_TOPIC_OR_PARTITION,
+                ),
+                Err(e @ BrokerError::InvalidTopic { .. }) => {
+                    tracing::debug!(error = %e, "metadata for an invalid topic name");
+                    error_topic(
+                        Some(name),
+                        uuid::Uuid::nil(),
+                        errors::INVALID_TOPIC_EXCEPTION,
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %name.0, error = %e, "auto-creating a topic failed");
+                    error_topic(Some(name), uuid::Uuid::nil(), errors::error_code(&e))
+                }
+            });
+        }
+        out
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(broker.node_id()))
+            .with_host(str_bytes(&shared.advertised_host))
+            .with_port(shared.advertised_port)])
+        .with_cluster_id((version >= 2).then(|| str_bytes(broker.cluster_id())))
+        .with_controller_id(BrokerId(if version >= 1 { broker.node_id() } else { -1 }))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}

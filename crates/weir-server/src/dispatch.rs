@@ -1,0 +1,125 @@
+//! Request decoding, routing and response encoding.
+
+use crate::api;
+use crate::errors;
+use crate::server::Shared;
+use crate::versions;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use std::sync::Arc;
+
+/// Why a connection is closed instead of answered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CloseReason {
+    #[error("unknown API key {0}")]
+    UnknownApiKey(i16),
+    #[error("unsupported version {version} of {key:?}")]
+    UnsupportedVersion { key: ApiKey, version: i16 },
+    #[error("malformed {key:?} v{version} request: {detail}")]
+    Malformed {
+        key: ApiKey,
+        version: i16,
+        detail: String,
+    },
+    #[error("could not encode {key:?} v{version} response: {detail}")]
+    Encode {
+        key: ApiKey,
+        version: i16,
+        detail: String,
+    },
+    #[error("request handler failed: {0}")]
+    Handler(String),
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Handles one frame (without its size prefix). Returns the framed response, or None when
+/// no response is due (Produce with acks=0).
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    mut frame: Bytes,
+) -> Result<Option<BytesMut>, CloseReason> {
+    let api_key = i16_at(&frame, 0);
+    let version = i16_at(&frame, 2);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    if api_key == ApiKey::ApiVersions as i16 && !versions::handled(ApiKey::ApiVersions, version) {
+        return Ok(Some(api_versions_fallback(correlation_id)?));
+    }
+    let key = ApiKey::try_from(api_key).map_err(|_| CloseReason::UnknownApiKey(api_key))?;
+    if !versions::handled(key, version) {
+        return Err(CloseReason::UnsupportedVersion { key, version });
+    }
+    let malformed = |detail: String| CloseReason::Malformed {
+        key,
+        version,
+        detail,
+    };
+    let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
+        .map_err(|e| malformed(e.to_string()))?;
+    let request =
+        RequestKind::decode(key, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
+    let started = std::time::Instant::now();
+    let response = api::handle(shared, request, version).await?;
+    tracing::trace!(
+        ?key,
+        version,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "handled"
+    );
+    let Some(response) = response else {
+        return Ok(None);
+    };
+    encode(key, version, header.correlation_id, &response).map(Some)
+}
+
+fn encode(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<BytesMut, CloseReason> {
+    let err = |detail: String| CloseReason::Encode {
+        key,
+        version,
+        detail,
+    };
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header
+        .encode(&mut out, key.response_header_version(version))
+        .map_err(|e| err(e.to_string()))?;
+    response
+        .encode(&mut out, version)
+        .map_err(|e| err(e.to_string()))?;
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out)
+}
+
+/// ApiVersions in a version we do not support: answer in v0 with UNSUPPORTED_VERSION and
+/// our real ranges, so the client retries with a version we know (KIP-511).
+fn api_versions_fallback(correlation_id: i32) -> Result<BytesMut, CloseReason> {
+    let response = ResponseKind::ApiVersions(
+        ApiVersionsResponse::default()
+            .with_error_code(errors::UNSUPPORTED_VERSION)
+            .with_api_keys(api_keys()),
+    );
+    encode(ApiKey::ApiVersions, 0, correlation_id, &response)
+}
+
+pub(crate) fn api_keys() -> Vec<ApiVersion> {
+    versions::SUPPORTED
+        .iter()
+        .map(|&(k, min, max)| {
+            ApiVersion::default()
+                .with_api_key(k as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}

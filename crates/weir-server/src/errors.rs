@@ -1,0 +1,53 @@
+//! Kafka error codes, and the mapping from broker errors to them.
+
+use weir_broker::BrokerError;
+use weir_log::{BatchError, LogError};
+
+pub const NONE: i16 = 0;
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub const CORRUPT_MESSAGE: i16 = 2;
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub const MESSAGE_TOO_LARGE: i16 = 10;
+pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+pub const UNSUPPORTED_VERSION: i16 = 35;
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+pub const INVALID_PARTITIONS: i16 = 37;
+pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+pub const INVALID_CONFIG: i16 = 40;
+pub const INVALID_REQUEST: i16 = 42;
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const INVALID_RECORD: i16 = 87;
+pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const TRANSACTIONAL_ID_NOT_SUPPORTED: i16 = INVALID_REQUEST;
+
+pub fn batch_error_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::CrcMismatch { .. } => CORRUPT_MESSAGE,
+        BatchError::TooLarge { .. } => MESSAGE_TOO_LARGE,
+        _ => INVALID_RECORD,
+    }
+}
+
+pub fn error_code(e: &BrokerError) -> i16 {
+    match e {
+        BrokerError::UnknownTopicOrPartition { .. } => UNKNOWN_TOPIC_OR_PARTITION,
+        BrokerError::TopicExists(_) => TOPIC_ALREADY_EXISTS,
+        BrokerError::InvalidTopic { .. } => INVALID_TOPIC_EXCEPTION,
+        BrokerError::InvalidPartitions(_) => INVALID_PARTITIONS,
+        BrokerError::InvalidReplicationFactor(_) => INVALID_REPLICATION_FACTOR,
+        BrokerError::InvalidConfig { .. } => INVALID_CONFIG,
+        BrokerError::InvalidBatch(b) => batch_error_code(b),
+        BrokerError::ProducerFenced { .. } => INVALID_PRODUCER_EPOCH,
+        BrokerError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        BrokerError::Storage(LogError::OffsetOutOfRange { .. }) => OFFSET_OUT_OF_RANGE,
+        BrokerError::Storage(LogError::Batch(b)) => batch_error_code(b),
+        BrokerError::Storage(LogError::Config { .. }) => INVALID_CONFIG,
+        BrokerError::Storage(_) => KAFKA_STORAGE_ERROR,
+        BrokerError::InvalidRequest(_) => INVALID_REQUEST,
+        _ => UNKNOWN_SERVER_ERROR,
+    }
+}

@@ -1,0 +1,31 @@
+//! The API versions Weir advertises. Only what is implemented, per API.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (api key, min, max). Produce advertises min 0 although 0-2 are rejected when they arrive:
+/// librdkafka before 2.11.1 disables compression unless v0 is listed (KAFKA-18659).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// Versions this server can decode and answer (Produce 0-2 are advertised, not handled).
+pub fn handled(key: ApiKey, version: i16) -> bool {
+    if key == ApiKey::Produce && version < 3 {
+        return false;
+    }
+    SUPPORTED
+        .iter()
+        .any(|&(k, min, max)| k == key && (min..=max).contains(&version))
+}

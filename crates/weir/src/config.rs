@@ -1,0 +1,161 @@
+//! `weir serve` settings: a TOML file, overridden by environment variables, overridden by
+//! flags (clap reads both; the file fills in what neither gave).
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use weir_broker::{parse_durability, BrokerConfig};
+use weir_server::ServerConfig;
+
+/// Settings of `weir serve`. Every field may also be set in the TOML file given with
+/// --config, under the same name with underscores (e.g. `data_dir = "/var/lib/weir"`).
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    /// Directory holding all topics [default: ./data]
+    #[arg(long, env = "WEIR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka protocol listener [default: 127.0.0.1:9092]; port 0 picks a free port
+    #[arg(long, env = "WEIR_KAFKA_LISTEN")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// Host name clients are told to connect to [default: the listen address]
+    #[arg(long, env = "WEIR_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+    /// Port clients are told to connect to [default: the bound port]
+    #[arg(long, env = "WEIR_ADVERTISED_PORT")]
+    pub advertised_port: Option<u16>,
+    /// Partitions of auto-created topics [default: 1]
+    #[arg(long, env = "WEIR_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+    /// Create topics on first use by Metadata requests [default: true]
+    #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// When to fdatasync: always (acks=all waits for it), never, or interval:<ms> [default: interval:1000]
+    #[arg(long, env = "WEIR_FSYNC")]
+    pub fsync: Option<String>,
+    /// Default retention.ms of topics; -1 keeps forever [default: 604800000]
+    #[arg(long, env = "WEIR_RETENTION_MS")]
+    pub retention_ms: Option<i64>,
+    /// Default retention.bytes per partition; -1 is unlimited [default: -1]
+    #[arg(long, env = "WEIR_RETENTION_BYTES")]
+    pub retention_bytes: Option<i64>,
+    /// Default segment.bytes [default: 1073741824]
+    #[arg(long, env = "WEIR_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Largest request frame [default: 104857600]
+    #[arg(long, env = "WEIR_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Request bytes in flight across all connections [default: 536870912]
+    #[arg(long, env = "WEIR_MAX_INFLIGHT_BYTES")]
+    pub max_inflight_bytes: Option<usize>,
+    /// Open connections at most [default: 10000]
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Close connections idle this long [default: 600000]
+    #[arg(long, env = "WEIR_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// A started request must fully arrive within this [default: 30000]
+    #[arg(long, env = "WEIR_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// How often retention and compaction run [default: 60000]
+    #[arg(long, env = "WEIR_MAINTENANCE_INTERVAL_MS")]
+    pub maintenance_interval_ms: Option<u64>,
+}
+
+macro_rules! take_missing {
+    ($dst:ident, $src:ident, $($f:ident),*) => { $( if $dst.$f.is_none() { $dst.$f = $src.$f.clone(); } )* };
+}
+
+impl ServeSettings {
+    /// Fills fields not given by flags or environment from the TOML file.
+    pub fn with_file(mut self, path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else { return Ok(self) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let file: ServeSettings = toml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        take_missing!(
+            self,
+            file,
+            data_dir,
+            kafka_listen,
+            advertised_host,
+            advertised_port,
+            default_partitions,
+            auto_create_topics,
+            fsync,
+            retention_ms,
+            retention_bytes,
+            segment_bytes,
+            max_frame_bytes,
+            max_inflight_bytes,
+            max_connections,
+            idle_timeout_ms,
+            request_timeout_ms,
+            maintenance_interval_ms
+        );
+        Ok(self)
+    }
+
+    pub fn broker_config(&self) -> anyhow::Result<BrokerConfig> {
+        let mut c = BrokerConfig::default();
+        if let Some(d) = &self.data_dir {
+            c.data_dir = d.clone();
+        }
+        if let Some(p) = self.default_partitions {
+            if !(1..=10_000).contains(&p) {
+                bail!("default_partitions must be between 1 and 10000, got {p}");
+            }
+            c.default_partitions = p;
+        }
+        if let Some(a) = self.auto_create_topics {
+            c.auto_create_topics = a;
+        }
+        let fsync = self.fsync.as_deref().unwrap_or("interval:1000");
+        c.log.durability = parse_durability(fsync).with_context(|| {
+            format!("fsync must be always, never or interval:<ms>, got {fsync:?}")
+        })?;
+        if let Some(ms) = self.retention_ms {
+            c.log.retention_ms = (ms >= 0).then_some(ms);
+        }
+        if let Some(b) = self.retention_bytes {
+            c.log.retention_bytes = (b >= 0).then_some(b as u64);
+        }
+        if let Some(s) = self.segment_bytes {
+            c.log.segment_bytes = s;
+        }
+        if let Some(ms) = self.maintenance_interval_ms {
+            c.maintenance_interval_ms = ms;
+        }
+        c.log.validate().context("invalid storage settings")?;
+        Ok(c)
+    }
+
+    pub fn server_config(&self) -> ServerConfig {
+        let mut c = ServerConfig::default();
+        if let Some(l) = self.kafka_listen {
+            c.listen = l;
+        }
+        c.advertised_host = self.advertised_host.clone();
+        c.advertised_port = self.advertised_port;
+        if let Some(v) = self.max_frame_bytes {
+            c.frame_bytes_max = v;
+        }
+        if let Some(v) = self.max_inflight_bytes {
+            c.inflight_bytes_max = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.connections_max = v;
+        }
+        if let Some(v) = self.idle_timeout_ms {
+            c.idle_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.request_timeout_ms {
+            c.request_timeout = Duration::from_millis(v);
+        }
+        c
+    }
+}
