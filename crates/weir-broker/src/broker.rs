@@ -47,29 +47,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Broker {
     /// Opens the data directory, recovering every topic's partitions.
-    pub fn open(
-        config: BrokerConfig,
-        storage: Arc<dyn Storage>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Broker, BrokerError> {
+    pub fn open(config: BrokerConfig, storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Broker, BrokerError> {
         let topics_dir = config.data_dir.join("topics");
         storage
             .create_dir_all(&topics_dir)
             .map_err(|e| BrokerError::io(&topics_dir, e))?;
         let trash = config.data_dir.join("deleting");
         if storage.exists(&trash) {
-            storage
-                .remove_dir_all(&trash)
-                .map_err(|e| BrokerError::io(&trash, e))?;
+            storage.remove_dir_all(&trash).map_err(|e| BrokerError::io(&trash, e))?;
         }
         let cluster_id = load_or_create_cluster_id(&*storage, &config.data_dir)?;
-        let producer_ids =
-            ProducerIdAllocator::open(&*storage, config.data_dir.join("producer_ids"))?;
+        let producer_ids = ProducerIdAllocator::open(&*storage, config.data_dir.join("producer_ids"))?;
         let mut topics = BTreeMap::new();
-        for name in storage
-            .list(&topics_dir)
-            .map_err(|e| BrokerError::io(&topics_dir, e))?
-        {
+        for name in storage.list(&topics_dir).map_err(|e| BrokerError::io(&topics_dir, e))? {
             let dir = topics_dir.join(&name);
             if validate_topic_name(&name).is_err() || !storage.exists(&dir.join(META_FILE)) {
                 tracing::warn!(dir = %dir.display(), "ignoring directory that is not a topic");
@@ -103,11 +93,7 @@ impl Broker {
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
     pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<Arc<Topic>> {
@@ -163,11 +149,7 @@ impl Broker {
         overrides.resolve(&self.config.log)
     }
 
-    pub fn create_topic(
-        &self,
-        req: &NewTopic,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, BrokerError> {
+    pub fn create_topic(&self, req: &NewTopic, validate_only: bool) -> Result<Arc<Topic>, BrokerError> {
         validate_topic_name(&req.name)?;
         let partitions = req.partitions.unwrap_or(self.config.default_partitions);
         if !(1..=PARTITIONS_MAX).contains(&partitions) {
@@ -260,19 +242,12 @@ impl Broker {
     }
 
     /// Grows a topic to `count` partitions.
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), BrokerError> {
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), BrokerError> {
         let _admin = lock(&self.admin);
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-                topic: name.to_owned(),
-                partition: -1,
-            })?;
+        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+            topic: name.to_owned(),
+            partition: -1,
+        })?;
         let current = topic.partition_count();
         if count <= current || count > PARTITIONS_MAX {
             return Err(BrokerError::InvalidPartitions(count));
@@ -310,12 +285,10 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), BrokerError> {
         let _admin = lock(&self.admin);
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-                topic: name.to_owned(),
-                partition: -1,
-            })?;
+        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+            topic: name.to_owned(),
+            partition: -1,
+        })?;
         let mut overrides = topic.overrides();
         for (k, v) in changes {
             match v {
@@ -440,10 +413,7 @@ fn open_topic(
     })
 }
 
-fn load_or_create_cluster_id(
-    storage: &dyn Storage,
-    data_dir: &std::path::Path,
-) -> Result<String, BrokerError> {
+fn load_or_create_cluster_id(storage: &dyn Storage, data_dir: &std::path::Path) -> Result<String, BrokerError> {
     let path = data_dir.join("meta.json");
     if storage.exists(&path) {
         let bytes = read_whole(storage, &path).map_err(|e| BrokerError::io(&path, e))?;

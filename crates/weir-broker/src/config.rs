@@ -111,13 +111,7 @@ pub fn apply_config(log: &mut LogConfig, key: &str, value: &str) -> Result<(), B
                 ["delete"] => CleanupPolicy::Delete,
                 ["compact"] => CleanupPolicy::Compact,
                 ["compact", "delete"] => CleanupPolicy::CompactDelete,
-                _ => {
-                    return Err(invalid(
-                        key,
-                        value,
-                        "must be delete, compact or compact,delete",
-                    ))
-                }
+                _ => return Err(invalid(key, value, "must be delete, compact or compact,delete")),
             };
         }
         "compression.type" => {

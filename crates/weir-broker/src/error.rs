@@ -24,17 +24,9 @@ pub enum BrokerError {
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
-    ProducerFenced {
-        producer_id: i64,
-        epoch: i16,
-        current: i16,
-    },
+    ProducerFenced { producer_id: i64, epoch: i16, current: i16 },
     #[error("producer {producer_id}: sequence {got} where {expected} was expected")]
-    OutOfOrderSequence {
-        producer_id: i64,
-        expected: i32,
-        got: i32,
-    },
+    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
     #[error("storage error: {0}")]
     Storage(#[from] LogError),
     #[error("I/O error on {path}: {source}")]
@@ -43,10 +35,7 @@ pub enum BrokerError {
         source: std::io::Error,
     },
     #[error("invalid metadata file {path}: {reason}")]
-    Metadata {
-        path: std::path::PathBuf,
-        reason: String,
-    },
+    Metadata { path: std::path::PathBuf, reason: String },
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
 }

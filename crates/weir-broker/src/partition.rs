@@ -34,9 +34,7 @@ impl Partition {
     ) -> Result<Self, BrokerError> {
         let log = Log::open(dir, config, storage, clock)?;
         let mut states = ProducerStates::default();
-        log.for_each_batch_header(log.log_start_offset(), |h| {
-            states.record(h, h.base_offset as u64)
-        })?;
+        log.for_each_batch_header(log.log_start_offset(), |h| states.record(h, h.base_offset as u64))?;
         Ok(Self {
             index,
             log,

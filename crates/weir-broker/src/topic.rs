@@ -56,31 +56,20 @@ pub struct Topic {
 
 impl Topic {
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.partitions.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| parts.get(i).cloned())
+        usize::try_from(index).ok().and_then(|i| parts.get(i).cloned())
     }
 
     pub fn partition_count(&self) -> i32 {
-        self.partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len() as i32
+        self.partitions.read().unwrap_or_else(|e| e.into_inner()).len() as i32
     }
 
     pub fn overrides(&self) -> TopicOverrides {
-        self.overrides
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.overrides.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn partition_dir(dir: &Path, index: i32) -> PathBuf {

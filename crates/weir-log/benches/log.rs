@@ -3,6 +3,7 @@
 //! throughput can be reported as a ratio of it. See docs/PERFORMANCE.md.
 //!
 //! Set WEIR_BENCH_DIR to benchmark on a specific filesystem (default: the system temp dir).
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -48,14 +48,7 @@ impl BatchBuilder {
         if self.count == 0 || timestamp > self.max_timestamp {
             self.max_timestamp = timestamp;
         }
-        encode_record(
-            &mut self.records,
-            self.count,
-            timestamp - base,
-            key,
-            value,
-            headers,
-        );
+        encode_record(&mut self.records, self.count, timestamp - base, key, value, headers);
         self.count += 1;
         self
     }

@@ -118,11 +118,8 @@ impl Log {
                 let mut kept = 0i32;
                 for r in Records::new(bytes, h).flatten() {
                     let off = h.base_offset as u64 + r.offset_delta as u64;
-                    let superseded = r
-                        .key
-                        .is_some_and(|k| latest.get(k).is_some_and(|&l| l > off));
-                    let expired_tombstone =
-                        r.value.is_none() && h.max_timestamp < tombstone_horizon;
+                    let superseded = r.key.is_some_and(|k| latest.get(k).is_some_and(|&l| l > off));
+                    let expired_tombstone = r.value.is_none() && h.max_timestamp < tombstone_horizon;
                     if superseded || (r.key.is_some() && expired_tombstone) {
                         stats.records_removed += 1;
                         stats.tombstones_removed += u64::from(r.value.is_none() && !superseded);
@@ -170,15 +167,11 @@ impl Log {
     fn swap_in_cleaned(&self, c: &Closed, cleaned: &[u8]) -> Result<(), LogError> {
         let storage = self.storage();
         let tmp = self.cleaned_path(c.base);
-        let file = storage
-            .open(&tmp, true)
-            .map_err(|e| LogError::io("create", &tmp, e))?;
-        file.set_len(0)
-            .map_err(|e| LogError::io("truncate", &tmp, e))?;
+        let file = storage.open(&tmp, true).map_err(|e| LogError::io("create", &tmp, e))?;
+        file.set_len(0).map_err(|e| LogError::io("truncate", &tmp, e))?;
         file.write_all_at(cleaned, 0)
             .map_err(|e| LogError::io("write", &tmp, e))?;
-        file.sync_data()
-            .map_err(|e| LogError::io("fdatasync", &tmp, e))?;
+        file.sync_data().map_err(|e| LogError::io("fdatasync", &tmp, e))?;
         let mut seg = Segment::new(self.dir(), c.base, file.clone());
         let scan = segment::scan(
             &mut seg,
@@ -195,17 +188,14 @@ impl Log {
         }
         for p in [seg.index_path(), seg.time_index_path()] {
             if storage.exists(&p) {
-                storage
-                    .remove_file(&p)
-                    .map_err(|e| LogError::io("remove", &p, e))?;
+                storage.remove_file(&p).map_err(|e| LogError::io("remove", &p, e))?;
             }
         }
         storage
             .rename(&tmp, &seg.path)
             .map_err(|e| LogError::io("rename", &tmp, e))?;
         let (ip, tp) = (seg.index_path(), seg.time_index_path());
-        write_atomic(storage, &ip, &encode_index(&seg.index))
-            .map_err(|e| LogError::io("write index", &ip, e))?;
+        write_atomic(storage, &ip, &encode_index(&seg.index)).map_err(|e| LogError::io("write index", &ip, e))?;
         write_atomic(storage, &tp, &encode_time_index(&seg.time_index))
             .map_err(|e| LogError::io("write index", &tp, e))?;
         let mut view = write(&self.view);

@@ -78,9 +78,7 @@ impl LogConfig {
         if self.index_interval_bytes == 0 {
             return bad("index_interval_bytes must be positive");
         }
-        if self.max_batch_bytes < crate::batch::HEADER_LEN
-            || self.max_batch_bytes as u64 > SEGMENT_BYTES_MAX
-        {
+        if self.max_batch_bytes < crate::batch::HEADER_LEN || self.max_batch_bytes as u64 > SEGMENT_BYTES_MAX {
             return bad("max_batch_bytes out of range");
         }
         Ok(())

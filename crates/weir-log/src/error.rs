@@ -15,20 +15,13 @@ pub enum BatchError {
     BadMagic { magic: i8 },
     #[error("crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     CrcMismatch { stored: u32, computed: u32 },
-    #[error(
-        "records count {records_count} inconsistent with last offset delta {last_offset_delta}"
-    )]
-    BadCount {
-        records_count: i32,
-        last_offset_delta: i32,
-    },
+    #[error("records count {records_count} inconsistent with last offset delta {last_offset_delta}")]
+    BadCount { records_count: i32, last_offset_delta: i32 },
     #[error("batch of {size} bytes exceeds the maximum of {max}")]
     TooLarge { size: usize, max: usize },
     #[error("{have} bytes given for a batch of {batch} bytes")]
     TrailingBytes { batch: usize, have: usize },
-    #[error(
-        "batch has base offset {found} where offset {expected} belongs, or a nonzero leader epoch"
-    )]
+    #[error("batch has base offset {found} where offset {expected} belongs, or a nonzero leader epoch")]
     Misplaced { expected: u64, found: i64 },
     #[error("malformed record at byte {position} of the records section")]
     BadRecord { position: usize },
@@ -55,11 +48,7 @@ pub enum LogError {
     #[error("corrupt index or checkpoint file {path}: {reason}")]
     CorruptMeta { path: PathBuf, reason: &'static str },
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange {
-        offset: u64,
-        log_start: u64,
-        log_end: u64,
-    },
+    OffsetOutOfRange { offset: u64, log_start: u64, log_end: u64 },
     #[error("the log failed earlier ({reason}) and must be reopened")]
     Failed { reason: &'static str },
     #[error("invalid log configuration: {reason}")]

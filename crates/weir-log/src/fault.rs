@@ -40,14 +40,9 @@ impl StorageFile for MemFile {
     fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
         let d = lock(&self.data);
         let start = pos as usize;
-        let end = start
-            .checked_add(buf.len())
-            .ok_or(io::ErrorKind::InvalidInput)?;
+        let end = start.checked_add(buf.len()).ok_or(io::ErrorKind::InvalidInput)?;
         if end > d.current.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past end of file",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file"));
         }
         buf.copy_from_slice(&d.current[start..end]);
         Ok(())
@@ -66,9 +61,7 @@ impl StorageFile for MemFile {
                 n -= (grow - left) as usize;
                 full = true;
             }
-            self.faults
-                .space_left
-                .fetch_sub(grow.min(left), Ordering::SeqCst);
+            self.faults.space_left.fetch_sub(grow.min(left), Ordering::SeqCst);
         }
         if d.current.len() < start + n {
             d.current.resize(start + n, 0);
@@ -106,13 +99,9 @@ impl StorageFile for MemFile {
                         "no space left on device (injected)",
                     ));
                 }
-                self.faults
-                    .space_left
-                    .fetch_sub(len - cur, Ordering::SeqCst);
+                self.faults.space_left.fetch_sub(len - cur, Ordering::SeqCst);
             } else {
-                self.faults
-                    .space_left
-                    .fetch_add(cur - len, Ordering::SeqCst);
+                self.faults.space_left.fetch_add(cur - len, Ordering::SeqCst);
             }
         }
         d.current.resize(len as usize, 0);

@@ -45,7 +45,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// Decodes an offset index; checks shape, strict monotonicity and that every position lies
 /// inside a segment of `segment_size` bytes.
 pub fn decode_index(bytes: &[u8], segment_size: u64) -> Result<Vec<IndexEntry>, &'static str> {
-    if bytes.len() % INDEX_ENTRY_LEN != 0 {
+    if !bytes.len().is_multiple_of(INDEX_ENTRY_LEN) {
         return Err("size is not a multiple of 8");
     }
     let mut out = Vec::with_capacity(bytes.len() / INDEX_ENTRY_LEN);
@@ -71,7 +71,7 @@ pub fn decode_index(bytes: &[u8], segment_size: u64) -> Result<Vec<IndexEntry>, 
 /// Decodes a time index; checks shape and strictly increasing timestamps and offsets not
 /// past `offset_span` (the segment's number of offsets).
 pub fn decode_time_index(bytes: &[u8], offset_span: u64) -> Result<Vec<TimeEntry>, &'static str> {
-    if bytes.len() % TIME_ENTRY_LEN != 0 {
+    if !bytes.len().is_multiple_of(TIME_ENTRY_LEN) {
         return Err("size is not a multiple of 12");
     }
     let mut out: Vec<TimeEntry> = Vec::with_capacity(bytes.len() / TIME_ENTRY_LEN);

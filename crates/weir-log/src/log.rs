@@ -6,9 +6,7 @@ use crate::clock::Clock;
 use crate::config::{Durability, LogConfig};
 use crate::error::{BatchError, LogError};
 use crate::index::{encode_index, encode_time_index};
-use crate::segment::{
-    check_placement, file_path, read_header, Segment, CLEANED_SUFFIX, LOG_SUFFIX,
-};
+use crate::segment::{check_placement, file_path, read_header, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
 use crate::storage::{write_atomic, Storage, StorageFile};
 use bytes::BytesMut;
 use std::path::{Path, PathBuf};
@@ -122,9 +120,10 @@ impl Log {
             .create_dir_all(&dir)
             .map_err(|e| LogError::io("create dir", &dir, e))?;
         let recovered = crate::recovery::recover(&dir, &config, &*storage)?;
-        let last = recovered.segments.last().ok_or(LogError::Config {
-            reason: "no segment",
-        })?;
+        let last = recovered
+            .segments
+            .last()
+            .ok_or(LogError::Config { reason: "no segment" })?;
         let writer = Writer {
             buf: Vec::new(),
             active_file: last.file.clone(),
@@ -151,8 +150,7 @@ impl Log {
             failed: AtomicBool::new(false),
             maintenance: Mutex::new(()),
         };
-        log.last_sync_ms
-            .store(log.clock.now_ms(), Ordering::Relaxed);
+        log.last_sync_ms.store(log.clock.now_ms(), Ordering::Relaxed);
         log.write_checkpoint()?;
         Ok(log)
     }
@@ -243,9 +241,10 @@ impl Log {
         }
         {
             let mut view = write(&self.view);
-            let seg = view.segments.last_mut().ok_or(LogError::Config {
-                reason: "no segment",
-            })?;
+            let seg = view
+                .segments
+                .last_mut()
+                .ok_or(LogError::Config { reason: "no segment" })?;
             seg.first_append_ms.get_or_insert(now);
             let mut pos = position;
             let mut base = first;
@@ -343,10 +342,8 @@ impl Log {
                 encode_time_index(&seg.time_index),
             )
         };
-        write_atomic(&*self.storage, &idx_path, &idx)
-            .map_err(|e| LogError::io("write index", &idx_path, e))?;
-        write_atomic(&*self.storage, &tidx_path, &tidx)
-            .map_err(|e| LogError::io("write index", &tidx_path, e))?;
+        write_atomic(&*self.storage, &idx_path, &idx).map_err(|e| LogError::io("write index", &idx_path, e))?;
+        write_atomic(&*self.storage, &tidx_path, &tidx).map_err(|e| LogError::io("write index", &tidx_path, e))?;
         Ok(())
     }
 
@@ -365,9 +362,7 @@ impl Log {
         // segments, which were synced when they rolled.
         let (file, path, end) = {
             let view = read(&self.view);
-            let seg = view.segments.last().ok_or(LogError::Config {
-                reason: "no segment",
-            })?;
+            let seg = view.segments.last().ok_or(LogError::Config { reason: "no segment" })?;
             (seg.file.clone(), seg.path.clone(), view.log_end)
         };
         file.sync_data().map_err(|e| {
@@ -375,8 +370,7 @@ impl Log {
             LogError::io("fdatasync", &*path, e)
         })?;
         self.durable_end.fetch_max(end, Ordering::AcqRel);
-        self.last_sync_ms
-            .store(self.clock.now_ms(), Ordering::Relaxed);
+        self.last_sync_ms.store(self.clock.now_ms(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -423,12 +417,7 @@ impl Log {
             durable_offset: self.durable_offset(),
             size_bytes: view.segments.iter().map(|s| s.size).sum(),
             segments: view.segments.len(),
-            max_timestamp: view
-                .segments
-                .iter()
-                .map(|s| s.max_timestamp)
-                .max()
-                .unwrap_or(i64::MIN),
+            max_timestamp: view.segments.iter().map(|s| s.max_timestamp).max().unwrap_or(i64::MIN),
         }
     }
 
@@ -448,11 +437,7 @@ impl Log {
     }
 
     pub fn segment_base_offsets(&self) -> Vec<u64> {
-        read(&self.view)
-            .segments
-            .iter()
-            .map(|s| s.base_offset)
-            .collect()
+        read(&self.view).segments.iter().map(|s| s.base_offset).collect()
     }
 
     /// Writes the recovery point (durable offset) and log start offset.
@@ -462,8 +447,7 @@ impl Log {
             log_start_offset: self.log_start_offset(),
         };
         let path = self.dir.join(checkpoint::FILE_NAME);
-        write_atomic(&*self.storage, &path, &cp.encode())
-            .map_err(|e| LogError::io("write checkpoint", &path, e))
+        write_atomic(&*self.storage, &path, &cp.encode()).map_err(|e| LogError::io("write checkpoint", &path, e))
     }
 
     /// Syncs everything, writes the active segment's indexes and the checkpoint.
@@ -477,12 +461,7 @@ impl Log {
     /// Appends to `out` whole stored batches starting with the one that contains `offset`:
     /// at least one batch, and further ones while they fit in `max_bytes`. Every batch is
     /// CRC-checked; corruption is an error naming the file and position, never data.
-    pub fn read(
-        &self,
-        offset: u64,
-        max_bytes: usize,
-        out: &mut BytesMut,
-    ) -> Result<ReadInfo, LogError> {
+    pub fn read(&self, offset: u64, max_bytes: usize, out: &mut BytesMut) -> Result<ReadInfo, LogError> {
         let (file, path, mut pos, mut expected, seg_end, info) = {
             let view = read(&self.view);
             let info = ReadInfo {
@@ -506,14 +485,7 @@ impl Log {
                 .saturating_sub(1);
             let seg = &view.segments[i];
             let (pos, base) = seg.lookup(offset);
-            (
-                seg.file.clone(),
-                seg.path.clone(),
-                pos,
-                base,
-                seg.size,
-                info,
-            )
+            (seg.file.clone(), seg.path.clone(), pos, base, seg.size, info)
         };
         // Walk batch headers to the one containing `offset`; compaction can leave gaps, in
         // which case the next segment holds it.
@@ -552,9 +524,7 @@ impl Log {
                 Ok(h) if h.total_len() <= rest.len() => h,
                 _ => break,
             };
-            if let Err(reason) =
-                validate_stored(&rest[..h.total_len()]).and_then(|_| check_placement(&h, expected))
-            {
+            if let Err(reason) = validate_stored(&rest[..h.total_len()]).and_then(|_| check_placement(&h, expected)) {
                 if kept == 0 {
                     out.truncate(start);
                     return Err(LogError::Corrupt {
@@ -569,24 +539,13 @@ impl Log {
             kept += h.total_len();
         }
         out.truncate(start + kept);
-        Ok(ReadInfo {
-            bytes: kept,
-            ..info
-        })
+        Ok(ReadInfo { bytes: kept, ..info })
     }
 
-    fn read_next_segment(
-        &self,
-        offset: u64,
-        max_bytes: usize,
-        out: &mut BytesMut,
-    ) -> Result<ReadInfo, LogError> {
+    fn read_next_segment(&self, offset: u64, max_bytes: usize, out: &mut BytesMut) -> Result<ReadInfo, LogError> {
         let next_base = {
             let view = read(&self.view);
-            view.segments
-                .iter()
-                .map(|s| s.base_offset)
-                .find(|&b| b > offset)
+            view.segments.iter().map(|s| s.base_offset).find(|&b| b > offset)
         };
         match next_base {
             Some(b) => self.read(b, max_bytes, out),
@@ -606,14 +565,7 @@ impl Log {
             view.segments
                 .iter()
                 .find(|s| s.max_timestamp >= timestamp)
-                .map(|s| {
-                    (
-                        s.file.clone(),
-                        s.path.clone(),
-                        s.lookup_time(timestamp),
-                        s.size,
-                    )
-                })
+                .map(|s| (s.file.clone(), s.path.clone(), s.lookup_time(timestamp), s.size))
         };
         let Some((file, path, (mut pos, mut expected), end)) = found else {
             return Ok(None);
@@ -637,9 +589,7 @@ impl Log {
                     position: pos,
                     reason,
                 })?;
-                return Ok(Some(first_record_at_or_after(
-                    &buf, &h, timestamp, log_start,
-                )));
+                return Ok(Some(first_record_at_or_after(&buf, &h, timestamp, log_start)));
             }
             pos += h.total_len() as u64;
         }
@@ -685,11 +635,7 @@ impl Log {
     }
 
     pub(crate) fn remove_segment_files(&self, seg: &Segment) -> Result<(), LogError> {
-        for p in [
-            seg.path.to_path_buf(),
-            seg.index_path(),
-            seg.time_index_path(),
-        ] {
+        for p in [seg.path.to_path_buf(), seg.index_path(), seg.time_index_path()] {
             match self.storage.remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -739,12 +685,10 @@ impl Log {
     /// Calls `f` with the header of every stored batch at or after `from_offset`, in offset
     /// order (headers only: no CRC check, no record decoding). Used to rebuild derived state
     /// such as idempotent-producer sequences when a log opens.
-    pub fn for_each_batch_header(
-        &self,
-        from_offset: u64,
-        mut f: impl FnMut(&BatchHeader),
-    ) -> Result<(), LogError> {
-        let segments: Vec<(Arc<dyn StorageFile>, Arc<Path>, u64, u64, u64)> = {
+    pub fn for_each_batch_header(&self, from_offset: u64, mut f: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
+        // (file, path, start position, base offset there, end)
+        type Walk = (Arc<dyn StorageFile>, Arc<Path>, u64, u64, u64);
+        let segments: Vec<Walk> = {
             let view = read(&self.view);
             view.segments
                 .iter()

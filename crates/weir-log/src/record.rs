@@ -136,8 +136,7 @@ pub fn encode_record(
     value: Option<&[u8]>,
     headers: &[(&[u8], Option<&[u8]>)],
 ) {
-    let mut body =
-        Vec::with_capacity(16 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
+    let mut body = Vec::with_capacity(16 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
     body.push(0);
     write_varlong(&mut body, timestamp_delta);
     write_varlong(&mut body, i64::from(offset_delta));

@@ -6,8 +6,8 @@ use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::index::{decode_index, decode_time_index, encode_index, encode_time_index};
 use crate::segment::{
-    self, check_placement, file_path, parse_log_name, read_header, Segment, CLEANED_SUFFIX,
-    INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    self, check_placement, file_path, parse_log_name, read_header, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
 };
 use crate::storage::{read_whole, write_atomic, Storage};
 use std::path::Path;
@@ -34,23 +34,15 @@ fn read_checkpoint(dir: &Path, storage: &dyn Storage) -> Option<Checkpoint> {
     }
 }
 
-pub(crate) fn recover(
-    dir: &Path,
-    config: &LogConfig,
-    storage: &dyn Storage,
-) -> Result<Recovered, LogError> {
-    let names = storage
-        .list(dir)
-        .map_err(|e| LogError::io("list", dir, e))?;
+pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> Result<Recovered, LogError> {
+    let names = storage.list(dir).map_err(|e| LogError::io("list", dir, e))?;
     for name in names
         .iter()
         .filter(|n| n.ends_with(".tmp") || n.ends_with(CLEANED_SUFFIX))
     {
         // Interrupted atomic writes and compactions: the originals are intact.
         let p = dir.join(name);
-        storage
-            .remove_file(&p)
-            .map_err(|e| LogError::io("remove", &p, e))?;
+        storage.remove_file(&p).map_err(|e| LogError::io("remove", &p, e))?;
     }
     let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_log_name(n)).collect();
     bases.sort_unstable();
@@ -72,21 +64,13 @@ pub(crate) fn recover(
     let mut truncated_at: Option<usize> = None;
     for (i, &base) in bases.iter().enumerate() {
         let path = file_path(dir, base, LOG_SUFFIX);
-        let file = storage
-            .open(&path, false)
-            .map_err(|e| LogError::io("open", &path, e))?;
+        let file = storage.open(&path, false).map_err(|e| LogError::io("open", &path, e))?;
         let len = file.len().map_err(|e| LogError::io("stat", &path, e))?;
         let mut seg = Segment::new(dir, base, file);
         let next_base = bases.get(i + 1).copied();
         let trusted = next_base.is_some_and(|nb| nb <= recovery_point);
         if trusted {
-            load_trusted(
-                &mut seg,
-                len,
-                next_base.unwrap_or(u64::MAX),
-                config,
-                storage,
-            )?;
+            load_trusted(&mut seg, len, next_base.unwrap_or(u64::MAX), config, storage)?;
             segments.push(seg);
             continue;
         }
@@ -101,9 +85,7 @@ pub(crate) fn recover(
                 .map_err(|e| LogError::io("truncate", &path, e))?;
             truncated_at = Some(i);
         }
-        seg.file
-            .sync_data()
-            .map_err(|e| LogError::io("fdatasync", &path, e))?;
+        seg.file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;
         if next_base.is_some() && truncated_at.is_none() {
             write_indexes(&seg, storage)?;
         }
@@ -118,9 +100,7 @@ pub(crate) fn recover(
                 let p = file_path(dir, base, suffix);
                 if storage.exists(&p) {
                     tracing::warn!(file = %p.display(), "deleting segment after a truncation point");
-                    storage
-                        .remove_file(&p)
-                        .map_err(|e| LogError::io("remove", &p, e))?;
+                    storage.remove_file(&p).map_err(|e| LogError::io("remove", &p, e))?;
                 }
             }
         }
@@ -128,18 +108,13 @@ pub(crate) fn recover(
     let first = segments[0].base_offset;
     let end = segments.last().map_or(first, |s| s.next_offset);
     let log_start = cp.map_or(first, |c| c.log_start_offset.max(first)).min(end);
-    Ok(Recovered {
-        segments,
-        log_start,
-    })
+    Ok(Recovered { segments, log_start })
 }
 
 fn write_indexes(seg: &Segment, storage: &dyn Storage) -> Result<(), LogError> {
     let (ip, tp) = (seg.index_path(), seg.time_index_path());
-    write_atomic(storage, &ip, &encode_index(&seg.index))
-        .map_err(|e| LogError::io("write index", &ip, e))?;
-    write_atomic(storage, &tp, &encode_time_index(&seg.time_index))
-        .map_err(|e| LogError::io("write index", &tp, e))
+    write_atomic(storage, &ip, &encode_index(&seg.index)).map_err(|e| LogError::io("write index", &ip, e))?;
+    write_atomic(storage, &tp, &encode_time_index(&seg.time_index)).map_err(|e| LogError::io("write index", &tp, e))
 }
 
 /// A segment wholly before the recovery point: its data was durable, so damage here is
@@ -183,12 +158,7 @@ fn load_trusted(
     Ok(())
 }
 
-fn load_indexes(
-    seg: &mut Segment,
-    len: u64,
-    next_base: u64,
-    storage: &dyn Storage,
-) -> Result<(), &'static str> {
+fn load_indexes(seg: &mut Segment, len: u64, next_base: u64, storage: &dyn Storage) -> Result<(), &'static str> {
     let (ip, tp) = (seg.index_path(), seg.time_index_path());
     if !storage.exists(&ip) || !storage.exists(&tp) {
         return Err("index file missing");
@@ -202,11 +172,7 @@ fn load_indexes(
 
 /// Checks the last index entry against the batch it points at, then walks the batches after
 /// it (covering an index that is short). Returns whether entries were added.
-fn extend_from_last_entry(
-    seg: &mut Segment,
-    len: u64,
-    interval: u32,
-) -> Result<bool, &'static str> {
+fn extend_from_last_entry(seg: &mut Segment, len: u64, interval: u32) -> Result<bool, &'static str> {
     let start = match seg.index.last() {
         None => 0,
         Some(e) => {
@@ -227,10 +193,8 @@ fn extend_from_last_entry(
     seg.bytes_since_index = 0;
     let mut pos = start;
     while pos < len {
-        let h = read_header(&*seg.file, &seg.path, pos, len)
-            .map_err(|_| "invalid batch after the last entry")?;
-        check_placement(&h, expected)
-            .map_err(|_| "batch offsets after the last entry are not contiguous")?;
+        let h = read_header(&*seg.file, &seg.path, pos, len).map_err(|_| "invalid batch after the last entry")?;
+        check_placement(&h, expected).map_err(|_| "batch offsets after the last entry are not contiguous")?;
         expected = h.last_offset() as u64 + 1;
         let l = h.total_len() as u64;
         seg.observe(

@@ -72,15 +72,7 @@ impl Segment {
 
     /// Records a batch of `len` bytes written at `position`, adding index entries every
     /// `index_interval` bytes. The first batch needs no entry: lookups fall back to 0.
-    pub fn observe(
-        &mut self,
-        position: u64,
-        len: u64,
-        base: u64,
-        last: u64,
-        max_ts: i64,
-        index_interval: u32,
-    ) {
+    pub fn observe(&mut self, position: u64, len: u64, base: u64, last: u64, max_ts: i64, index_interval: u32) {
         let relative = (base - self.base_offset) as u32;
         if self.bytes_since_index >= u64::from(index_interval) {
             self.index.push(IndexEntry {
@@ -103,11 +95,7 @@ impl Segment {
         if self.max_timestamp == i64::MIN {
             return;
         }
-        if self
-            .time_index
-            .last()
-            .is_none_or(|t| self.max_timestamp > t.timestamp)
-        {
+        if self.time_index.last().is_none_or(|t| self.max_timestamp > t.timestamp) {
             self.time_index.push(TimeEntry {
                 timestamp: self.max_timestamp,
                 relative_offset: relative,
@@ -118,17 +106,12 @@ impl Segment {
     /// Byte position of an indexed batch at or before `offset`, and that batch's base offset.
     pub fn lookup(&self, offset: u64) -> (u64, u64) {
         let rel = offset.saturating_sub(self.base_offset);
-        let i = self
-            .index
-            .partition_point(|e| u64::from(e.relative_offset) <= rel);
+        let i = self.index.partition_point(|e| u64::from(e.relative_offset) <= rel);
         if i == 0 {
             (0, self.base_offset)
         } else {
             let e = self.index[i - 1];
-            (
-                u64::from(e.position),
-                self.base_offset + u64::from(e.relative_offset),
-            )
+            (u64::from(e.position), self.base_offset + u64::from(e.relative_offset))
         }
     }
 
@@ -187,10 +170,7 @@ pub(crate) fn read_header(
 /// (compaction keeps emptied batches for this), and carries leader epoch 0. baseOffset and
 /// the epoch lie outside the CRC, so this is what catches their corruption.
 pub(crate) fn check_placement(header: &BatchHeader, expected_base: u64) -> Result<(), BatchError> {
-    if header.base_offset < 0
-        || header.base_offset as u64 != expected_base
-        || header.partition_leader_epoch != 0
-    {
+    if header.base_offset < 0 || header.base_offset as u64 != expected_base || header.partition_leader_epoch != 0 {
         return Err(BatchError::Misplaced {
             expected: expected_base,
             found: header.base_offset,
@@ -210,12 +190,7 @@ pub(crate) struct Scan {
 /// Scans every batch of `seg` from position 0, fully validating (CRC) each when `verify`,
 /// rebuilding the segment's indexes and counters as it goes. Stops at the first invalid or
 /// torn batch. `file_len` is the file's length on disk.
-pub(crate) fn scan(
-    seg: &mut Segment,
-    file_len: u64,
-    index_interval: u32,
-    verify: bool,
-) -> Result<Scan, LogError> {
+pub(crate) fn scan(seg: &mut Segment, file_len: u64, index_interval: u32, verify: bool) -> Result<Scan, LogError> {
     seg.index.clear();
     seg.time_index.clear();
     seg.size = 0;
@@ -262,14 +237,7 @@ pub(crate) fn scan(
             });
         }
         let last = header.last_offset() as u64;
-        seg.observe(
-            pos,
-            len,
-            expected,
-            last,
-            header.max_timestamp,
-            index_interval,
-        );
+        seg.observe(pos, len, expected, last, header.max_timestamp, index_interval);
         expected = last + 1;
         pos += len;
     }

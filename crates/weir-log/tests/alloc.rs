@@ -1,4 +1,6 @@
 //! Counts heap allocations on the append and read paths with a counting global allocator.
+#![allow(clippy::unwrap_used)]
+// tests fail loudly by design
 
 // The one exception to the workspace ban on `unsafe`: a GlobalAlloc impl must be unsafe.
 // It only forwards to the system allocator and counts.
@@ -57,13 +59,7 @@ fn append_and_read_allocate_nothing_per_operation() {
         segment_ms: None,
         ..LogConfig::default()
     };
-    let log = Log::open(
-        dir.path(),
-        config,
-        Arc::new(FsStorage),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let log = Log::open(dir.path(), config, Arc::new(FsStorage), Arc::new(SystemClock)).unwrap();
     let mut b = BatchBuilder::new();
     for i in 0..10u32 {
         b.push(1_700_000_000_000, Some(&i.to_be_bytes()), Some(&[7u8; 100]));
@@ -100,10 +96,7 @@ fn append_and_read_allocate_nothing_per_operation() {
         validations as f64 / OPS as f64
     );
     // Growth of the in-memory index (a doubling Vec) is the only allowed allocation.
-    assert!(
-        appends < 40,
-        "append allocated {appends} times in {OPS} operations"
-    );
+    assert!(appends < 40, "append allocated {appends} times in {OPS} operations");
     assert_eq!(reads, 0, "read allocated {reads} times in {OPS} operations");
     assert_eq!(validations, 0);
 }

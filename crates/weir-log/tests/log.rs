@@ -1,13 +1,12 @@
 //! Behaviour of the log against the real filesystem and the fault-injecting storage.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 use bytes::BytesMut;
 use common::*;
 use std::sync::Arc;
 use weir_log::fault::MemStorage;
-use weir_log::{
-    BatchError, Durability, FsStorage, LogConfig, LogError, SystemClock, ValidatedBatch,
-};
+use weir_log::{BatchError, Durability, FsStorage, LogConfig, LogError, SystemClock, ValidatedBatch};
 
 fn fs() -> Arc<FsStorage> {
     Arc::new(FsStorage)
@@ -34,11 +33,7 @@ fn append_assigns_offsets_and_reads_back_whole_batches() {
     log.read(301, 1, &mut buf).unwrap();
     let h = weir_log::BatchHeader::parse(&buf).unwrap();
     assert_eq!(h.base_offset, 300);
-    assert_eq!(
-        buf.len(),
-        h.total_len(),
-        "at least one whole batch even past max_bytes"
-    );
+    assert_eq!(buf.len(), h.total_len(), "at least one whole batch even past max_bytes");
     // Out of range.
     assert!(matches!(
         log.read(601, 100, &mut buf),
@@ -163,16 +158,13 @@ fn bit_flips_in_closed_segments_are_detected_and_never_served() {
                 Ok(info) if info.bytes > 0 => {
                     let mut p = 0;
                     while p < buf.len() {
-                        let h = weir_log::batch::validate_stored(&buf[p..])
-                            .expect("served batches are valid");
+                        let h = weir_log::batch::validate_stored(&buf[p..]).expect("served batches are valid");
                         offset = h.last_offset() as u64 + 1;
                         p += h.total_len();
                     }
                 }
                 Ok(_) => break,
-                Err(LogError::Corrupt {
-                    path: p, position, ..
-                }) => {
+                Err(LogError::Corrupt { path: p, position, .. }) => {
                     assert_eq!(p, path, "round {round}");
                     assert!(
                         position as usize <= pos,
@@ -198,9 +190,7 @@ fn bit_flips_in_closed_segments_are_detected_and_never_served() {
             ..small_segments()
         };
         match weir_log::Log::open(dir.path(), config, fs(), Arc::new(SystemClock)) {
-            Err(LogError::Corrupt {
-                path: p, position, ..
-            }) => {
+            Err(LogError::Corrupt { path: p, position, .. }) => {
                 assert_eq!(p, path);
                 assert!(position as usize <= pos);
             }
@@ -236,9 +226,7 @@ fn damaged_index_files_are_rebuilt() {
         ),
         (
             "torn entry",
-            Box::new(|| {
-                std::fs::write(idx(seg0, "index"), &original[..original.len() - 3]).unwrap()
-            }),
+            Box::new(|| std::fs::write(idx(seg0, "index"), &original[..original.len() - 3]).unwrap()),
         ),
         (
             "past the end",
@@ -282,11 +270,7 @@ fn damaged_index_files_are_rebuilt() {
             let (off, _) = log.offset_for_timestamp(r.timestamp).unwrap().unwrap();
             assert_eq!(
                 off,
-                expected
-                    .iter()
-                    .find(|e| e.timestamp >= r.timestamp)
-                    .unwrap()
-                    .offset,
+                expected.iter().find(|e| e.timestamp >= r.timestamp).unwrap().offset,
                 "{name}"
             );
         }
@@ -307,10 +291,7 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
     let mut all = Vec::new();
     for i in 0..150i64 {
         let ts = 10_000 + i * 7 - (i % 5) * 3;
-        let b = batch_of(&[
-            (ts, Some(b"a"), Some(b"1")),
-            (ts + 2, Some(b"b"), Some(b"2")),
-        ]);
+        let b = batch_of(&[(ts, Some(b"a"), Some(b"1")), (ts + 2, Some(b"b"), Some(b"2"))]);
         append(&log, &b);
         all.push(ts);
         all.push(ts + 2);
@@ -339,9 +320,7 @@ fn disk_full_fails_cleanly_and_recovers_when_space_returns() {
     for space in [0u64, 1, 60, 150] {
         storage.set_space_left(space);
         let b = simple_batch(3, 100, 2, 77);
-        let err = log
-            .append(&[ValidatedBatch::new(&b, 1 << 20).unwrap()])
-            .unwrap_err();
+        let err = log.append(&[ValidatedBatch::new(&b, 1 << 20).unwrap()]).unwrap_err();
         assert!(err.is_storage_full(), "space {space}: {err}");
         assert_eq!(log.log_end_offset(), end);
         assert_eq!(read_all(&log), before, "no partial batch is visible");
@@ -436,11 +415,7 @@ fn crash_consistency_at_random_points_with_policy_always() {
                     .get(o as usize)
                     .unwrap_or_else(|| panic!("run {run}: acked offset {o} lost"));
                 assert_eq!(r.offset, o);
-                assert!(r
-                    .value
-                    .as_ref()
-                    .unwrap()
-                    .starts_with(format!("{tag}-").as_bytes()));
+                assert!(r.value.as_ref().unwrap().starts_with(format!("{tag}-").as_bytes()));
             }
             for (i, r) in recs.iter().enumerate() {
                 assert_eq!(r.offset, i as u64, "offsets dense after recovery");

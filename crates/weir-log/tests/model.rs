@@ -1,4 +1,5 @@
 //! Retention and compaction checked against a plain in-memory model with proptest.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 use common::*;
@@ -98,8 +99,7 @@ fn run(ops: Vec<Op>, policy: CleanupPolicy) -> Result<(), TestCaseError> {
                     next += 1;
                 }
                 let bytes = b.build();
-                log.append(&[ValidatedBatch::new(&bytes, 1 << 20).unwrap()])
-                    .unwrap();
+                log.append(&[ValidatedBatch::new(&bytes, 1 << 20).unwrap()]).unwrap();
             }
             Op::Roll => log.roll_now().unwrap(),
             Op::Advance(ms) => clock.advance(i64::from(ms)),
@@ -108,11 +108,7 @@ fn run(ops: Vec<Op>, policy: CleanupPolicy) -> Result<(), TestCaseError> {
                 let end = log.log_end_offset();
                 let stats = log.enforce_retention().unwrap();
                 let after = log.segments();
-                prop_assert_eq!(
-                    log.log_end_offset(),
-                    end,
-                    "retention never touches the active segment"
-                );
+                prop_assert_eq!(log.log_end_offset(), end, "retention never touches the active segment");
                 prop_assert_eq!(before.len() - after.len(), stats.segments_deleted);
                 prop_assert_eq!(
                     &before[stats.segments_deleted..],
@@ -139,20 +135,14 @@ fn run(ops: Vec<Op>, policy: CleanupPolicy) -> Result<(), TestCaseError> {
                 for s in &before[..stats.segments_deleted] {
                     let by_time = s.size_bytes == 0 || s.max_timestamp < now - 20_000;
                     let by_size = remaining - s.size_bytes >= 2500;
-                    prop_assert!(
-                        policy.deletes() && (by_time || by_size)
-                            || s.next_offset <= log.log_start_offset()
-                    );
+                    prop_assert!(policy.deletes() && (by_time || by_size) || s.next_offset <= log.log_start_offset());
                     remaining -= s.size_bytes;
                 }
             }
             Op::DeleteRecords(eighths) => {
                 let (start, end) = (log.log_start_offset(), log.log_end_offset());
                 let target = start + (end - start) * u64::from(eighths) / 8;
-                prop_assert_eq!(
-                    log.delete_records_before(target).unwrap(),
-                    target.max(start)
-                );
+                prop_assert_eq!(log.delete_records_before(target).unwrap(), target.max(start));
             }
             Op::Compact => {
                 let active_base = log.segments().last().unwrap().base_offset;
@@ -170,8 +160,7 @@ fn run(ops: Vec<Op>, policy: CleanupPolicy) -> Result<(), TestCaseError> {
                         .iter()
                         .map(|m| {
                             m.offset >= active_base
-                                || (latest(&m.key) == Some(m.offset)
-                                    && !(m.value.is_none() && m.ts < horizon))
+                                || (latest(&m.key) == Some(m.offset) && !(m.value.is_none() && m.ts < horizon))
                         })
                         .collect();
                     let mut it = keep.into_iter();

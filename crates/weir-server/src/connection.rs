@@ -42,10 +42,7 @@ pub(crate) async fn serve(
         }
         // From here the whole frame must arrive within the request timeout.
         let deadline = Instant::now() + cfg.request_timeout;
-        if !matches!(
-            timeout_at(deadline, rd.read_exact(&mut size[1..])).await,
-            Ok(Ok(_))
-        ) {
+        if !matches!(timeout_at(deadline, rd.read_exact(&mut size[1..])).await, Ok(Ok(_))) {
             tracing::warn!(%peer, "client too slow or gone while sending a frame size; closing");
             return;
         }
@@ -56,12 +53,7 @@ pub(crate) async fn serve(
         }
         let len = len as usize;
         // Bound memory across connections before allocating the frame.
-        let permit = match timeout_at(
-            deadline,
-            shared.inflight.clone().acquire_many_owned(len as u32),
-        )
-        .await
-        {
+        let permit = match timeout_at(deadline, shared.inflight.clone().acquire_many_owned(len as u32)).await {
             Ok(Ok(p)) => p,
             _ => {
                 tracing::warn!(%peer, frame_bytes = len, "in-flight byte budget exhausted for too long; closing");
@@ -85,10 +77,7 @@ pub(crate) async fn serve(
         let reply = dispatch::handle(&shared, frame).await;
         match reply {
             Ok(Some(response)) => {
-                if !matches!(
-                    timeout(cfg.request_timeout, wr.write_all(&response)).await,
-                    Ok(Ok(_))
-                ) {
+                if !matches!(timeout(cfg.request_timeout, wr.write_all(&response)).await, Ok(Ok(_))) {
                     tracing::warn!(%peer, "client did not take its response in time; closing");
                     return;
                 }

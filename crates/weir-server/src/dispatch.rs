@@ -18,17 +18,9 @@ pub(crate) enum CloseReason {
     #[error("unsupported version {version} of {key:?}")]
     UnsupportedVersion { key: ApiKey, version: i16 },
     #[error("malformed {key:?} v{version} request: {detail}")]
-    Malformed {
-        key: ApiKey,
-        version: i16,
-        detail: String,
-    },
+    Malformed { key: ApiKey, version: i16, detail: String },
     #[error("could not encode {key:?} v{version} response: {detail}")]
-    Encode {
-        key: ApiKey,
-        version: i16,
-        detail: String,
-    },
+    Encode { key: ApiKey, version: i16, detail: String },
     #[error("request handler failed: {0}")]
     Handler(String),
 }
@@ -39,10 +31,7 @@ fn i16_at(b: &[u8], at: usize) -> i16 {
 
 /// Handles one frame (without its size prefix). Returns the framed response, or None when
 /// no response is due (Produce with acks=0).
-pub(crate) async fn handle(
-    shared: &Arc<Shared>,
-    mut frame: Bytes,
-) -> Result<Option<BytesMut>, CloseReason> {
+pub(crate) async fn handle(shared: &Arc<Shared>, mut frame: Bytes) -> Result<Option<BytesMut>, CloseReason> {
     let api_key = i16_at(&frame, 0);
     let version = i16_at(&frame, 2);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -53,15 +42,10 @@ pub(crate) async fn handle(
     if !versions::handled(key, version) {
         return Err(CloseReason::UnsupportedVersion { key, version });
     }
-    let malformed = |detail: String| CloseReason::Malformed {
-        key,
-        version,
-        detail,
-    };
-    let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
-        .map_err(|e| malformed(e.to_string()))?;
-    let request =
-        RequestKind::decode(key, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
+    let malformed = |detail: String| CloseReason::Malformed { key, version, detail };
+    let header =
+        RequestHeader::decode(&mut frame, key.request_header_version(version)).map_err(|e| malformed(e.to_string()))?;
+    let request = RequestKind::decode(key, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
     let started = std::time::Instant::now();
     let response = api::handle(shared, request, version).await?;
     tracing::trace!(
@@ -76,26 +60,15 @@ pub(crate) async fn handle(
     encode(key, version, header.correlation_id, &response).map(Some)
 }
 
-fn encode(
-    key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    response: &ResponseKind,
-) -> Result<BytesMut, CloseReason> {
-    let err = |detail: String| CloseReason::Encode {
-        key,
-        version,
-        detail,
-    };
+fn encode(key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Result<BytesMut, CloseReason> {
+    let err = |detail: String| CloseReason::Encode { key, version, detail };
     let mut out = BytesMut::with_capacity(256);
     out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header
         .encode(&mut out, key.response_header_version(version))
         .map_err(|e| err(e.to_string()))?;
-    response
-        .encode(&mut out, version)
-        .map_err(|e| err(e.to_string()))?;
+    response.encode(&mut out, version).map_err(|e| err(e.to_string()))?;
     let len = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&len.to_be_bytes());
     Ok(out)

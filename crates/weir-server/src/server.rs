@@ -38,9 +38,7 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: ServerConfig, broker: Arc<Broker>) -> std::io::Result<Server> {
-        if config.frame_bytes_max > config.inflight_bytes_max
-            || config.inflight_bytes_max > u32::MAX as usize
-        {
+        if config.frame_bytes_max > config.inflight_bytes_max || config.inflight_bytes_max > u32::MAX as usize {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "frame_bytes_max must be <= inflight_bytes_max <= 4 GiB",
@@ -48,10 +46,7 @@ impl Server {
         }
         let listener = TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
-        let advertised_host = config
-            .advertised_host
-            .clone()
-            .unwrap_or_else(|| local.ip().to_string());
+        let advertised_host = config.advertised_host.clone().unwrap_or_else(|| local.ip().to_string());
         let advertised_port = i32::from(config.advertised_port.unwrap_or(local.port()));
         let (appended, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -111,20 +106,14 @@ impl Server {
             }
         }
         drop(listener);
-        tracing::info!(
-            connections = tasks.len(),
-            "shutting down: finishing in-flight requests"
-        );
+        tracing::info!(connections = tasks.len(), "shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(shared.config.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(
-                left = tasks.len(),
-                "grace period over; dropping remaining connections"
-            );
+            tracing::warn!(left = tasks.len(), "grace period over; dropping remaining connections");
             tasks.abort_all();
         }
         let _ = maintenance.await;

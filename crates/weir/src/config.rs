@@ -73,10 +73,9 @@ impl ServeSettings {
     /// Fills fields not given by flags or environment from the TOML file.
     pub fn with_file(mut self, path: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let Some(path) = path else { return Ok(self) };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        let file: ServeSettings = toml::from_str(&text)
-            .with_context(|| format!("parsing config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let file: ServeSettings =
+            toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
         take_missing!(
             self,
             file,
@@ -115,9 +114,8 @@ impl ServeSettings {
             c.auto_create_topics = a;
         }
         let fsync = self.fsync.as_deref().unwrap_or("interval:1000");
-        c.log.durability = parse_durability(fsync).with_context(|| {
-            format!("fsync must be always, never or interval:<ms>, got {fsync:?}")
-        })?;
+        c.log.durability = parse_durability(fsync)
+            .with_context(|| format!("fsync must be always, never or interval:<ms>, got {fsync:?}"))?;
         if let Some(ms) = self.retention_ms {
             c.log.retention_ms = (ms >= 0).then_some(ms);
         }

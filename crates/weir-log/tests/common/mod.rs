@@ -1,10 +1,9 @@
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 #![allow(dead_code)]
 use bytes::BytesMut;
 use std::sync::Arc;
 use weir_log::record::Records;
-use weir_log::{
-    BatchBuilder, BatchHeader, Clock, Log, LogConfig, ManualClock, Storage, ValidatedBatch,
-};
+use weir_log::{BatchBuilder, BatchHeader, Clock, Log, LogConfig, ManualClock, Storage, ValidatedBatch};
 
 /// A record as the tests see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,12 +75,7 @@ pub fn read_all(log: &Log) -> Vec<Rec> {
     out
 }
 
-pub fn open(
-    dir: &std::path::Path,
-    config: LogConfig,
-    storage: Arc<dyn Storage>,
-    clock: Arc<dyn Clock>,
-) -> Log {
+pub fn open(dir: &std::path::Path, config: LogConfig, storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Log {
     Log::open(dir, config, storage, clock).expect("open")
 }
 

@@ -5,21 +5,15 @@ use super::str_bytes;
 use crate::errors;
 use crate::server::Shared;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
-use kafka_protocol::messages::create_partitions_response::{
-    CreatePartitionsResponse, CreatePartitionsTopicResult,
-};
+use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
 use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
-use kafka_protocol::messages::delete_topics_response::{
-    DeletableTopicResult, DeleteTopicsResponse,
-};
+use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
 use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
-use kafka_protocol::messages::describe_cluster_response::{
-    DescribeClusterBroker, DescribeClusterResponse,
-};
+use kafka_protocol::messages::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
@@ -47,10 +41,7 @@ fn message(e: &BrokerError) -> Option<kafka_protocol::protocol::StrBytes> {
 }
 
 /// (name, value, source) of every config of a topic.
-fn topic_configs(
-    shared: &Shared,
-    topic: &Topic,
-) -> Result<Vec<(&'static str, String, i8)>, BrokerError> {
+fn topic_configs(shared: &Shared, topic: &Topic) -> Result<Vec<(&'static str, String, i8)>, BrokerError> {
     let overrides = topic.overrides();
     let config = shared.broker.resolve_config(&overrides)?;
     Ok(TOPIC_CONFIG_KEYS
@@ -66,11 +57,7 @@ fn topic_configs(
         .collect())
 }
 
-pub(crate) fn create_topics(
-    shared: &Shared,
-    req: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
+pub(crate) fn create_topics(shared: &Shared, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -90,11 +77,7 @@ pub(crate) fn create_topics(
                 configs: t
                     .configs
                     .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.to_string(), v.to_string()))
-                    })
+                    .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
                     .collect(),
             };
             match shared.broker.create_topic(&new, req.validate_only) {
@@ -105,10 +88,7 @@ pub(crate) fn create_topics(
                     }
                     if version >= 5 {
                         r = r
-                            .with_num_partitions(
-                                new.partitions
-                                    .unwrap_or(shared.broker.config().default_partitions),
-                            )
+                            .with_num_partitions(new.partitions.unwrap_or(shared.broker.config().default_partitions))
                             .with_replication_factor(1);
                         let configs = topic_configs(shared, &topic).unwrap_or_default();
                         r = r.with_configs(Some(
@@ -137,11 +117,7 @@ pub(crate) fn create_topics(
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-pub(crate) fn delete_topics(
-    shared: &Shared,
-    req: DeleteTopicsRequest,
-    version: i16,
-) -> DeleteTopicsResponse {
+pub(crate) fn delete_topics(shared: &Shared, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     // v0-5 name topics in topic_names; v6 in topics (by name or id).
     let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = req
         .topic_names
@@ -177,10 +153,7 @@ pub(crate) fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub(crate) fn create_partitions(
-    shared: &Shared,
-    req: CreatePartitionsRequest,
-) -> CreatePartitionsResponse {
+pub(crate) fn create_partitions(shared: &Shared, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let results = req
         .topics
         .into_iter()
@@ -193,10 +166,7 @@ pub(crate) fn create_partitions(
                         "manual replica assignment is not supported on a single node",
                     )));
             }
-            match shared
-                .broker
-                .create_partitions(&t.name.0, t.count, req.validate_only)
-            {
+            match shared.broker.create_partitions(&t.name.0, t.count, req.validate_only) {
                 Ok(()) => r,
                 Err(e) => r
                     .with_error_code(errors::error_code(&e))
@@ -223,11 +193,7 @@ fn broker_configs(shared: &Shared) -> Vec<(&'static str, String, i8)> {
             c.auto_create_topics.to_string(),
             SOURCE_STATIC_BROKER,
         ),
-        (
-            "num.partitions",
-            c.default_partitions.to_string(),
-            SOURCE_STATIC_BROKER,
-        ),
+        ("num.partitions", c.default_partitions.to_string(), SOURCE_STATIC_BROKER),
     ];
     for (broker_key, topic_key) in [
         ("log.retention.ms", "retention.ms"),
@@ -243,11 +209,7 @@ fn broker_configs(shared: &Shared) -> Vec<(&'static str, String, i8)> {
     out
 }
 
-pub(crate) fn describe_configs(
-    shared: &Shared,
-    req: DescribeConfigsRequest,
-    version: i16,
-) -> DescribeConfigsResponse {
+pub(crate) fn describe_configs(shared: &Shared, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let results = req
         .resources
         .into_iter()
@@ -320,9 +282,7 @@ pub(crate) fn incremental_alter_configs(
                     _ => {
                         return r
                             .with_error_code(errors::INVALID_CONFIG)
-                            .with_error_message(Some(str_bytes(
-                                "APPEND and SUBTRACT are not supported",
-                            )))
+                            .with_error_message(Some(str_bytes("APPEND and SUBTRACT are not supported")))
                     }
                 }
             }
@@ -340,10 +300,7 @@ pub(crate) fn incremental_alter_configs(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-pub(crate) fn describe_cluster(
-    shared: &Shared,
-    _req: DescribeClusterRequest,
-) -> DescribeClusterResponse {
+pub(crate) fn describe_cluster(shared: &Shared, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let node = shared.broker.node_id();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(shared.broker.cluster_id()))

@@ -5,9 +5,7 @@ use crate::errors;
 use crate::server::Shared;
 use bytes::BytesMut;
 use kafka_protocol::messages::fetch_request::FetchRequest;
-use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
-};
+use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
@@ -28,8 +26,7 @@ pub(crate) async fn handle(
     req: FetchRequest,
     version: i16,
 ) -> Result<FetchResponse, CloseReason> {
-    let wait =
-        Duration::from_millis(req.max_wait_ms.max(0) as u64).min(shared.config.fetch_wait_max);
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(shared.config.fetch_wait_max);
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as usize;
     let mut appended = shared.appended.subscribe();
@@ -115,9 +112,7 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                         .with_log_start_offset(start_of(start))
                         .with_records(Some(buf.split().freeze()));
                 }
-                Err(LogError::OffsetOutOfRange {
-                    log_start, log_end, ..
-                }) => {
+                Err(LogError::OffsetOutOfRange { log_start, log_end, .. }) => {
                     error = true;
                     pd = pd
                         .with_error_code(errors::OFFSET_OUT_OF_RANGE)
@@ -141,9 +136,7 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
         );
     }
     Pass {
-        response: FetchResponse::default()
-            .with_session_id(0)
-            .with_responses(responses),
+        response: FetchResponse::default().with_session_id(0).with_responses(responses),
         bytes: total,
         error,
     }

@@ -12,11 +12,20 @@ use weir_broker::{BrokerError, Topic};
 
 /// "Authorized operations not requested" in Kafka's encoding.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// Weir has no ACLs: when asked, every topic operation is allowed (bits are Kafka's
+/// AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
+/// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11).
+const TOPIC_OPERATIONS_ALL: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// Cluster operations: CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10,
+/// ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+const CLUSTER_OPERATIONS_ALL: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub(crate) fn topic_response(
     shared: &Shared,
     topic: &Topic,
     version: i16,
+    with_operations: bool,
 ) -> MetadataResponseTopic {
     let node = BrokerId(shared.broker.node_id());
     let partitions = (0..topic.partition_count())
@@ -37,7 +46,11 @@ pub(crate) fn topic_response(
             uuid::Uuid::nil()
         })
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(if with_operations {
+            TOPIC_OPERATIONS_ALL
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
 }
 
 fn error_topic(name: Option<TopicName>, id: uuid::Uuid, code: i16) -> MetadataResponseTopic {
@@ -56,11 +69,13 @@ pub(crate) fn handle(shared: &Shared, req: MetadataRequest, version: i16) -> Met
         Some(t) => t.is_empty() && version == 0,
     };
     let auto_create = version < 4 || req.allow_auto_topic_creation;
+    let topic_ops = version >= 8 && req.include_topic_authorized_operations;
+    let cluster_ops = (8..=10).contains(&version) && req.include_cluster_authorized_operations;
     let topics = if all {
         broker
             .topics()
             .iter()
-            .map(|t| topic_response(shared, t, version))
+            .map(|t| topic_response(shared, t, version, topic_ops))
             .collect()
     } else {
         let mut out = Vec::new();
@@ -68,7 +83,7 @@ pub(crate) fn handle(shared: &Shared, req: MetadataRequest, version: i16) -> Met
             let Some(name) = t.name.clone() else {
                 let found = broker.topic_by_id(t.topic_id.as_bytes());
                 out.push(match found {
-                    Some(topic) => topic_response(shared, &topic, version),
+                    Some(topic) => topic_response(shared, &topic, version, topic_ops),
                     None => error_topic(None, t.topic_id, errors::UNKNOWN_TOPIC_OR_PARTITION),
                 });
                 continue;
@@ -79,19 +94,11 @@ pub(crate) fn handle(shared: &Shared, req: MetadataRequest, version: i16) -> Met
                 Ok(broker.topic(&name.0))
             };
             out.push(match looked_up {
-                Ok(Some(topic)) => topic_response(shared, &topic, version),
-                Ok(None) => error_topic(
-                    Some(name),
-                    uuid::Uuid::nil(),
-                    errors::UNKNOWN_TOPIC_OR_PARTITION,
-                ),
+                Ok(Some(topic)) => topic_response(shared, &topic, version, topic_ops),
+                Ok(None) => error_topic(Some(name), uuid::Uuid::nil(), errors::UNKNOWN_TOPIC_OR_PARTITION),
                 Err(e @ BrokerError::InvalidTopic { .. }) => {
                     tracing::debug!(error = %e, "metadata for an invalid topic name");
-                    error_topic(
-                        Some(name),
-                        uuid::Uuid::nil(),
-                        errors::INVALID_TOPIC_EXCEPTION,
-                    )
+                    error_topic(Some(name), uuid::Uuid::nil(), errors::INVALID_TOPIC_EXCEPTION)
                 }
                 Err(e) => {
                     tracing::warn!(topic = %name.0, error = %e, "auto-creating a topic failed");
@@ -109,5 +116,9 @@ pub(crate) fn handle(shared: &Shared, req: MetadataRequest, version: i16) -> Met
         .with_cluster_id((version >= 2).then(|| str_bytes(broker.cluster_id())))
         .with_controller_id(BrokerId(if version >= 1 { broker.node_id() } else { -1 }))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(if cluster_ops {
+            CLUSTER_OPERATIONS_ALL
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
 }

@@ -39,33 +39,16 @@ pub(crate) async fn handle(
         R::ApiVersions(_) => Ok(Some(S::ApiVersions(
             ApiVersionsResponse::default().with_api_keys(api_keys()),
         ))),
-        R::Fetch(r) => fetch::handle(shared, r, version)
-            .await
-            .map(|r| Some(S::Fetch(r))),
-        R::Produce(r) => {
-            blocking(shared, move |s| {
-                produce::handle(s, r, version).map(S::Produce)
-            })
-            .await
-        }
-        R::Metadata(r) => {
-            blocking(shared, move |s| {
-                Some(S::Metadata(metadata::handle(s, r, version)))
-            })
-            .await
-        }
+        R::Fetch(r) => fetch::handle(shared, r, version).await.map(|r| Some(S::Fetch(r))),
+        R::Produce(r) => blocking(shared, move |s| produce::handle(s, r, version).map(S::Produce)).await,
+        R::Metadata(r) => blocking(shared, move |s| Some(S::Metadata(metadata::handle(s, r, version)))).await,
         R::ListOffsets(r) => {
             blocking(shared, move |s| {
                 Some(S::ListOffsets(offsets::list_offsets(s, r, version)))
             })
             .await
         }
-        R::DeleteRecords(r) => {
-            blocking(shared, move |s| {
-                Some(S::DeleteRecords(offsets::delete_records(s, r)))
-            })
-            .await
-        }
+        R::DeleteRecords(r) => blocking(shared, move |s| Some(S::DeleteRecords(offsets::delete_records(s, r)))).await,
         R::InitProducerId(r) => {
             blocking(shared, move |s| {
                 Some(S::InitProducerId(produce::init_producer_id(s, r)))
@@ -98,9 +81,7 @@ pub(crate) async fn handle(
         }
         R::IncrementalAlterConfigs(r) => {
             blocking(shared, move |s| {
-                Some(S::IncrementalAlterConfigs(
-                    admin::incremental_alter_configs(s, r),
-                ))
+                Some(S::IncrementalAlterConfigs(admin::incremental_alter_configs(s, r)))
             })
             .await
         }

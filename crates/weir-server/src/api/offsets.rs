@@ -41,11 +41,7 @@ fn lookup(log: &Log, timestamp: i64) -> Result<(i64, i64), BrokerError> {
     })
 }
 
-pub(crate) fn list_offsets(
-    shared: &Shared,
-    req: ListOffsetsRequest,
-    version: i16,
-) -> ListOffsetsResponse {
+pub(crate) fn list_offsets(shared: &Shared, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let epoch = if version >= 4 { 0 } else { -1 };
     let topics = req
         .topics
@@ -55,17 +51,13 @@ pub(crate) fn list_offsets(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let r = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index);
+                    let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                     let found = shared
                         .broker
                         .partition(&t.name.0, p.partition_index)
                         .and_then(|part| lookup(&part.log, p.timestamp));
                     match found {
-                        Ok((offset, ts)) => r
-                            .with_offset(offset)
-                            .with_timestamp(ts)
-                            .with_leader_epoch(epoch),
+                        Ok((offset, ts)) => r.with_offset(offset).with_timestamp(ts).with_leader_epoch(epoch),
                         Err(e) => r
                             .with_error_code(errors::error_code(&e))
                             .with_offset(-1)
@@ -91,24 +83,18 @@ pub(crate) fn delete_records(shared: &Shared, req: DeleteRecordsRequest) -> Dele
                 .partitions
                 .iter()
                 .map(|p| {
-                    let r = DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index);
-                    let done = shared
-                        .broker
-                        .partition(&t.name.0, p.partition_index)
-                        .and_then(|part| {
-                            let target = if p.offset == -1 {
-                                part.log.log_end_offset()
-                            } else {
-                                p.offset.max(0) as u64
-                            };
-                            Ok(part.log.delete_records_before(target)?)
-                        });
+                    let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+                    let done = shared.broker.partition(&t.name.0, p.partition_index).and_then(|part| {
+                        let target = if p.offset == -1 {
+                            part.log.log_end_offset()
+                        } else {
+                            p.offset.max(0) as u64
+                        };
+                        Ok(part.log.delete_records_before(target)?)
+                    });
                     match done {
                         Ok(low) => r.with_low_watermark(low as i64),
-                        Err(e) => r
-                            .with_error_code(errors::error_code(&e))
-                            .with_low_watermark(-1),
+                        Err(e) => r.with_error_code(errors::error_code(&e)).with_low_watermark(-1),
                     }
                 })
                 .collect();

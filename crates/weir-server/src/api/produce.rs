@@ -6,19 +6,13 @@ use crate::server::Shared;
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest};
-use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
-};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::ProducerId;
 use weir_broker::{BrokerError, Topic};
 use weir_log::ValidatedBatch;
 
 /// Handles a Produce request; None for acks=0, which gets no response at all.
-pub(crate) fn handle(
-    shared: &Shared,
-    req: ProduceRequest,
-    version: i16,
-) -> Option<ProduceResponse> {
+pub(crate) fn handle(shared: &Shared, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended_any = false;
@@ -62,12 +56,7 @@ pub(crate) fn handle(
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-fn error_response(
-    index: i32,
-    code: i16,
-    message: String,
-    version: i16,
-) -> PartitionProduceResponse {
+fn error_response(index: i32, code: i16, message: String, version: i16) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(code)
@@ -107,9 +96,7 @@ fn produce_partition(
         Err(e) => return fail(BrokerError::InvalidBatch(e)),
     };
     if batch.header().is_transactional() || batch.header().is_control() {
-        return fail(BrokerError::InvalidRequest(
-            "transactional batches are not supported",
-        ));
+        return fail(BrokerError::InvalidRequest("transactional batches are not supported"));
     }
     let appended = match partition.append(&batch) {
         Ok(a) => a,
@@ -130,15 +117,8 @@ fn produce_partition(
         })
 }
 
-pub(crate) fn init_producer_id(
-    shared: &Shared,
-    req: InitProducerIdRequest,
-) -> InitProducerIdResponse {
-    if req
-        .transactional_id
-        .as_ref()
-        .is_some_and(|t| !t.0.is_empty())
-    {
+pub(crate) fn init_producer_id(shared: &Shared, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    if req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
         return InitProducerIdResponse::default()
             .with_error_code(errors::TRANSACTIONAL_ID_NOT_SUPPORTED)
             .with_producer_id(ProducerId(-1))

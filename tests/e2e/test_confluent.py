@@ -1,0 +1,160 @@
+"""confluent-kafka (bundled recent librdkafka) against weir."""
+
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+
+def admin(w):
+    return AdminClient({"bootstrap.servers": w.bootstrap})
+
+
+def create(w, name, partitions, config=None):
+    a = admin(w)  # keep the client alive until the futures resolve
+    fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})])
+    for f in fs.values():
+        f.result(timeout=10)
+
+
+def consume_assigned(w, topic, partitions, expected, timeout=60):
+    c = Consumer({
+        "bootstrap.servers": w.bootstrap,
+        "group.id": "unused-assign-only",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+    })
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        for m in c.consume(num_messages=1000, timeout=0.5):
+            assert m.error() is None, m.error()
+            got.append((m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]))
+    c.close()
+    return got
+
+
+def test_idempotent_acks_all_100k_then_assign_consumer_reads_all(weir):
+    create(weir, "orders", 3)
+    p = Producer({
+        "bootstrap.servers": weir.bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    })
+    errors = []
+    acked = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            acked.append((msg.partition(), msg.offset()))
+
+    n = 100_000
+    for i in range(n):
+        while True:
+            try:
+                p.produce("orders", key=str(i % 1000).encode(), value=f"order-{i}".encode(), on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.1)
+        if i % 1000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    assert errors == []
+    assert len(acked) == n
+    assert len(set(acked)) == n, "every acknowledged message has its own offset"
+
+    got = consume_assigned(weir, "orders", 3, n)
+    assert len(got) == n
+    assert sorted(v for _, _, _, v, _ in got) == sorted(f"order-{i}".encode() for i in range(n))
+    # Per key, the order of production is kept.
+    last = {}
+    for _, _, k, v, _ in sorted(got, key=lambda r: (r[0], r[1])):
+        i = int(v.split(b"-")[1])
+        assert last.get(k, -1) < i
+        last[k] = i
+
+
+def test_offsets_for_times(weir):
+    create(weir, "timed", 1)
+    p = Producer({"bootstrap.servers": weir.bootstrap, "linger.ms": 0})
+    base = 1_700_000_000_000
+    for i in range(100):
+        p.produce("timed", value=f"v{i}".encode(), timestamp=base + i * 1000, partition=0)
+        p.flush(10)  # one batch per message, so lookups cross batches
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "unused"})
+    for i in [0, 1, 42, 99]:
+        [tp] = c.offsets_for_times([TopicPartition("timed", 0, base + i * 1000 - 500)], timeout=10)
+        assert tp.offset == i, (i, tp.offset)
+    [tp] = c.offsets_for_times([TopicPartition("timed", 0, base + 10**9)], timeout=10)
+    assert tp.offset == -1, "no record that late: end offset marker (-1)"
+    low, high = c.get_watermark_offsets(TopicPartition("timed", 0), timeout=10)
+    assert (low, high) == (0, 100)
+    c.close()
+
+
+def test_admin_create_describe_alter_delete(weir):
+    a = admin(weir)
+    create(weir, "configured", 2, {"retention.ms": "3600000", "cleanup.policy": "compact"})
+    md = a.list_topics(timeout=10)
+    assert len(md.topics["configured"].partitions) == 2
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, "configured")
+    configs = a.describe_configs([res])[res].result(timeout=10)
+    assert configs["retention.ms"].value == "3600000"
+    assert configs["cleanup.policy"].value == "compact"
+    assert not configs["retention.ms"].is_default
+    assert configs["segment.bytes"].is_default
+
+    # Duplicate creation and bad configs get Kafka's errors.
+    dup = a.create_topics([NewTopic("configured", 1, 1)])["configured"]
+    try:
+        dup.result(timeout=10)
+        raise AssertionError("duplicate create succeeded")
+    except KafkaException as e:
+        assert e.args[0].name() == "TOPIC_ALREADY_EXISTS"
+    bad = a.create_topics([NewTopic("bad-config", 1, 1, config={"retention.ms": "soon"})])["bad-config"]
+    try:
+        bad.result(timeout=10)
+        raise AssertionError("bad config accepted")
+    except KafkaException as e:
+        assert e.args[0].name() == "INVALID_CONFIG"
+
+    # IncrementalAlterConfigs.
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, "configured",
+                         incremental_configs=[ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res])[res].result(timeout=10)
+    configs = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "configured")])
+    [f] = configs.values()
+    assert f.result(timeout=10)["retention.ms"].value == "7200000"
+
+    # CreatePartitions.
+    from confluent_kafka.admin import NewPartitions
+
+    for f in a.create_partitions([NewPartitions("configured", 5)]).values():
+        f.result(timeout=10)
+    assert len(a.list_topics(timeout=10).topics["configured"].partitions) == 5
+
+    for f in a.delete_topics(["configured"]).values():
+        f.result(timeout=10)
+    assert "configured" not in a.list_topics(timeout=10).topics
+
+
+def test_delete_records_moves_low_watermark(weir):
+    create(weir, "trimmed", 1)
+    p = Producer({"bootstrap.servers": weir.bootstrap})
+    for i in range(50):
+        p.produce("trimmed", value=b"x", partition=0)
+    p.flush(10)
+    a = admin(weir)
+    [f] = a.delete_records([TopicPartition("trimmed", 0, 20)]).values()
+    assert f.result(timeout=10).low_watermark == 20
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "unused"})
+    assert c.get_watermark_offsets(TopicPartition("trimmed", 0), timeout=10) == (20, 50)
+    c.close()

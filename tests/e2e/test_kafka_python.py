@@ -1,0 +1,32 @@
+"""kafka-python (old, non-flexible protocol versions) against weir."""
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+
+def test_produce_and_consume_10k(weir):
+    admin = KafkaAdminClient(bootstrap_servers=weir.bootstrap)
+    admin.create_topics([NewTopic("kp", num_partitions=2, replication_factor=1)])
+    producer = KafkaProducer(bootstrap_servers=weir.bootstrap, acks="all", linger_ms=5)
+    futures = [producer.send("kp", key=str(i % 7).encode(), value=f"m{i}".encode()) for i in range(10_000)]
+    producer.flush(30)
+    metas = [f.get(timeout=30) for f in futures]
+    assert len({(m.partition, m.offset) for m in metas}) == 10_000
+    producer.close()
+
+    consumer = KafkaConsumer(bootstrap_servers=weir.bootstrap, group_id=None, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=5000)
+    consumer.assign([TopicPartition("kp", 0), TopicPartition("kp", 1)])
+    consumer.seek_to_beginning()
+    values = [m.value for m in consumer]
+    consumer.close()
+    assert sorted(values) == sorted(f"m{i}".encode() for i in range(10_000))
+
+
+def test_admin_create_and_delete(weir):
+    admin = KafkaAdminClient(bootstrap_servers=weir.bootstrap)
+    admin.create_topics([NewTopic("kp-admin", num_partitions=3, replication_factor=1)])
+    assert "kp-admin" in admin.list_topics()
+    admin.delete_topics(["kp-admin"])
+    assert "kp-admin" not in admin.list_topics()
+    admin.close()
