@@ -468,3 +468,38 @@ fn failed_sync_stops_appends_until_reopen() {
         Err(LogError::Failed { .. })
     ));
 }
+
+#[test]
+fn segments_roll_by_age() {
+    let storage = Arc::new(MemStorage::new());
+    let clock = manual_clock();
+    let config = LogConfig {
+        segment_ms: Some(1000),
+        ..LogConfig::default()
+    };
+    let log = open(std::path::Path::new("/mem/age"), config, storage, clock.clone());
+    append(&log, &simple_batch(1, 10, 1, 1));
+    clock.advance(999);
+    append(&log, &simple_batch(1, 10, 1, 2));
+    assert_eq!(log.segment_base_offsets(), vec![0]);
+    clock.advance(1);
+    append(&log, &simple_batch(1, 10, 1, 3));
+    assert_eq!(
+        log.segment_base_offsets(),
+        vec![0, 2],
+        "rolled on append once the segment was 1 s old"
+    );
+    clock.advance(1000);
+    log.flush_if_due().unwrap();
+    assert_eq!(
+        log.segment_base_offsets(),
+        vec![0, 2, 3],
+        "and by the periodic check without appends"
+    );
+    log.flush_if_due().unwrap();
+    assert_eq!(
+        log.segment_base_offsets().len(),
+        3,
+        "an empty active segment does not roll"
+    );
+}
