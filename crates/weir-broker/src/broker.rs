@@ -2,6 +2,8 @@
 
 use crate::config::{apply_config, BrokerConfig, TopicOverrides, PARTITIONS_MAX};
 use crate::error::BrokerError;
+use crate::group::store::TOPIC as OFFSETS_TOPIC;
+use crate::group::Coordinator;
 use crate::partition::Partition;
 use crate::producer::ProducerIdAllocator;
 use crate::topic::{hex, parse_hex, random_uuid, validate_topic_name, Topic, TopicMeta, META_FILE};
@@ -34,6 +36,8 @@ pub struct Broker {
     admin: Mutex<()>,
     producer_ids: Mutex<ProducerIdAllocator>,
     cluster_id: String,
+    /// Set once at open; `None` only while opening.
+    groups: Option<Coordinator>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -49,9 +53,7 @@ impl Broker {
     /// Opens the data directory, recovering every topic's partitions.
     pub fn open(config: BrokerConfig, storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Broker, BrokerError> {
         let topics_dir = config.data_dir.join("topics");
-        storage
-            .create_dir_all(&topics_dir)
-            .map_err(|e| BrokerError::io(&topics_dir, e))?;
+        storage.create_dir_all(&topics_dir).map_err(|e| BrokerError::io(&topics_dir, e))?;
         let trash = config.data_dir.join("deleting");
         if storage.exists(&trash) {
             storage.remove_dir_all(&trash).map_err(|e| BrokerError::io(&trash, e))?;
@@ -69,7 +71,8 @@ impl Broker {
             topics.insert(name, Arc::new(topic));
         }
         tracing::info!(topics = topics.len(), dir = %config.data_dir.display(), "broker opened");
-        Ok(Broker {
+        let group_config = config.group;
+        let mut broker = Broker {
             config,
             storage,
             clock,
@@ -77,7 +80,36 @@ impl Broker {
             admin: Mutex::new(()),
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
-        })
+            groups: None,
+        };
+        let store = match broker.topic(OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => broker.create_topic(
+                &NewTopic {
+                    name: OFFSETS_TOPIC.to_owned(),
+                    partitions: Some(1),
+                    replication_factor: None,
+                    configs: vec![("cleanup.policy".into(), "compact".into())],
+                },
+                false,
+            )?,
+        };
+        let partition = store.partition(0).ok_or_else(|| BrokerError::Metadata {
+            path: broker.config.data_dir.join("topics").join(OFFSETS_TOPIC),
+            reason: "internal offsets topic has no partition 0".into(),
+        })?;
+        broker.groups = Some(Coordinator::open(group_config, broker.clock.clone(), partition)?);
+        Ok(broker)
+    }
+
+    /// The group coordinator.
+    pub fn groups(&self) -> &Coordinator {
+        self.groups.as_ref().expect("set in Broker::open")
+    }
+
+    /// Internal topics (the offsets store) are listed as internal and cannot be deleted.
+    pub fn is_internal(name: &str) -> bool {
+        name == OFFSETS_TOPIC
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -97,30 +129,17 @@ impl Broker {
     }
 
     pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .find(|t| &t.id == id)
-            .cloned()
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).values().find(|t| &t.id == id).cloned()
     }
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, BrokerError> {
         self.topic(topic)
             .and_then(|t| t.partition(partition))
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-                topic: topic.to_owned(),
-                partition,
-            })
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition { topic: topic.to_owned(), partition })
     }
 
     /// The topic, created with defaults if it is missing and auto-creation is on.
@@ -131,13 +150,7 @@ impl Broker {
         if !self.config.auto_create_topics {
             return Ok(None);
         }
-        match self.create_topic(
-            &NewTopic {
-                name: name.to_owned(),
-                ..NewTopic::default()
-            },
-            false,
-        ) {
+        match self.create_topic(&NewTopic { name: name.to_owned(), ..NewTopic::default() }, false) {
             Ok(t) => Ok(Some(t)),
             Err(BrokerError::TopicExists(_)) => Ok(self.topic(name)),
             Err(e) => Err(e),
@@ -171,11 +184,7 @@ impl Broker {
         }
         let id = random_uuid();
         let dir = self.config.data_dir.join("topics").join(&req.name);
-        let meta = TopicMeta {
-            id: hex(&id),
-            partitions,
-            configs: overrides,
-        };
+        let meta = TopicMeta { id: hex(&id), partitions, configs: overrides };
         if validate_only {
             return Ok(Arc::new(Topic {
                 name: req.name.clone(),
@@ -185,58 +194,39 @@ impl Broker {
                 partitions: RwLock::new(Vec::new()),
             }));
         }
-        self.storage
-            .create_dir_all(&dir)
-            .map_err(|e| BrokerError::io(&dir, e))?;
+        self.storage.create_dir_all(&dir).map_err(|e| BrokerError::io(&dir, e))?;
         self.write_meta(&dir, &meta)?;
-        let topic = Arc::new(open_topic(
-            &self.config,
-            &self.storage,
-            &self.clock,
-            req.name.clone(),
-            dir,
-        )?);
-        self.topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(req.name.clone(), topic.clone());
+        let topic = Arc::new(open_topic(&self.config, &self.storage, &self.clock, req.name.clone(), dir)?);
+        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(req.name.clone(), topic.clone());
         tracing::info!(topic = %req.name, partitions, "created topic");
         Ok(topic)
     }
 
     fn write_meta(&self, dir: &std::path::Path, meta: &TopicMeta) -> Result<(), BrokerError> {
         let path = dir.join(META_FILE);
-        let json = serde_json::to_vec_pretty(meta).map_err(|e| BrokerError::Metadata {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let json = serde_json::to_vec_pretty(meta)
+            .map_err(|e| BrokerError::Metadata { path: path.clone(), reason: e.to_string() })?;
         write_atomic(&*self.storage, &path, &json).map_err(|e| BrokerError::io(&path, e))
     }
 
     /// Deletes a topic and its data. Readers holding its partitions finish on open files.
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        if Self::is_internal(name) {
+            return Err(BrokerError::InvalidRequest("internal topics cannot be deleted"));
+        }
         let _admin = lock(&self.admin);
         let topic = self
             .topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name)
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-                topic: name.to_owned(),
-                partition: -1,
-            })?;
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition { topic: name.to_owned(), partition: -1 })?;
         // Move it aside first so a crash mid-delete never leaves a half topic behind.
         let trash = self.config.data_dir.join("deleting");
-        self.storage
-            .create_dir_all(&trash)
-            .map_err(|e| BrokerError::io(&trash, e))?;
+        self.storage.create_dir_all(&trash).map_err(|e| BrokerError::io(&trash, e))?;
         let target = trash.join(format!("{}-{}", topic.name, hex(&topic.id)));
-        self.storage
-            .rename(&topic.dir, &target)
-            .map_err(|e| BrokerError::io(&topic.dir, e))?;
-        self.storage
-            .remove_dir_all(&target)
-            .map_err(|e| BrokerError::io(&target, e))?;
+        self.storage.rename(&topic.dir, &target).map_err(|e| BrokerError::io(&topic.dir, e))?;
+        self.storage.remove_dir_all(&target).map_err(|e| BrokerError::io(&target, e))?;
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
@@ -244,10 +234,9 @@ impl Broker {
     /// Grows a topic to `count` partitions.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), BrokerError> {
         let _admin = lock(&self.admin);
-        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-            topic: name.to_owned(),
-            partition: -1,
-        })?;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition { topic: name.to_owned(), partition: -1 })?;
         let current = topic.partition_count();
         if count <= current || count > PARTITIONS_MAX {
             return Err(BrokerError::InvalidPartitions(count));
@@ -259,19 +248,9 @@ impl Broker {
         let mut added = Vec::new();
         for i in current..count {
             let dir = Topic::partition_dir(&topic.dir, i);
-            added.push(Arc::new(Partition::open(
-                dir,
-                i,
-                config,
-                self.storage.clone(),
-                self.clock.clone(),
-            )?));
+            added.push(Arc::new(Partition::open(dir, i, config, self.storage.clone(), self.clock.clone())?));
         }
-        topic
-            .partitions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(added);
+        topic.partitions.write().unwrap_or_else(|e| e.into_inner()).extend(added);
         self.write_meta(&topic.dir, &topic.meta())?;
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
@@ -285,10 +264,9 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), BrokerError> {
         let _admin = lock(&self.admin);
-        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition {
-            topic: name.to_owned(),
-            partition: -1,
-        })?;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition { topic: name.to_owned(), partition: -1 })?;
         let mut overrides = topic.overrides();
         for (k, v) in changes {
             match v {
@@ -384,58 +362,33 @@ fn open_topic(
 ) -> Result<Topic, BrokerError> {
     let meta_path = dir.join(META_FILE);
     let bytes = read_whole(&**storage, &meta_path).map_err(|e| BrokerError::io(&meta_path, e))?;
-    let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| BrokerError::Metadata {
-        path: meta_path.clone(),
-        reason: e.to_string(),
-    })?;
-    let id = parse_hex(&meta.id).ok_or_else(|| BrokerError::Metadata {
-        path: meta_path.clone(),
-        reason: "bad topic id".into(),
-    })?;
+    let meta: TopicMeta = serde_json::from_slice(&bytes)
+        .map_err(|e| BrokerError::Metadata { path: meta_path.clone(), reason: e.to_string() })?;
+    let id = parse_hex(&meta.id)
+        .ok_or_else(|| BrokerError::Metadata { path: meta_path.clone(), reason: "bad topic id".into() })?;
     let log_config = meta.configs.resolve(&config.log)?;
     let mut partitions = Vec::with_capacity(meta.partitions.clamp(0, PARTITIONS_MAX) as usize);
     for i in 0..meta.partitions {
         let pdir = Topic::partition_dir(&dir, i);
-        partitions.push(Arc::new(Partition::open(
-            pdir,
-            i,
-            log_config,
-            storage.clone(),
-            clock.clone(),
-        )?));
+        partitions.push(Arc::new(Partition::open(pdir, i, log_config, storage.clone(), clock.clone())?));
     }
-    Ok(Topic {
-        name,
-        id,
-        dir,
-        overrides: RwLock::new(meta.configs),
-        partitions: RwLock::new(partitions),
-    })
+    Ok(Topic { name, id, dir, overrides: RwLock::new(meta.configs), partitions: RwLock::new(partitions) })
 }
 
 fn load_or_create_cluster_id(storage: &dyn Storage, data_dir: &std::path::Path) -> Result<String, BrokerError> {
     let path = data_dir.join("meta.json");
     if storage.exists(&path) {
         let bytes = read_whole(storage, &path).map_err(|e| BrokerError::io(&path, e))?;
-        let meta: NodeMeta = serde_json::from_slice(&bytes).map_err(|e| BrokerError::Metadata {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let meta: NodeMeta = serde_json::from_slice(&bytes)
+            .map_err(|e| BrokerError::Metadata { path: path.clone(), reason: e.to_string() })?;
         return Ok(meta.cluster_id);
     }
     // Kafka cluster ids are 22 characters of URL-safe base64 of a UUID.
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let id = random_uuid();
-    let cluster_id: String = (0..22)
-        .map(|i| ALPHABET[(id[i % 16] as usize + i * 7) % 64] as char)
-        .collect();
-    let json = serde_json::to_vec(&NodeMeta {
-        cluster_id: cluster_id.clone(),
-    })
-    .map_err(|e| BrokerError::Metadata {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let cluster_id: String = (0..22).map(|i| ALPHABET[(id[i % 16] as usize + i * 7) % 64] as char).collect();
+    let json = serde_json::to_vec(&NodeMeta { cluster_id: cluster_id.clone() })
+        .map_err(|e| BrokerError::Metadata { path: path.clone(), reason: e.to_string() })?;
     write_atomic(storage, &path, &json).map_err(|e| BrokerError::io(&path, e))?;
     Ok(cluster_id)
 }

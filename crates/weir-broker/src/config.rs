@@ -16,6 +16,7 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// How often retention and compaction run.
     pub maintenance_interval_ms: u64,
+    pub group: crate::group::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -27,6 +28,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             log: LogConfig::default(),
             maintenance_interval_ms: 60_000,
+            group: crate::group::GroupConfig::default(),
         }
     }
 }
@@ -51,18 +53,11 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
 pub struct TopicOverrides(pub BTreeMap<String, String>);
 
 fn invalid(key: &str, value: &str, reason: &'static str) -> BrokerError {
-    BrokerError::InvalidConfig {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        reason,
-    }
+    BrokerError::InvalidConfig { key: key.to_owned(), value: value.to_owned(), reason }
 }
 
 fn parse_i64(key: &str, value: &str) -> Result<i64, BrokerError> {
-    value
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| invalid(key, value, "not an integer"))
+    value.trim().parse::<i64>().map_err(|_| invalid(key, value, "not an integer"))
 }
 
 /// Applies one config to a log config; errors name the key and say why.
@@ -117,11 +112,7 @@ pub fn apply_config(log: &mut LogConfig, key: &str, value: &str) -> Result<(), B
         "compression.type" => {
             // Batches are stored exactly as produced; recompression is not implemented.
             if value != "producer" {
-                return Err(invalid(
-                    key,
-                    value,
-                    "only 'producer' is supported: batches are stored as sent",
-                ));
+                return Err(invalid(key, value, "only 'producer' is supported: batches are stored as sent"));
             }
         }
         _ => return Err(invalid(key, value, "unknown topic config")),
@@ -165,9 +156,6 @@ pub fn parse_durability(s: &str) -> Option<Durability> {
     match s {
         "always" => Some(Durability::Always),
         "never" => Some(Durability::Never),
-        _ => s
-            .strip_prefix("interval:")
-            .and_then(|ms| ms.parse().ok())
-            .map(Durability::IntervalMs),
+        _ => s.strip_prefix("interval:").and_then(|ms| ms.parse().ok()).map(Durability::IntervalMs),
     }
 }

@@ -16,11 +16,7 @@ pub enum BrokerError {
     #[error("replication factor {0} is impossible on a single node")]
     InvalidReplicationFactor(i16),
     #[error("invalid config {key}={value}: {reason}")]
-    InvalidConfig {
-        key: String,
-        value: String,
-        reason: &'static str,
-    },
+    InvalidConfig { key: String, value: String, reason: &'static str },
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
@@ -30,10 +26,7 @@ pub enum BrokerError {
     #[error("storage error: {0}")]
     Storage(#[from] LogError),
     #[error("I/O error on {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("invalid metadata file {path}: {reason}")]
     Metadata { path: std::path::PathBuf, reason: String },
     #[error("invalid request: {0}")]
@@ -42,9 +35,6 @@ pub enum BrokerError {
 
 impl BrokerError {
     pub(crate) fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
-        BrokerError::Io {
-            path: path.into(),
-            source,
-        }
+        BrokerError::Io { path: path.into(), source }
     }
 }

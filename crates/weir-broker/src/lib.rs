@@ -7,6 +7,7 @@
 mod broker;
 mod config;
 mod error;
+pub mod group;
 mod partition;
 mod producer;
 mod topic;

@@ -35,11 +35,7 @@ impl Partition {
         let log = Log::open(dir, config, storage, clock)?;
         let mut states = ProducerStates::default();
         log.for_each_batch_header(log.log_start_offset(), |h| states.record(h, h.base_offset as u64))?;
-        Ok(Self {
-            index,
-            log,
-            producers: Mutex::new(states),
-        })
+        Ok(Self { index, log, producers: Mutex::new(states) })
     }
 
     /// Appends one producer batch, de-duplicating retries of idempotent producers.

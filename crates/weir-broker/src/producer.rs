@@ -84,22 +84,12 @@ impl ProducerStates {
             return Ok(SequenceCheck::Append);
         }
         let last = last_seq_of(h);
-        if let Some(dup) = entry
-            .recent
-            .iter()
-            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last)
-        {
-            return Ok(SequenceCheck::Duplicate {
-                base_offset: dup.base_offset,
-            });
+        if let Some(dup) = entry.recent.iter().find(|b| b.first_seq == h.base_sequence && b.last_seq == last) {
+            return Ok(SequenceCheck::Duplicate { base_offset: dup.base_offset });
         }
         let expected = entry.last_seq().map_or(0, next_seq);
         if h.base_sequence != expected {
-            return Err(BrokerError::OutOfOrderSequence {
-                producer_id: h.producer_id,
-                expected,
-                got: h.base_sequence,
-            });
+            return Err(BrokerError::OutOfOrderSequence { producer_id: h.producer_id, expected, got: h.base_sequence });
         }
         Ok(SequenceCheck::Append)
     }
@@ -117,11 +107,7 @@ impl ProducerStates {
         if entry.recent.len() == RECENT_BATCHES {
             entry.recent.pop_front();
         }
-        entry.recent.push_back(RecentBatch {
-            first_seq: h.base_sequence,
-            last_seq: last_seq_of(h),
-            base_offset,
-        });
+        entry.recent.push_back(RecentBatch { first_seq: h.base_sequence, last_seq: last_seq_of(h), base_offset });
     }
 
     /// Current epoch of a producer on this partition.
@@ -148,18 +134,11 @@ impl ProducerIdAllocator {
             std::str::from_utf8(&bytes)
                 .ok()
                 .and_then(|s| s.trim().parse::<i64>().ok())
-                .ok_or_else(|| BrokerError::Metadata {
-                    path: path.clone(),
-                    reason: "not an integer".into(),
-                })?
+                .ok_or_else(|| BrokerError::Metadata { path: path.clone(), reason: "not an integer".into() })?
         } else {
             0
         };
-        Ok(Self {
-            path,
-            next,
-            block_end: next,
-        })
+        Ok(Self { path, next, block_end: next })
     }
 
     pub fn allocate(&mut self, storage: &dyn Storage) -> Result<i64, BrokerError> {

@@ -11,12 +11,7 @@ pub const META_FILE: &str = "topic.json";
 
 /// Kafka's topic-name rules: 1-249 characters of [a-zA-Z0-9._-], not "." or "..".
 pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
-    let bad = |reason| {
-        Err(BrokerError::InvalidTopic {
-            name: name.to_owned(),
-            reason,
-        })
-    };
+    let bad = |reason| Err(BrokerError::InvalidTopic { name: name.to_owned(), reason });
     if name.is_empty() {
         return bad("empty");
     }
@@ -26,10 +21,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
     if name == "." || name == ".." {
         return bad("'.' and '..' are not allowed");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
         return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())
@@ -77,11 +69,7 @@ impl Topic {
     }
 
     pub(crate) fn meta(&self) -> TopicMeta {
-        TopicMeta {
-            id: hex(&self.id),
-            partitions: self.partition_count(),
-            configs: self.overrides(),
-        }
+        TopicMeta { id: hex(&self.id), partitions: self.partition_count(), configs: self.overrides() }
     }
 }
 

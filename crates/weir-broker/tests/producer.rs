@@ -14,10 +14,7 @@ fn batch(producer_id: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
 }
 
 fn open(dir: &std::path::Path) -> Broker {
-    let config = BrokerConfig {
-        data_dir: dir.to_owned(),
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig { data_dir: dir.to_owned(), ..BrokerConfig::default() };
     Broker::open(config, Arc::new(FsStorage), Arc::new(SystemClock)).unwrap()
 }
 
@@ -25,16 +22,7 @@ fn open(dir: &std::path::Path) -> Broker {
 fn retries_get_their_original_offsets_and_gaps_are_rejected_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path());
-    broker
-        .create_topic(
-            &NewTopic {
-                name: "idem".into(),
-                partitions: Some(1),
-                ..NewTopic::default()
-            },
-            false,
-        )
-        .unwrap();
+    broker.create_topic(&NewTopic { name: "idem".into(), partitions: Some(1), ..NewTopic::default() }, false).unwrap();
     let (pid, epoch) = broker.init_producer_id(None).unwrap();
     let p = broker.partition("idem", 0).unwrap();
     let b0 = batch(pid, epoch, 0, 3);
@@ -51,11 +39,7 @@ fn retries_get_their_original_offsets_and_gaps_are_rejected_across_restarts() {
     let gap = batch(pid, epoch, 9, 1);
     assert!(matches!(
         p.append(&ValidatedBatch::new(&gap, 1 << 20).unwrap()),
-        Err(BrokerError::OutOfOrderSequence {
-            expected: 5,
-            got: 9,
-            ..
-        })
+        Err(BrokerError::OutOfOrderSequence { expected: 5, got: 9, .. })
     ));
     broker.close().unwrap();
     drop((p, broker));
@@ -66,16 +50,12 @@ fn retries_get_their_original_offsets_and_gaps_are_rejected_across_restarts() {
     let retry = p.append(&ValidatedBatch::new(&b1, 1 << 20).unwrap()).unwrap();
     assert!(retry.duplicate);
     assert_eq!(retry.base_offset, 3);
-    let next = p
-        .append(&ValidatedBatch::new(&batch(pid, epoch, 5, 1), 1 << 20).unwrap())
-        .unwrap();
+    let next = p.append(&ValidatedBatch::new(&batch(pid, epoch, 5, 1), 1 << 20).unwrap()).unwrap();
     assert_eq!((next.base_offset, next.duplicate), (5, false));
     // An older epoch is fenced; a bumped epoch starts at sequence 0.
     let (same, bumped) = broker.init_producer_id(Some((pid, epoch))).unwrap();
     assert_eq!(same, pid);
-    let new_epoch = p
-        .append(&ValidatedBatch::new(&batch(pid, bumped, 0, 1), 1 << 20).unwrap())
-        .unwrap();
+    let new_epoch = p.append(&ValidatedBatch::new(&batch(pid, bumped, 0, 1), 1 << 20).unwrap()).unwrap();
     assert_eq!(new_epoch.base_offset, 6);
     assert!(matches!(
         p.append(&ValidatedBatch::new(&batch(pid, epoch, 6, 1), 1 << 20).unwrap()),
@@ -91,48 +71,22 @@ fn topic_rules_and_configs() {
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path());
     for bad in ["", ".", "..", "has space", "slash/", &"x".repeat(250)] {
-        let r = broker.create_topic(
-            &NewTopic {
-                name: bad.to_owned(),
-                ..NewTopic::default()
-            },
-            false,
-        );
+        let r = broker.create_topic(&NewTopic { name: bad.to_owned(), ..NewTopic::default() }, false);
         assert!(matches!(r, Err(BrokerError::InvalidTopic { .. })), "{bad:?}");
     }
-    let cfg = |k: &str, v: &str| NewTopic {
-        name: "c".into(),
-        configs: vec![(k.into(), v.into())],
-        ..NewTopic::default()
-    };
+    let cfg =
+        |k: &str, v: &str| NewTopic { name: "c".into(), configs: vec![(k.into(), v.into())], ..NewTopic::default() };
+    assert!(matches!(broker.create_topic(&cfg("retention.ms", "abc"), false), Err(BrokerError::InvalidConfig { .. })));
+    assert!(matches!(broker.create_topic(&cfg("no.such.config", "1"), false), Err(BrokerError::InvalidConfig { .. })));
     assert!(matches!(
-        broker.create_topic(&cfg("retention.ms", "abc"), false),
-        Err(BrokerError::InvalidConfig { .. })
-    ));
-    assert!(matches!(
-        broker.create_topic(&cfg("no.such.config", "1"), false),
-        Err(BrokerError::InvalidConfig { .. })
-    ));
-    assert!(matches!(
-        broker.create_topic(
-            &NewTopic {
-                name: "rf".into(),
-                replication_factor: Some(3),
-                ..NewTopic::default()
-            },
-            false
-        ),
+        broker.create_topic(&NewTopic { name: "rf".into(), replication_factor: Some(3), ..NewTopic::default() }, false),
         Err(BrokerError::InvalidReplicationFactor(3))
     ));
-    let t = broker
-        .create_topic(&cfg("cleanup.policy", "compact,delete"), false)
-        .unwrap();
+    let t = broker.create_topic(&cfg("cleanup.policy", "compact,delete"), false).unwrap();
     assert!(broker.create_topic(&cfg("retention.ms", "5"), false).is_err(), "exists");
     let id = t.id;
     broker.create_partitions("c", 3, false).unwrap();
-    broker
-        .alter_topic_config("c", &[("retention.ms".into(), Some("1234".into()))], false)
-        .unwrap();
+    broker.alter_topic_config("c", &[("retention.ms".into(), Some("1234".into()))], false).unwrap();
     broker.close().unwrap();
     drop((t, broker));
     let broker = open(dir.path());

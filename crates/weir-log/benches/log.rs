@@ -23,21 +23,13 @@ fn batch(records: usize, size: usize) -> Vec<u8> {
     let mut b = BatchBuilder::new();
     let value = vec![b'v'; size];
     for i in 0..records {
-        b.push(
-            1_700_000_000_000 + i as i64,
-            Some(format!("key-{i}").as_bytes()),
-            Some(&value),
-        );
+        b.push(1_700_000_000_000 + i as i64, Some(format!("key-{i}").as_bytes()), Some(&value));
     }
     b.build()
 }
 
 fn open(dir: &std::path::Path, durability: Durability) -> Log {
-    let config = LogConfig {
-        durability,
-        segment_ms: None,
-        ..LogConfig::default()
-    };
+    let config = LogConfig { durability, segment_ms: None, ..LogConfig::default() };
     Log::open(dir, config, Arc::new(FsStorage), Arc::new(SystemClock)).expect("open")
 }
 
@@ -104,9 +96,7 @@ fn timed_appends(bytes: &[u8], iters: u64, durability: Durability, writers: u64)
 fn appends(c: &mut Criterion) {
     disk_probe();
     let mut g = c.benchmark_group("append");
-    g.sample_size(10)
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_millis(500));
+    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
     for (records, size) in [(1000usize, 100usize), (100, 1024)] {
         let bytes = batch(records, size);
         g.throughput(Throughput::Bytes(bytes.len() as u64));
@@ -134,9 +124,7 @@ fn reads(c: &mut Criterion) {
     }
     let end = log.log_end_offset();
     let mut g = c.benchmark_group("read");
-    g.sample_size(10)
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1));
+    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     let mut buf = BytesMut::with_capacity(2 << 20);
     let mut offset = 0u64;
     g.throughput(Throughput::Bytes(1 << 20));

@@ -74,10 +74,7 @@ impl BatchHeader {
     /// Decodes the header fields without checking them. `bytes` must hold `HEADER_LEN` bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, BatchError> {
         if bytes.len() < HEADER_LEN {
-            return Err(BatchError::TooShort {
-                need: HEADER_LEN,
-                have: bytes.len(),
-            });
+            return Err(BatchError::TooShort { need: HEADER_LEN, have: bytes.len() });
         }
         Ok(Self {
             base_offset: i64_at(bytes, BASE_OFFSET),
@@ -128,18 +125,13 @@ impl BatchHeader {
     /// stored batches may hold fewer records after compaction.
     fn check_structure(&self, available: usize, strict: bool) -> Result<(), BatchError> {
         if self.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
-            return Err(BatchError::BadLength {
-                length: self.batch_length,
-            });
+            return Err(BatchError::BadLength { length: self.batch_length });
         }
         if self.magic != 2 {
             return Err(BatchError::BadMagic { magic: self.magic });
         }
         if self.total_len() > available {
-            return Err(BatchError::TooShort {
-                need: self.total_len(),
-                have: available,
-            });
+            return Err(BatchError::TooShort { need: self.total_len(), have: available });
         }
         let count_ok = if strict {
             self.records_count > 0 && self.last_offset_delta == self.records_count - 1
@@ -177,16 +169,10 @@ impl<'a> ValidatedBatch<'a> {
         let header = BatchHeader::parse(bytes)?;
         header.check_structure(bytes.len(), true)?;
         if header.total_len() != bytes.len() {
-            return Err(BatchError::TrailingBytes {
-                batch: header.total_len(),
-                have: bytes.len(),
-            });
+            return Err(BatchError::TrailingBytes { batch: header.total_len(), have: bytes.len() });
         }
         if bytes.len() > max_batch_bytes {
-            return Err(BatchError::TooLarge {
-                size: bytes.len(),
-                max: max_batch_bytes,
-            });
+            return Err(BatchError::TooLarge { size: bytes.len(), max: max_batch_bytes });
         }
         check_crc(bytes, &header)?;
         Ok(Self { bytes, header })
@@ -212,10 +198,7 @@ impl<'a> ValidatedBatch<'a> {
 fn check_crc(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     let computed = compute_crc(&bytes[..header.total_len()]);
     if computed != header.crc {
-        return Err(BatchError::CrcMismatch {
-            stored: header.crc,
-            computed,
-        });
+        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
     }
     Ok(())
 }

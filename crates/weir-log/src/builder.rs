@@ -17,12 +17,7 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     pub fn new() -> Self {
-        Self {
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            ..Self::default()
-        }
+        Self { producer_id: -1, producer_epoch: -1, base_sequence: -1, ..Self::default() }
     }
 
     /// Marks the batch as coming from an idempotent producer.

@@ -51,9 +51,6 @@ impl Checkpoint {
         rp.copy_from_slice(&b[RECOVERY_POINT..LOG_START]);
         let mut ls = [0u8; 8];
         ls.copy_from_slice(&b[LOG_START..CRC]);
-        Ok(Self {
-            recovery_point: u64::from_be_bytes(rp),
-            log_start_offset: u64::from_be_bytes(ls),
-        })
+        Ok(Self { recovery_point: u64::from_be_bytes(rp), log_start_offset: u64::from_be_bytes(ls) })
     }
 }

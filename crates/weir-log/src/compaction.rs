@@ -42,9 +42,7 @@ fn for_each_batch(c: &Closed, mut f: impl FnMut(u64, &[u8], &BatchHeader)) -> Re
     while pos < c.size {
         let h = read_header(&*c.file, &c.path, pos, c.size)?;
         buf.resize(h.total_len(), 0);
-        c.file
-            .read_exact_at(&mut buf, pos)
-            .map_err(|e| LogError::io("read", &*c.path, e))?;
+        c.file.read_exact_at(&mut buf, pos).map_err(|e| LogError::io("read", &*c.path, e))?;
         validate_stored(&buf).map_err(|reason| LogError::Corrupt {
             path: c.path.to_path_buf(),
             position: pos,
@@ -71,12 +69,7 @@ impl Log {
             let n = view.segments.len();
             view.segments[..n - 1]
                 .iter()
-                .map(|s| Closed {
-                    base: s.base_offset,
-                    file: s.file.clone(),
-                    path: s.path.clone(),
-                    size: s.size,
-                })
+                .map(|s| Closed { base: s.base_offset, file: s.file.clone(), path: s.path.clone(), size: s.size })
                 .collect()
         };
         let mut stats = CompactionStats::default();
@@ -169,31 +162,19 @@ impl Log {
         let tmp = self.cleaned_path(c.base);
         let file = storage.open(&tmp, true).map_err(|e| LogError::io("create", &tmp, e))?;
         file.set_len(0).map_err(|e| LogError::io("truncate", &tmp, e))?;
-        file.write_all_at(cleaned, 0)
-            .map_err(|e| LogError::io("write", &tmp, e))?;
+        file.write_all_at(cleaned, 0).map_err(|e| LogError::io("write", &tmp, e))?;
         file.sync_data().map_err(|e| LogError::io("fdatasync", &tmp, e))?;
         let mut seg = Segment::new(self.dir(), c.base, file.clone());
-        let scan = segment::scan(
-            &mut seg,
-            cleaned.len() as u64,
-            self.config().index_interval_bytes,
-            false,
-        )?;
+        let scan = segment::scan(&mut seg, cleaned.len() as u64, self.config().index_interval_bytes, false)?;
         if let Some(reason) = scan.stopped {
-            return Err(LogError::Corrupt {
-                path: tmp,
-                position: scan.valid_end,
-                reason,
-            });
+            return Err(LogError::Corrupt { path: tmp, position: scan.valid_end, reason });
         }
         for p in [seg.index_path(), seg.time_index_path()] {
             if storage.exists(&p) {
                 storage.remove_file(&p).map_err(|e| LogError::io("remove", &p, e))?;
             }
         }
-        storage
-            .rename(&tmp, &seg.path)
-            .map_err(|e| LogError::io("rename", &tmp, e))?;
+        storage.rename(&tmp, &seg.path).map_err(|e| LogError::io("rename", &tmp, e))?;
         let (ip, tp) = (seg.index_path(), seg.time_index_path());
         write_atomic(storage, &ip, &encode_index(&seg.index)).map_err(|e| LogError::io("write index", &ip, e))?;
         write_atomic(storage, &tp, &encode_time_index(&seg.time_index))

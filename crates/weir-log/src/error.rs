@@ -34,17 +34,9 @@ pub enum LogError {
     #[error("invalid batch: {0}")]
     Batch(#[from] BatchError),
     #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("corrupt data in {path} at byte {position}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        position: u64,
-        reason: BatchError,
-    },
+    Corrupt { path: PathBuf, position: u64, reason: BatchError },
     #[error("corrupt index or checkpoint file {path}: {reason}")]
     CorruptMeta { path: PathBuf, reason: &'static str },
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
@@ -57,11 +49,7 @@ pub enum LogError {
 
 impl LogError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        LogError::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        LogError::Io { op, path: path.into(), source }
     }
 
     /// True when the error came from a full disk (ENOSPC / EDQUOT).

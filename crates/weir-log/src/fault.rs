@@ -68,10 +68,7 @@ impl StorageFile for MemFile {
         }
         d.current[start..start + n].copy_from_slice(&buf[..n]);
         if full {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "no space left on device (injected)",
-            ));
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device (injected)"));
         }
         Ok(())
     }
@@ -94,10 +91,7 @@ impl StorageFile for MemFile {
             if len > cur {
                 let left = self.faults.space_left.load(Ordering::SeqCst);
                 if len - cur > left {
-                    return Err(io::Error::new(
-                        io::ErrorKind::StorageFull,
-                        "no space left on device (injected)",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device (injected)"));
                 }
                 self.faults.space_left.fetch_sub(len - cur, Ordering::SeqCst);
             } else {
@@ -162,10 +156,7 @@ impl MemStorage {
                 content.extend_from_slice(&d.current[d.durable.len()..d.durable.len() + keep]);
             }
             let f = MemFile {
-                data: Mutex::new(FileData {
-                    current: content.clone(),
-                    durable: content,
-                }),
+                data: Mutex::new(FileData { current: content.clone(), durable: content }),
                 faults: image.faults.clone(),
             };
             out.insert(path.clone(), Arc::new(f));
@@ -193,15 +184,9 @@ impl Storage for MemStorage {
             return Ok(f.clone());
         }
         if !create {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} not found", path.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display())));
         }
-        let f = Arc::new(MemFile {
-            data: Mutex::default(),
-            faults: self.faults.clone(),
-        });
+        let f = Arc::new(MemFile { data: Mutex::default(), faults: self.faults.clone() });
         files.insert(path.to_owned(), f.clone());
         Ok(f)
     }

@@ -50,10 +50,7 @@ pub fn decode_index(bytes: &[u8], segment_size: u64) -> Result<Vec<IndexEntry>, 
     }
     let mut out = Vec::with_capacity(bytes.len() / INDEX_ENTRY_LEN);
     for chunk in bytes.chunks_exact(INDEX_ENTRY_LEN) {
-        let e = IndexEntry {
-            relative_offset: u32_at(chunk, 0),
-            position: u32_at(chunk, 4),
-        };
+        let e = IndexEntry { relative_offset: u32_at(chunk, 0), position: u32_at(chunk, 4) };
         if u64::from(e.position) >= segment_size {
             return Err("entry points past the end of the segment");
         }
@@ -78,10 +75,7 @@ pub fn decode_time_index(bytes: &[u8], offset_span: u64) -> Result<Vec<TimeEntry
     for chunk in bytes.chunks_exact(TIME_ENTRY_LEN) {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&chunk[..8]);
-        let e = TimeEntry {
-            timestamp: i64::from_be_bytes(ts),
-            relative_offset: u32_at(chunk, 8),
-        };
+        let e = TimeEntry { timestamp: i64::from_be_bytes(ts), relative_offset: u32_at(chunk, 8) };
         if u64::from(e.relative_offset) >= offset_span.max(1) {
             return Err("entry points past the end of the segment");
         }

@@ -116,14 +116,9 @@ impl Log {
     ) -> Result<Log, LogError> {
         config.validate()?;
         let dir = dir.into();
-        storage
-            .create_dir_all(&dir)
-            .map_err(|e| LogError::io("create dir", &dir, e))?;
+        storage.create_dir_all(&dir).map_err(|e| LogError::io("create dir", &dir, e))?;
         let recovered = crate::recovery::recover(&dir, &config, &*storage)?;
-        let last = recovered
-            .segments
-            .last()
-            .ok_or(LogError::Config { reason: "no segment" })?;
+        let last = recovered.segments.last().ok_or(LogError::Config { reason: "no segment" })?;
         let writer = Writer {
             buf: Vec::new(),
             active_file: last.file.clone(),
@@ -139,11 +134,7 @@ impl Log {
             clock,
             config: RwLock::new(config),
             writer: Mutex::new(writer),
-            view: RwLock::new(View {
-                segments: recovered.segments,
-                log_start: recovered.log_start,
-                log_end,
-            }),
+            view: RwLock::new(View { segments: recovered.segments, log_start: recovered.log_start, log_end }),
             sync_lock: Mutex::new(()),
             durable_end: AtomicU64::new(log_end),
             last_sync_ms: AtomicI64::new(0),
@@ -180,9 +171,7 @@ impl Log {
 
     fn check_failed(&self) -> Result<(), LogError> {
         if self.failed.load(Ordering::Acquire) {
-            return Err(LogError::Failed {
-                reason: "an earlier write or sync failed",
-            });
+            return Err(LogError::Failed { reason: "an earlier write or sync failed" });
         }
         Ok(())
     }
@@ -200,22 +189,14 @@ impl Log {
         let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
         for b in batches {
             if b.len() > config.max_batch_bytes {
-                return Err(BatchError::TooLarge {
-                    size: b.len(),
-                    max: config.max_batch_bytes,
-                }
-                .into());
+                return Err(BatchError::TooLarge { size: b.len(), max: config.max_batch_bytes }.into());
             }
         }
         let mut w = lock(&self.writer);
         let now = self.clock.now_ms();
         if total == 0 {
             let end = w.next_offset;
-            return Ok(AppendInfo {
-                base_offset: end,
-                last_offset: end.wrapping_sub(1),
-                log_end_offset: end,
-            });
+            return Ok(AppendInfo { base_offset: end, last_offset: end.wrapping_sub(1), log_end_offset: end });
         }
         if self.should_roll(&w, &config, total, now) {
             self.roll(&mut w)?;
@@ -241,24 +222,14 @@ impl Log {
         }
         {
             let mut view = write(&self.view);
-            let seg = view
-                .segments
-                .last_mut()
-                .ok_or(LogError::Config { reason: "no segment" })?;
+            let seg = view.segments.last_mut().ok_or(LogError::Config { reason: "no segment" })?;
             seg.first_append_ms.get_or_insert(now);
             let mut pos = position;
             let mut base = first;
             for b in batches {
                 let h = b.header();
                 let last = base + h.offset_count() - 1;
-                seg.observe(
-                    pos,
-                    b.len() as u64,
-                    base,
-                    last,
-                    h.max_timestamp,
-                    config.index_interval_bytes,
-                );
+                seg.observe(pos, b.len() as u64, base, last, h.max_timestamp, config.index_interval_bytes);
                 pos += b.len() as u64;
                 base = last + 1;
             }
@@ -272,11 +243,7 @@ impl Log {
                 self.sync_to(next)?;
             }
         }
-        Ok(AppendInfo {
-            base_offset: first,
-            last_offset: next - 1,
-            log_end_offset: next,
-        })
+        Ok(AppendInfo { base_offset: first, last_offset: next - 1, log_end_offset: next })
     }
 
     fn should_roll(&self, w: &Writer, config: &LogConfig, incoming: u64, now: i64) -> bool {
@@ -303,10 +270,7 @@ impl Log {
         self.persist_active_indexes()?;
         let base = w.next_offset;
         let path = file_path(&self.dir, base, LOG_SUFFIX);
-        let file = self
-            .storage
-            .open(&path, true)
-            .map_err(|e| LogError::io("create", &path, e))?;
+        let file = self.storage.open(&path, true).map_err(|e| LogError::io("create", &path, e))?;
         let seg = Segment::new(&self.dir, base, file.clone());
         w.active_path = seg.path.clone();
         w.active_file = file;
@@ -335,12 +299,7 @@ impl Log {
             let Some(seg) = view.segments.last() else {
                 return Ok(());
             };
-            (
-                seg.index_path(),
-                seg.time_index_path(),
-                encode_index(&seg.index),
-                encode_time_index(&seg.time_index),
-            )
+            (seg.index_path(), seg.time_index_path(), encode_index(&seg.index), encode_time_index(&seg.time_index))
         };
         write_atomic(&*self.storage, &idx_path, &idx).map_err(|e| LogError::io("write index", &idx_path, e))?;
         write_atomic(&*self.storage, &tidx_path, &tidx).map_err(|e| LogError::io("write index", &tidx_path, e))?;
@@ -384,11 +343,8 @@ impl Log {
         }
         if let Some(segment_ms) = config.segment_ms {
             let now = self.clock.now_ms();
-            let due = read(&self.view)
-                .segments
-                .last()
-                .and_then(|s| s.first_append_ms)
-                .is_some_and(|t| now - t >= segment_ms);
+            let due =
+                read(&self.view).segments.last().and_then(|s| s.first_append_ms).is_some_and(|t| now - t >= segment_ms);
             if due {
                 self.roll_now()?;
             }
@@ -442,10 +398,7 @@ impl Log {
 
     /// Writes the recovery point (durable offset) and log start offset.
     pub fn write_checkpoint(&self) -> Result<(), LogError> {
-        let cp = Checkpoint {
-            recovery_point: self.durable_offset(),
-            log_start_offset: self.log_start_offset(),
-        };
+        let cp = Checkpoint { recovery_point: self.durable_offset(), log_start_offset: self.log_start_offset() };
         let path = self.dir.join(checkpoint::FILE_NAME);
         write_atomic(&*self.storage, &path, &cp.encode()).map_err(|e| LogError::io("write checkpoint", &path, e))
     }
@@ -464,25 +417,14 @@ impl Log {
     pub fn read(&self, offset: u64, max_bytes: usize, out: &mut BytesMut) -> Result<ReadInfo, LogError> {
         let (file, path, mut pos, mut expected, seg_end, info) = {
             let view = read(&self.view);
-            let info = ReadInfo {
-                log_start_offset: view.log_start,
-                high_watermark: view.log_end,
-                bytes: 0,
-            };
+            let info = ReadInfo { log_start_offset: view.log_start, high_watermark: view.log_end, bytes: 0 };
             if offset < view.log_start || offset > view.log_end {
-                return Err(LogError::OffsetOutOfRange {
-                    offset,
-                    log_start: view.log_start,
-                    log_end: view.log_end,
-                });
+                return Err(LogError::OffsetOutOfRange { offset, log_start: view.log_start, log_end: view.log_end });
             }
             if offset == view.log_end {
                 return Ok(info);
             }
-            let i = view
-                .segments
-                .partition_point(|s| s.base_offset <= offset)
-                .saturating_sub(1);
+            let i = view.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
             let seg = &view.segments[i];
             let (pos, base) = seg.lookup(offset);
             (seg.file.clone(), seg.path.clone(), pos, base, seg.size, info)
@@ -527,11 +469,7 @@ impl Log {
             if let Err(reason) = validate_stored(&rest[..h.total_len()]).and_then(|_| check_placement(&h, expected)) {
                 if kept == 0 {
                     out.truncate(start);
-                    return Err(LogError::Corrupt {
-                        path: path.to_path_buf(),
-                        position: pos,
-                        reason,
-                    });
+                    return Err(LogError::Corrupt { path: path.to_path_buf(), position: pos, reason });
                 }
                 break;
             }
@@ -582,8 +520,7 @@ impl Log {
             expected = h.last_offset() as u64 + 1;
             if h.max_timestamp >= timestamp && h.last_offset() as u64 >= log_start {
                 buf.resize(h.total_len(), 0);
-                file.read_exact_at(&mut buf, pos)
-                    .map_err(|e| LogError::io("read", &*path, e))?;
+                file.read_exact_at(&mut buf, pos).map_err(|e| LogError::io("read", &*path, e))?;
                 validate_stored(&buf).map_err(|reason| LogError::Corrupt {
                     path: path.to_path_buf(),
                     position: pos,
@@ -603,11 +540,7 @@ impl Log {
         {
             let mut view = write(&self.view);
             if offset > view.log_end {
-                return Err(LogError::OffsetOutOfRange {
-                    offset,
-                    log_start: view.log_start,
-                    log_end: view.log_end,
-                });
+                return Err(LogError::OffsetOutOfRange { offset, log_start: view.log_start, log_end: view.log_end });
             }
             view.log_start = view.log_start.max(offset);
         }
@@ -622,10 +555,7 @@ impl Log {
             let mut view = write(&self.view);
             let n = view.segments.len();
             let start = view.log_start;
-            let count = view.segments[..n - 1]
-                .iter()
-                .take_while(|s| s.next_offset <= start)
-                .count();
+            let count = view.segments[..n - 1].iter().take_while(|s| s.next_offset <= start).count();
             view.segments.drain(..count).collect()
         };
         for seg in &removed {
@@ -648,9 +578,7 @@ impl Log {
 
     /// Deletes the log's directory and files. The log must not be used afterwards.
     pub fn delete(self) -> Result<(), LogError> {
-        self.storage
-            .remove_dir_all(&self.dir)
-            .map_err(|e| LogError::io("remove dir", &self.dir, e))
+        self.storage.remove_dir_all(&self.dir).map_err(|e| LogError::io("remove dir", &self.dir, e))
     }
 
     /// Path of a segment's cleaned copy during compaction.
@@ -669,11 +597,7 @@ fn first_record_at_or_after(batch: &[u8], h: &BatchHeader, ts: i64, min_offset: 
     let log_append = h.attributes & batch::ATTR_LOG_APPEND_TIME != 0;
     for r in crate::record::Records::new(batch, h).flatten() {
         let offset = base + r.offset_delta as u64;
-        let t = if log_append {
-            h.max_timestamp
-        } else {
-            h.base_timestamp + r.timestamp_delta
-        };
+        let t = if log_append { h.max_timestamp } else { h.base_timestamp + r.timestamp_delta };
         if t >= ts && offset >= min_offset {
             return (offset, t);
         }

@@ -62,25 +62,16 @@ pub struct Records<'a> {
 impl<'a> Records<'a> {
     pub fn new(batch: &'a [u8], header: &BatchHeader) -> Self {
         let end = header.total_len().min(batch.len());
-        Self {
-            buf: &batch[..end],
-            pos: HEADER_LEN,
-            left: header.records_count,
-        }
+        Self { buf: &batch[..end], pos: HEADER_LEN, left: header.records_count }
     }
 
     fn next_record(&mut self) -> Result<Record<'a>, BatchError> {
         let start = self.pos;
-        let bad = BatchError::BadRecord {
-            position: start - HEADER_LEN,
-        };
+        let bad = BatchError::BadRecord { position: start - HEADER_LEN };
         let mut p = self.pos;
         let len = read_varint(self.buf, &mut p).ok_or(bad.clone())?;
         let body_start = p;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| body_start.checked_add(l))
-            .ok_or(bad.clone())?;
+        let end = usize::try_from(len).ok().and_then(|l| body_start.checked_add(l)).ok_or(bad.clone())?;
         if end > self.buf.len() {
             return Err(bad);
         }
@@ -91,13 +82,7 @@ impl<'a> Records<'a> {
         let key = read_bytes(body, &mut p).ok_or(bad.clone())?;
         let value = read_bytes(body, &mut p).ok_or(bad.clone())?;
         self.pos = end;
-        Ok(Record {
-            offset_delta,
-            timestamp_delta,
-            key,
-            value,
-            encoded: &self.buf[start..end],
-        })
+        Ok(Record { offset_delta, timestamp_delta, key, value, encoded: &self.buf[start..end] })
     }
 }
 

@@ -22,10 +22,7 @@ fn read_checkpoint(dir: &Path, storage: &dyn Storage) -> Option<Checkpoint> {
     if !storage.exists(&path) {
         return None;
     }
-    match read_whole(storage, &path)
-        .map_err(|_| "unreadable")
-        .and_then(|b| Checkpoint::decode(&b))
-    {
+    match read_whole(storage, &path).map_err(|_| "unreadable").and_then(|b| Checkpoint::decode(&b)) {
         Ok(cp) => Some(cp),
         Err(reason) => {
             tracing::warn!(file = %path.display(), reason, "ignoring invalid checkpoint; re-scanning the whole log");
@@ -36,10 +33,7 @@ fn read_checkpoint(dir: &Path, storage: &dyn Storage) -> Option<Checkpoint> {
 
 pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> Result<Recovered, LogError> {
     let names = storage.list(dir).map_err(|e| LogError::io("list", dir, e))?;
-    for name in names
-        .iter()
-        .filter(|n| n.ends_with(".tmp") || n.ends_with(CLEANED_SUFFIX))
-    {
+    for name in names.iter().filter(|n| n.ends_with(".tmp") || n.ends_with(CLEANED_SUFFIX)) {
         // Interrupted atomic writes and compactions: the originals are intact.
         let p = dir.join(name);
         storage.remove_file(&p).map_err(|e| LogError::io("remove", &p, e))?;
@@ -51,13 +45,8 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
     if bases.is_empty() {
         let base = cp.map_or(0, |c| c.log_start_offset);
         let path = file_path(dir, base, LOG_SUFFIX);
-        let file = storage
-            .open(&path, true)
-            .map_err(|e| LogError::io("create", &path, e))?;
-        return Ok(Recovered {
-            segments: vec![Segment::new(dir, base, file)],
-            log_start: base,
-        });
+        let file = storage.open(&path, true).map_err(|e| LogError::io("create", &path, e))?;
+        return Ok(Recovered { segments: vec![Segment::new(dir, base, file)], log_start: base });
     }
     let interval = config.index_interval_bytes;
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
@@ -80,9 +69,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
                 file = %path.display(), position = scan.valid_end, bytes_cut = len - scan.valid_end,
                 %reason, "truncating log at the first invalid batch"
             );
-            seg.file
-                .set_len(scan.valid_end)
-                .map_err(|e| LogError::io("truncate", &path, e))?;
+            seg.file.set_len(scan.valid_end).map_err(|e| LogError::io("truncate", &path, e))?;
             truncated_at = Some(i);
         }
         seg.file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;
@@ -197,21 +184,10 @@ fn extend_from_last_entry(seg: &mut Segment, len: u64, interval: u32) -> Result<
         check_placement(&h, expected).map_err(|_| "batch offsets after the last entry are not contiguous")?;
         expected = h.last_offset() as u64 + 1;
         let l = h.total_len() as u64;
-        seg.observe(
-            pos,
-            l,
-            h.base_offset as u64,
-            h.last_offset() as u64,
-            h.max_timestamp,
-            interval,
-        );
+        seg.observe(pos, l, h.base_offset as u64, h.last_offset() as u64, h.max_timestamp, interval);
         pos += l;
     }
-    if seg
-        .time_index
-        .last()
-        .is_some_and(|t| u64::from(t.relative_offset) >= seg.next_offset - seg.base_offset)
-    {
+    if seg.time_index.last().is_some_and(|t| u64::from(t.relative_offset) >= seg.next_offset - seg.base_offset) {
         return Err("time index points past the last batch");
     }
     Ok(seg.index.len() != before)
@@ -232,14 +208,7 @@ fn walk_headers(seg: &mut Segment, len: u64, interval: u32) -> Result<(), LogErr
         check_placement(&h, expected).map_err(|reason| seg.corrupt(pos, reason))?;
         expected = h.last_offset() as u64 + 1;
         let l = h.total_len() as u64;
-        seg.observe(
-            pos,
-            l,
-            h.base_offset as u64,
-            h.last_offset() as u64,
-            h.max_timestamp,
-            interval,
-        );
+        seg.observe(pos, l, h.base_offset as u64, h.last_offset() as u64, h.max_timestamp, interval);
         pos += l;
     }
     Ok(())

@@ -29,9 +29,7 @@ impl Log {
                 let s = &view.segments[count];
                 let deletes = config.cleanup_policy.deletes();
                 let expired = deletes
-                    && config
-                        .retention_ms
-                        .is_some_and(|ms| s.size == 0 || s.max_timestamp < now.saturating_sub(ms));
+                    && config.retention_ms.is_some_and(|ms| s.size == 0 || s.max_timestamp < now.saturating_sub(ms));
                 let oversize = deletes && config.retention_bytes.is_some_and(|max| remaining - s.size >= max);
                 let below_start = s.next_offset <= view.log_start;
                 if !(expired || oversize || below_start) {

@@ -75,10 +75,7 @@ impl Segment {
     pub fn observe(&mut self, position: u64, len: u64, base: u64, last: u64, max_ts: i64, index_interval: u32) {
         let relative = (base - self.base_offset) as u32;
         if self.bytes_since_index >= u64::from(index_interval) {
-            self.index.push(IndexEntry {
-                relative_offset: relative,
-                position: position as u32,
-            });
+            self.index.push(IndexEntry { relative_offset: relative, position: position as u32 });
             self.bytes_since_index = 0;
             self.push_time_entry(relative);
         }
@@ -96,10 +93,7 @@ impl Segment {
             return;
         }
         if self.time_index.last().is_none_or(|t| self.max_timestamp > t.timestamp) {
-            self.time_index.push(TimeEntry {
-                timestamp: self.max_timestamp,
-                relative_offset: relative,
-            });
+            self.time_index.push(TimeEntry { timestamp: self.max_timestamp, relative_offset: relative });
         }
     }
 
@@ -126,11 +120,7 @@ impl Segment {
     }
 
     pub fn corrupt(&self, position: u64, reason: BatchError) -> LogError {
-        LogError::Corrupt {
-            path: self.path.to_path_buf(),
-            position,
-            reason,
-        }
+        LogError::Corrupt { path: self.path.to_path_buf(), position, reason }
     }
 }
 
@@ -147,15 +137,11 @@ pub(crate) fn read_header(
         return Err(LogError::Corrupt {
             path: path.to_path_buf(),
             position,
-            reason: BatchError::TooShort {
-                need: HEADER_LEN,
-                have: available as usize,
-            },
+            reason: BatchError::TooShort { need: HEADER_LEN, have: available as usize },
         });
     }
     let mut buf = [0u8; HEADER_LEN];
-    file.read_exact_at(&mut buf, position)
-        .map_err(|e| LogError::io("read", path, e))?;
+    file.read_exact_at(&mut buf, position).map_err(|e| LogError::io("read", path, e))?;
     let header = BatchHeader::parse(&buf)?;
     let avail = usize::try_from(available).unwrap_or(usize::MAX);
     check_stored_header(&header, avail).map_err(|reason| LogError::Corrupt {
@@ -171,10 +157,7 @@ pub(crate) fn read_header(
 /// the epoch lie outside the CRC, so this is what catches their corruption.
 pub(crate) fn check_placement(header: &BatchHeader, expected_base: u64) -> Result<(), BatchError> {
     if header.base_offset < 0 || header.base_offset as u64 != expected_base || header.partition_leader_epoch != 0 {
-        return Err(BatchError::Misplaced {
-            expected: expected_base,
-            found: header.base_offset,
-        });
+        return Err(BatchError::Misplaced { expected: expected_base, found: header.base_offset });
     }
     Ok(())
 }
@@ -203,46 +186,25 @@ pub(crate) fn scan(seg: &mut Segment, file_len: u64, index_interval: u32, verify
     while pos < file_len {
         let header = match read_header(&*seg.file, &seg.path, pos, file_len) {
             Ok(h) => h,
-            Err(LogError::Corrupt { reason, .. }) => {
-                return Ok(Scan {
-                    valid_end: pos,
-                    stopped: Some(reason),
-                })
-            }
-            Err(LogError::Batch(reason)) => {
-                return Ok(Scan {
-                    valid_end: pos,
-                    stopped: Some(reason),
-                })
-            }
+            Err(LogError::Corrupt { reason, .. }) => return Ok(Scan { valid_end: pos, stopped: Some(reason) }),
+            Err(LogError::Batch(reason)) => return Ok(Scan { valid_end: pos, stopped: Some(reason) }),
             Err(e) => return Err(e),
         };
         let len = header.total_len() as u64;
         if verify {
             buf.resize(len as usize, 0);
-            seg.file
-                .read_exact_at(&mut buf, pos)
-                .map_err(|e| LogError::io("read", &*seg.path, e))?;
+            seg.file.read_exact_at(&mut buf, pos).map_err(|e| LogError::io("read", &*seg.path, e))?;
             if let Err(reason) = validate_stored(&buf) {
-                return Ok(Scan {
-                    valid_end: pos,
-                    stopped: Some(reason),
-                });
+                return Ok(Scan { valid_end: pos, stopped: Some(reason) });
             }
         }
         if let Err(reason) = check_placement(&header, expected) {
-            return Ok(Scan {
-                valid_end: pos,
-                stopped: Some(reason),
-            });
+            return Ok(Scan { valid_end: pos, stopped: Some(reason) });
         }
         let last = header.last_offset() as u64;
         seg.observe(pos, len, expected, last, header.max_timestamp, index_interval);
         expected = last + 1;
         pos += len;
     }
-    Ok(Scan {
-        valid_end: pos,
-        stopped: None,
-    })
+    Ok(Scan { valid_end: pos, stopped: None })
 }

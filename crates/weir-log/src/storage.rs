@@ -39,10 +39,7 @@ pub fn read_whole(storage: &dyn Storage, path: &Path) -> io::Result<Vec<u8>> {
     let file = storage.open(path, false)?;
     let len = file.len()?;
     if len > 256 * 1024 * 1024 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "metadata file larger than 256 MiB",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "metadata file larger than 256 MiB"));
     }
     let mut buf = vec![0u8; len as usize];
     file.read_exact_at(&mut buf, 0)?;
@@ -94,11 +91,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Storage for FsStorage {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
         let existed = create && path.exists();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .open(path)?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(create).open(path)?;
         if create && !existed {
             if let Some(parent) = path.parent() {
                 sync_dir(parent)?;

@@ -55,10 +55,7 @@ const OPS: u64 = 10_000;
 #[test]
 fn append_and_read_allocate_nothing_per_operation() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_ms: None,
-        ..LogConfig::default()
-    };
+    let config = LogConfig { segment_ms: None, ..LogConfig::default() };
     let log = Log::open(dir.path(), config, Arc::new(FsStorage), Arc::new(SystemClock)).unwrap();
     let mut b = BatchBuilder::new();
     for i in 0..10u32 {

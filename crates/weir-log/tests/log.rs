@@ -35,10 +35,7 @@ fn append_assigns_offsets_and_reads_back_whole_batches() {
     assert_eq!(h.base_offset, 300);
     assert_eq!(buf.len(), h.total_len(), "at least one whole batch even past max_bytes");
     // Out of range.
-    assert!(matches!(
-        log.read(601, 100, &mut buf),
-        Err(LogError::OffsetOutOfRange { .. })
-    ));
+    assert!(matches!(log.read(601, 100, &mut buf), Err(LogError::OffsetOutOfRange { .. })));
     buf.clear();
     assert_eq!(log.read(600, 100, &mut buf).unwrap().bytes, 0);
     log.close().unwrap();
@@ -54,51 +51,27 @@ fn invalid_batches_are_rejected_with_typed_errors() {
     let mut bad_crc = good.clone();
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 1;
-    assert!(matches!(
-        ValidatedBatch::new(&bad_crc, 1 << 20),
-        Err(BatchError::CrcMismatch { .. })
-    ));
+    assert!(matches!(ValidatedBatch::new(&bad_crc, 1 << 20), Err(BatchError::CrcMismatch { .. })));
     let mut bad_magic = good.clone();
     bad_magic[16] = 1;
-    assert!(matches!(
-        ValidatedBatch::new(&bad_magic, 1 << 20),
-        Err(BatchError::BadMagic { magic: 1 })
-    ));
-    assert!(matches!(
-        ValidatedBatch::new(&good[..40], 1 << 20),
-        Err(BatchError::TooShort { .. })
-    ));
-    assert!(matches!(
-        ValidatedBatch::new(&good[..good.len() - 1], 1 << 20),
-        Err(BatchError::TooShort { .. })
-    ));
-    assert!(matches!(
-        ValidatedBatch::new(&good, 50),
-        Err(BatchError::TooLarge { .. })
-    ));
+    assert!(matches!(ValidatedBatch::new(&bad_magic, 1 << 20), Err(BatchError::BadMagic { magic: 1 })));
+    assert!(matches!(ValidatedBatch::new(&good[..40], 1 << 20), Err(BatchError::TooShort { .. })));
+    assert!(matches!(ValidatedBatch::new(&good[..good.len() - 1], 1 << 20), Err(BatchError::TooShort { .. })));
+    assert!(matches!(ValidatedBatch::new(&good, 50), Err(BatchError::TooLarge { .. })));
     let mut bad_count = good.clone();
     bad_count[60] = 7; // recordsCount = 7 but lastOffsetDelta = 1 (CRC then also differs)
     let crc = weir_log::batch::compute_crc(&bad_count);
     bad_count[17..21].copy_from_slice(&crc.to_be_bytes());
-    assert!(matches!(
-        ValidatedBatch::new(&bad_count, 1 << 20),
-        Err(BatchError::BadCount { .. })
-    ));
+    assert!(matches!(ValidatedBatch::new(&bad_count, 1 << 20), Err(BatchError::BadCount { .. })));
     let mut two = good.clone();
     two.extend_from_slice(&good);
-    assert!(matches!(
-        ValidatedBatch::new(&two, 1 << 20),
-        Err(BatchError::TrailingBytes { .. })
-    ));
+    assert!(matches!(ValidatedBatch::new(&two, 1 << 20), Err(BatchError::TrailingBytes { .. })));
 }
 
 #[test]
 fn torn_tail_at_every_byte_of_the_last_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_ms: None,
-        ..LogConfig::default()
-    };
+    let config = LogConfig { segment_ms: None, ..LogConfig::default() };
     let log = open(dir.path(), config, fs(), Arc::new(SystemClock));
     for i in 0..5 {
         append(&log, &simple_batch(4, 30, 100, i));
@@ -166,10 +139,7 @@ fn bit_flips_in_closed_segments_are_detected_and_never_served() {
                 Ok(_) => break,
                 Err(LogError::Corrupt { path: p, position, .. }) => {
                     assert_eq!(p, path, "round {round}");
-                    assert!(
-                        position as usize <= pos,
-                        "error position {position} is at or before the flip {pos}"
-                    );
+                    assert!(position as usize <= pos, "error position {position} is at or before the flip {pos}");
                     saw_error = true;
                     break;
                 }
@@ -177,18 +147,11 @@ fn bit_flips_in_closed_segments_are_detected_and_never_served() {
                 Err(e) => panic!("unexpected {e}"),
             }
         }
-        assert!(
-            saw_error,
-            "round {round}: flip at byte {pos} of {} not detected on read",
-            path.display()
-        );
+        assert!(saw_error, "round {round}: flip at byte {pos} of {} not detected on read", path.display());
         drop(log);
 
         // On recovery with verification: an error naming the file and position.
-        let config = LogConfig {
-            verify_on_open: true,
-            ..small_segments()
-        };
+        let config = LogConfig { verify_on_open: true, ..small_segments() };
         match weir_log::Log::open(dir.path(), config, fs(), Arc::new(SystemClock)) {
             Err(LogError::Corrupt { path: p, position, .. }) => {
                 assert_eq!(p, path);
@@ -216,18 +179,9 @@ fn damaged_index_files_are_rebuilt() {
     let original = std::fs::read(idx(seg0, "index")).unwrap();
     assert!(original.len() >= 16, "test needs several index entries");
     let damage: Vec<(&str, Box<dyn Fn()>)> = vec![
-        (
-            "deleted",
-            Box::new(|| std::fs::remove_file(idx(seg0, "index")).unwrap()),
-        ),
-        (
-            "short",
-            Box::new(|| std::fs::write(idx(seg0, "index"), &original[..8]).unwrap()),
-        ),
-        (
-            "torn entry",
-            Box::new(|| std::fs::write(idx(seg0, "index"), &original[..original.len() - 3]).unwrap()),
-        ),
+        ("deleted", Box::new(|| std::fs::remove_file(idx(seg0, "index")).unwrap())),
+        ("short", Box::new(|| std::fs::write(idx(seg0, "index"), &original[..8]).unwrap())),
+        ("torn entry", Box::new(|| std::fs::write(idx(seg0, "index"), &original[..original.len() - 3]).unwrap())),
         (
             "past the end",
             Box::new(|| {
@@ -246,14 +200,8 @@ fn damaged_index_files_are_rebuilt() {
                 std::fs::write(idx(seg0, "index"), b).unwrap()
             }),
         ),
-        (
-            "time index deleted",
-            Box::new(|| std::fs::remove_file(idx(seg0, "timeindex")).unwrap()),
-        ),
-        (
-            "time index garbage",
-            Box::new(|| std::fs::write(idx(seg0, "timeindex"), [0xffu8; 25]).unwrap()),
-        ),
+        ("time index deleted", Box::new(|| std::fs::remove_file(idx(seg0, "timeindex")).unwrap())),
+        ("time index garbage", Box::new(|| std::fs::write(idx(seg0, "timeindex"), [0xffu8; 25]).unwrap())),
     ];
     for (name, f) in damage {
         f();
@@ -263,22 +211,11 @@ fn damaged_index_files_are_rebuilt() {
             let mut buf = BytesMut::new();
             log.read(r.offset, 1, &mut buf).unwrap();
             let h = weir_log::BatchHeader::parse(&buf).unwrap();
-            assert!(
-                h.base_offset as u64 <= r.offset && r.offset <= h.last_offset() as u64,
-                "{name}"
-            );
+            assert!(h.base_offset as u64 <= r.offset && r.offset <= h.last_offset() as u64, "{name}");
             let (off, _) = log.offset_for_timestamp(r.timestamp).unwrap().unwrap();
-            assert_eq!(
-                off,
-                expected.iter().find(|e| e.timestamp >= r.timestamp).unwrap().offset,
-                "{name}"
-            );
+            assert_eq!(off, expected.iter().find(|e| e.timestamp >= r.timestamp).unwrap().offset, "{name}");
         }
-        assert_eq!(
-            std::fs::read(idx(seg0, "index")).unwrap(),
-            original,
-            "{name}: rebuilt index equals the original"
-        );
+        assert_eq!(std::fs::read(idx(seg0, "index")).unwrap(), original, "{name}: rebuilt index equals the original");
         drop(log);
     }
 }
@@ -306,10 +243,7 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
 fn disk_full_fails_cleanly_and_recovers_when_space_returns() {
     let storage = Arc::new(MemStorage::new());
     let dir = std::path::Path::new("/mem/full");
-    let config = LogConfig {
-        durability: Durability::Always,
-        ..small_segments()
-    };
+    let config = LogConfig { durability: Durability::Always, ..small_segments() };
     let log = open(dir, config, storage.clone(), manual_clock());
     for i in 0..10 {
         let info = append(&log, &simple_batch(2, 30, 1, i));
@@ -338,16 +272,8 @@ fn disk_full_fails_cleanly_and_recovers_when_space_returns() {
 #[test]
 fn group_commit_covers_concurrent_appenders() {
     let storage = Arc::new(MemStorage::new());
-    let config = LogConfig {
-        durability: Durability::Always,
-        ..LogConfig::default()
-    };
-    let log = Arc::new(open(
-        std::path::Path::new("/mem/gc"),
-        config,
-        storage.clone(),
-        manual_clock(),
-    ));
+    let config = LogConfig { durability: Durability::Always, ..LogConfig::default() };
+    let log = Arc::new(open(std::path::Path::new("/mem/gc"), config, storage.clone(), manual_clock()));
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let log = log.clone();
@@ -411,9 +337,7 @@ fn crash_consistency_at_random_points_with_policy_always() {
             let reopened = open(dir, config, Arc::new(image), manual_clock());
             let recs = read_all(&reopened);
             for &(o, tag) in &acked[..acked_now] {
-                let r = recs
-                    .get(o as usize)
-                    .unwrap_or_else(|| panic!("run {run}: acked offset {o} lost"));
+                let r = recs.get(o as usize).unwrap_or_else(|| panic!("run {run}: acked offset {o} lost"));
                 assert_eq!(r.offset, o);
                 assert!(r.value.as_ref().unwrap().starts_with(format!("{tag}-").as_bytes()));
             }
@@ -438,10 +362,7 @@ fn delete_records_moves_log_start_and_drops_whole_segments() {
     assert!(log.segment_base_offsets().len() < segs);
     let recs = read_all(&log);
     assert_eq!(recs.first().unwrap().offset, 101);
-    assert!(matches!(
-        log.read(50, 10, &mut BytesMut::new()),
-        Err(LogError::OffsetOutOfRange { .. })
-    ));
+    assert!(matches!(log.read(50, 10, &mut BytesMut::new()), Err(LogError::OffsetOutOfRange { .. })));
     assert!(log.delete_records_before(10_000).is_err());
     log.close().unwrap();
     drop(log);
@@ -452,10 +373,7 @@ fn delete_records_moves_log_start_and_drops_whole_segments() {
 #[test]
 fn failed_sync_stops_appends_until_reopen() {
     let storage = Arc::new(MemStorage::new());
-    let config = LogConfig {
-        durability: Durability::Always,
-        ..LogConfig::default()
-    };
+    let config = LogConfig { durability: Durability::Always, ..LogConfig::default() };
     let dir = std::path::Path::new("/mem/fsyncgate");
     let log = open(dir, config, storage.clone(), manual_clock());
     let info = append(&log, &simple_batch(1, 10, 1, 1));
@@ -463,20 +381,14 @@ fn failed_sync_stops_appends_until_reopen() {
     assert!(log.sync_to(info.log_end_offset).is_err());
     storage.set_fail_syncs(false);
     let b = simple_batch(1, 10, 1, 2);
-    assert!(matches!(
-        log.append(&[ValidatedBatch::new(&b, 1 << 20).unwrap()]),
-        Err(LogError::Failed { .. })
-    ));
+    assert!(matches!(log.append(&[ValidatedBatch::new(&b, 1 << 20).unwrap()]), Err(LogError::Failed { .. })));
 }
 
 #[test]
 fn segments_roll_by_age() {
     let storage = Arc::new(MemStorage::new());
     let clock = manual_clock();
-    let config = LogConfig {
-        segment_ms: Some(1000),
-        ..LogConfig::default()
-    };
+    let config = LogConfig { segment_ms: Some(1000), ..LogConfig::default() };
     let log = open(std::path::Path::new("/mem/age"), config, storage, clock.clone());
     append(&log, &simple_batch(1, 10, 1, 1));
     clock.advance(999);
@@ -484,22 +396,10 @@ fn segments_roll_by_age() {
     assert_eq!(log.segment_base_offsets(), vec![0]);
     clock.advance(1);
     append(&log, &simple_batch(1, 10, 1, 3));
-    assert_eq!(
-        log.segment_base_offsets(),
-        vec![0, 2],
-        "rolled on append once the segment was 1 s old"
-    );
+    assert_eq!(log.segment_base_offsets(), vec![0, 2], "rolled on append once the segment was 1 s old");
     clock.advance(1000);
     log.flush_if_due().unwrap();
-    assert_eq!(
-        log.segment_base_offsets(),
-        vec![0, 2, 3],
-        "and by the periodic check without appends"
-    );
+    assert_eq!(log.segment_base_offsets(), vec![0, 2, 3], "and by the periodic check without appends");
     log.flush_if_due().unwrap();
-    assert_eq!(
-        log.segment_base_offsets().len(),
-        3,
-        "an empty active segment does not roll"
-    );
+    assert_eq!(log.segment_base_offsets().len(), 3, "an empty active segment does not roll");
 }

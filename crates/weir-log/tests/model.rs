@@ -65,12 +65,7 @@ fn visible(model: &[M], log_start: u64) -> Vec<Rec> {
     model
         .iter()
         .filter(|m| m.offset >= log_start)
-        .map(|m| Rec {
-            offset: m.offset,
-            timestamp: m.ts,
-            key: Some(m.key.clone()),
-            value: m.value.clone(),
-        })
+        .map(|m| Rec { offset: m.offset, timestamp: m.ts, key: Some(m.key.clone()), value: m.value.clone() })
         .collect()
 }
 
@@ -90,12 +85,7 @@ fn run(ops: Vec<Op>, policy: CleanupPolicy) -> Result<(), TestCaseError> {
                 for (k, v) in &records {
                     let value = v.map(value_bytes);
                     b.push(now, Some(&[*k]), value.as_deref());
-                    model.push(M {
-                        offset: next,
-                        ts: now,
-                        key: vec![*k],
-                        value,
-                    });
+                    model.push(M { offset: next, ts: now, key: vec![*k], value });
                     next += 1;
                 }
                 let bytes = b.build();
@@ -110,25 +100,15 @@ fn run(ops: Vec<Op>, policy: CleanupPolicy) -> Result<(), TestCaseError> {
                 let after = log.segments();
                 prop_assert_eq!(log.log_end_offset(), end, "retention never touches the active segment");
                 prop_assert_eq!(before.len() - after.len(), stats.segments_deleted);
-                prop_assert_eq!(
-                    &before[stats.segments_deleted..],
-                    &after[..],
-                    "only a prefix of segments goes"
-                );
+                prop_assert_eq!(&before[stats.segments_deleted..], &after[..], "only a prefix of segments goes");
                 let now = clock_now(&clock);
                 if policy.deletes() && after.len() > 1 {
                     // The first remaining closed segment had to stay under every rule.
                     let first = after[0];
                     let total: u64 = after.iter().map(|s| s.size_bytes).sum();
-                    prop_assert!(
-                        total - first.size_bytes < 2500,
-                        "retention.bytes: could have deleted more"
-                    );
+                    prop_assert!(total - first.size_bytes < 2500, "retention.bytes: could have deleted more");
                     prop_assert!(first.size_bytes > 0, "empty closed segments go");
-                    prop_assert!(
-                        first.max_timestamp >= now - 20_000,
-                        "retention.ms: an expired segment was kept"
-                    );
+                    prop_assert!(first.max_timestamp >= now - 20_000, "retention.ms: an expired segment was kept");
                 }
                 // Every deleted segment was deletable by some rule when it went.
                 let mut remaining: u64 = before.iter().map(|s| s.size_bytes).sum();
@@ -150,11 +130,7 @@ fn run(ops: Vec<Op>, policy: CleanupPolicy) -> Result<(), TestCaseError> {
                 log.compact().unwrap();
                 if policy.compacts() {
                     let latest = |k: &[u8]| {
-                        model
-                            .iter()
-                            .filter(|m| m.offset < active_base && m.key == k)
-                            .map(|m| m.offset)
-                            .max()
+                        model.iter().filter(|m| m.offset < active_base && m.key == k).map(|m| m.offset).max()
                     };
                     let keep: Vec<bool> = model
                         .iter()

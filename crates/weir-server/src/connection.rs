@@ -74,7 +74,7 @@ pub(crate) async fn serve(
             }
         }
         let frame = buf.split().freeze();
-        let reply = dispatch::handle(&shared, frame).await;
+        let reply = dispatch::handle(&shared, peer, frame).await;
         match reply {
             Ok(Some(response)) => {
                 if !matches!(timeout(cfg.request_timeout, wr.write_all(&response)).await, Ok(Ok(_))) {

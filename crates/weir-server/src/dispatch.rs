@@ -10,6 +10,13 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use std::sync::Arc;
 
+/// Who sent a request: JoinGroup records it for DescribeGroups.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestContext {
+    pub client_id: String,
+    pub peer: std::net::SocketAddr,
+}
+
 /// Why a connection is closed instead of answered.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CloseReason {
@@ -31,7 +38,11 @@ fn i16_at(b: &[u8], at: usize) -> i16 {
 
 /// Handles one frame (without its size prefix). Returns the framed response, or None when
 /// no response is due (Produce with acks=0).
-pub(crate) async fn handle(shared: &Arc<Shared>, mut frame: Bytes) -> Result<Option<BytesMut>, CloseReason> {
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    peer: std::net::SocketAddr,
+    mut frame: Bytes,
+) -> Result<Option<BytesMut>, CloseReason> {
     let api_key = i16_at(&frame, 0);
     let version = i16_at(&frame, 2);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -47,13 +58,9 @@ pub(crate) async fn handle(shared: &Arc<Shared>, mut frame: Bytes) -> Result<Opt
         RequestHeader::decode(&mut frame, key.request_header_version(version)).map_err(|e| malformed(e.to_string()))?;
     let request = RequestKind::decode(key, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
     let started = std::time::Instant::now();
-    let response = api::handle(shared, request, version).await?;
-    tracing::trace!(
-        ?key,
-        version,
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "handled"
-    );
+    let ctx = RequestContext { client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(), peer };
+    let response = api::handle(shared, &ctx, request, version).await?;
+    tracing::trace!(?key, version, elapsed_us = started.elapsed().as_micros() as u64, "handled");
     let Some(response) = response else {
         return Ok(None);
     };
@@ -65,9 +72,7 @@ fn encode(key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKin
     let mut out = BytesMut::with_capacity(256);
     out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header
-        .encode(&mut out, key.response_header_version(version))
-        .map_err(|e| err(e.to_string()))?;
+    header.encode(&mut out, key.response_header_version(version)).map_err(|e| err(e.to_string()))?;
     response.encode(&mut out, version).map_err(|e| err(e.to_string()))?;
     let len = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&len.to_be_bytes());
@@ -78,9 +83,7 @@ fn encode(key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKin
 /// our real ranges, so the client retries with a version we know (KIP-511).
 fn api_versions_fallback(correlation_id: i32) -> Result<BytesMut, CloseReason> {
     let response = ResponseKind::ApiVersions(
-        ApiVersionsResponse::default()
-            .with_error_code(errors::UNSUPPORTED_VERSION)
-            .with_api_keys(api_keys()),
+        ApiVersionsResponse::default().with_error_code(errors::UNSUPPORTED_VERSION).with_api_keys(api_keys()),
     );
     encode(ApiKey::ApiVersions, 0, correlation_id, &response)
 }
@@ -88,11 +91,6 @@ fn api_versions_fallback(correlation_id: i32) -> Result<BytesMut, CloseReason> {
 pub(crate) fn api_keys() -> Vec<ApiVersion> {
     versions::SUPPORTED
         .iter()
-        .map(|&(k, min, max)| {
-            ApiVersion::default()
-                .with_api_key(k as i16)
-                .with_min_version(min)
-                .with_max_version(max)
-        })
+        .map(|&(k, min, max)| ApiVersion::default().with_api_key(k as i16).with_min_version(min).with_max_version(max))
         .collect()
 }

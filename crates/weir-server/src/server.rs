@@ -108,10 +108,9 @@ impl Server {
         drop(listener);
         tracing::info!(connections = tasks.len(), "shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(shared.config.shutdown_grace, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(shared.config.shutdown_grace, async { while tasks.join_next().await.is_some() {} })
+                .await;
         if drained.is_err() {
             tracing::warn!(left = tasks.len(), "grace period over; dropping remaining connections");
             tasks.abort_all();
@@ -135,6 +134,9 @@ impl AppendNotifier {
 /// checkpoints every `maintenance_interval_ms`.
 async fn maintenance_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut flush = tokio::time::interval(Duration::from_secs(1));
+    // Group timeouts (sessions, rebalance deadlines) are applied at this granularity.
+    let mut groups = tokio::time::interval(Duration::from_millis(100));
+    groups.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let full_every = Duration::from_millis(shared.broker.config().maintenance_interval_ms.max(100));
     let mut full = tokio::time::interval(full_every);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -142,17 +144,16 @@ async fn maintenance_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
     loop {
         let full_pass = tokio::select! {
             _ = stop.changed() => return,
+            _ = groups.tick() => {
+                shared.broker.groups().tick();
+                continue;
+            }
             _ = flush.tick() => false,
             _ = full.tick() => true,
         };
         let broker = shared.broker.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            if full_pass {
-                broker.run_maintenance()
-            } else {
-                broker.flush_due()
-            }
-        })
-        .await;
+        let _ =
+            tokio::task::spawn_blocking(move || if full_pass { broker.run_maintenance() } else { broker.flush_due() })
+                .await;
     }
 }

@@ -18,6 +18,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// Versions this server can decode and answer (Produce 0-2 are advertised, not handled).
@@ -25,7 +35,5 @@ pub fn handled(key: ApiKey, version: i16) -> bool {
     if key == ApiKey::Produce && version < 3 {
         return false;
     }
-    SUPPORTED
-        .iter()
-        .any(|&(k, min, max)| k == key && (min..=max).contains(&version))
+    SUPPORTED.iter().any(|&(k, min, max)| k == key && (min..=max).contains(&version))
 }

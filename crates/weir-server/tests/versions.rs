@@ -23,25 +23,11 @@ fn topic(x: &str) -> TopicName {
 
 async fn start() -> (std::net::SocketAddr, Arc<Broker>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig {
-        data_dir: dir.path().to_owned(),
-        ..BrokerConfig::default()
-    };
+    let mut config = BrokerConfig { data_dir: dir.path().to_owned(), ..BrokerConfig::default() };
+    config.group.initial_rebalance_delay_ms = 0;
     let broker = Arc::new(Broker::open(config, Arc::new(FsStorage), Arc::new(SystemClock)).unwrap());
-    broker
-        .create_topic(
-            &NewTopic {
-                name: "t".into(),
-                partitions: Some(1),
-                ..NewTopic::default()
-            },
-            false,
-        )
-        .unwrap();
-    let server_config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::default()
-    };
+    broker.create_topic(&NewTopic { name: "t".into(), partitions: Some(1), ..NewTopic::default() }, false).unwrap();
+    let server_config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..ServerConfig::default() };
     let server = Server::bind(server_config, broker.clone()).await.unwrap();
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.run(std::future::pending()));
@@ -61,10 +47,7 @@ async fn call(conn: &mut TcpStream, key: ApiKey, version: i16, correlation_id: i
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     conn.write_all(&buf).await.unwrap();
-    let size = conn
-        .read_i32()
-        .await
-        .unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"));
+    let size = conn.read_i32().await.unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"));
     let mut body = vec![0u8; size as usize];
     conn.read_exact(&mut body).await.unwrap();
     let mut body = Bytes::from(body);
@@ -84,28 +67,23 @@ fn batch() -> Bytes {
 fn request(key: ApiKey, v: i16) -> RequestKind {
     use RequestKind as R;
     match key {
-        ApiKey::Produce => R::Produce(
-            ProduceRequest::default()
-                .with_acks(1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![produce_request::TopicProduceData::default()
-                    .with_name(topic("t"))
-                    .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch()))])]),
-        ),
-        ApiKey::Fetch => R::Fetch(
-            FetchRequest::default()
-                .with_max_wait_ms(0)
-                .with_min_bytes(1)
-                .with_max_bytes(1 << 20)
-                .with_topics(vec![fetch_request::FetchTopic::default()
-                    .with_topic(topic("t"))
-                    .with_partitions(vec![fetch_request::FetchPartition::default()
+        ApiKey::Produce => {
+            R::Produce(ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+                produce_request::TopicProduceData::default().with_name(topic("t")).with_partition_data(vec![
+                    produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch())),
+                ]),
+            ]))
+        }
+        ApiKey::Fetch => {
+            R::Fetch(FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(
+                vec![fetch_request::FetchTopic::default().with_topic(topic("t")).with_partitions(
+                    vec![fetch_request::FetchPartition::default()
                         .with_partition(0)
                         .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20)])]),
-        ),
+                        .with_partition_max_bytes(1 << 20)],
+                )],
+            ))
+        }
         ApiKey::ListOffsets => R::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
             list_offsets_request::ListOffsetsTopic::default().with_name(topic("t")).with_partitions(vec![
                 list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1),
@@ -117,9 +95,7 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
             MetadataRequest::default().with_topics(None)
         }),
         ApiKey::ApiVersions => R::ApiVersions(if v >= 3 {
-            ApiVersionsRequest::default()
-                .with_client_software_name(s("test"))
-                .with_client_software_version(s("1"))
+            ApiVersionsRequest::default().with_client_software_name(s("test")).with_client_software_version(s("1"))
         } else {
             ApiVersionsRequest::default()
         }),
@@ -150,10 +126,10 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
         ])),
         ApiKey::DeleteRecords => {
             R::DeleteRecords(DeleteRecordsRequest::default().with_timeout_ms(5000).with_topics(vec![
-            delete_records_request::DeleteRecordsTopic::default().with_name(topic("t")).with_partitions(vec![
-                delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(0),
-            ]),
-        ]))
+                delete_records_request::DeleteRecordsTopic::default().with_name(topic("t")).with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(0),
+                ]),
+            ]))
         }
         ApiKey::CreatePartitions => {
             R::CreatePartitions(CreatePartitionsRequest::default().with_timeout_ms(5000).with_topics(
@@ -183,29 +159,15 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
 fn errors(resp: &ResponseKind) -> Vec<i16> {
     use ResponseKind as S;
     match resp {
-        S::Produce(r) => r
-            .responses
-            .iter()
-            .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))
-            .collect(),
+        S::Produce(r) => r.responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code)).collect(),
         S::Fetch(r) => {
             let p = &r.responses[0].partitions[0];
-            assert!(
-                p.records.as_ref().is_some_and(|b| !b.is_empty()),
-                "fetch returned the produced batch"
-            );
+            assert!(p.records.as_ref().is_some_and(|b| !b.is_empty()), "fetch returned the produced batch");
             vec![r.error_code, p.error_code]
         }
-        S::ListOffsets(r) => r
-            .topics
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
+        S::ListOffsets(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         S::Metadata(r) => {
-            assert!(r
-                .topics
-                .iter()
-                .any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "t")));
+            assert!(r.topics.iter().any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "t")));
             r.topics.iter().map(|t| t.error_code).collect()
         }
         S::ApiVersions(r) => {
@@ -219,17 +181,10 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
             vec![r.error_code]
         }
         S::DescribeConfigs(r) => {
-            assert!(r
-                .results
-                .iter()
-                .all(|x| x.configs.iter().any(|c| c.name.as_str() == "retention.ms")));
+            assert!(r.results.iter().all(|x| x.configs.iter().any(|c| c.name.as_str() == "retention.ms")));
             r.results.iter().map(|x| x.error_code).collect()
         }
-        S::DeleteRecords(r) => r
-            .topics
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
-            .collect(),
+        S::DeleteRecords(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         S::CreatePartitions(r) => r.results.iter().map(|x| x.error_code).collect(),
         S::IncrementalAlterConfigs(r) => r.responses.iter().map(|x| x.error_code).collect(),
         S::DescribeCluster(r) => vec![r.error_code],
@@ -250,6 +205,9 @@ async fn every_advertised_api_and_version_round_trips() {
         _ => 0,
     });
     for (key, min, max) in order {
+        if GROUP_APIS.contains(&key) {
+            continue; // exercised as whole flows below
+        }
         // Produce 0-2 are advertised for librdkafka's sake but not served.
         let min = if key == ApiKey::Produce { 3 } else { min };
         for v in min..=max {
@@ -285,12 +243,265 @@ async fn api_versions_with_unknown_version_answers_v0_with_error_35() {
     assert_eq!(header.correlation_id, 7);
     let resp = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(resp.error_code, 35);
-    assert!(resp
-        .api_keys
-        .iter()
-        .any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
-    assert!(resp
-        .api_keys
-        .iter()
-        .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
+    assert!(resp.api_keys.iter().any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
+    assert!(resp.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
+}
+
+const GROUP_APIS: &[ApiKey] = &[
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::DescribeGroups,
+    ApiKey::ListGroups,
+    ApiKey::DeleteGroups,
+];
+
+fn max_version(key: ApiKey) -> i16 {
+    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|&(_, _, max)| max).unwrap()
+}
+
+fn min_version(key: ApiKey) -> i16 {
+    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|&(_, min, _)| min).unwrap()
+}
+
+/// One whole consumer-group life at every JoinGroup version (0-9), each other group API at
+/// the version paired with it: find, join (two-step from v4), sync, heartbeat, commit,
+/// fetch, describe, list, leave, delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_flow_at_every_version() {
+    use ResponseKind as S;
+    let (addr, _broker, _dir) = start().await;
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut corr = 1000;
+    let mut next = |c: &mut i32| {
+        *c += 1;
+        *c
+    };
+    let pick = |key: ApiKey, v: i16| v.clamp(min_version(key), max_version(key));
+    for v in 0..=max_version(ApiKey::JoinGroup) {
+        let group = GroupId(s(&format!("g{v}")));
+        let fv = pick(ApiKey::FindCoordinator, v);
+        let find = if fv >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![group.0.clone()])
+        } else {
+            FindCoordinatorRequest::default().with_key(group.0.clone())
+        };
+        let S::FindCoordinator(r) =
+            call(&mut conn, ApiKey::FindCoordinator, fv, next(&mut corr), &RequestKind::FindCoordinator(find)).await
+        else {
+            panic!()
+        };
+        let (code, port) =
+            if fv >= 4 { (r.coordinators[0].error_code, r.coordinators[0].port) } else { (r.error_code, r.port) };
+        assert_eq!((code, port), (0, i32::from(addr.port())), "FindCoordinator v{fv}");
+
+        let join = |member: &str| {
+            RequestKind::JoinGroup(
+                JoinGroupRequest::default()
+                    .with_group_id(group.clone())
+                    .with_session_timeout_ms(10_000)
+                    .with_rebalance_timeout_ms(if v >= 1 { 10_000 } else { -1 })
+                    .with_member_id(s(member))
+                    .with_protocol_type(s("consumer"))
+                    .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+                        .with_name(s("range"))
+                        .with_metadata(Bytes::from_static(b"meta"))]),
+            )
+        };
+        let S::JoinGroup(mut r) = call(&mut conn, ApiKey::JoinGroup, v, next(&mut corr), &join("")).await else {
+            panic!()
+        };
+        if v >= 4 {
+            assert_eq!(r.error_code, 79, "JoinGroup v{v}: MEMBER_ID_REQUIRED first");
+            let id = r.member_id.to_string();
+            let S::JoinGroup(again) = call(&mut conn, ApiKey::JoinGroup, v, next(&mut corr), &join(&id)).await else {
+                panic!()
+            };
+            r = again;
+        }
+        assert_eq!(r.error_code, 0, "JoinGroup v{v}");
+        assert_eq!(r.leader, r.member_id);
+        assert_eq!(r.members.len(), 1);
+        let (member, generation) = (r.member_id.clone(), r.generation_id);
+
+        let sv = pick(ApiKey::SyncGroup, v);
+        let mut sync = SyncGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(generation)
+            .with_member_id(member.clone())
+            .with_assignments(vec![sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(member.clone())
+                .with_assignment(Bytes::from_static(b"assigned"))]);
+        if sv >= 5 {
+            sync = sync.with_protocol_type(Some(s("consumer"))).with_protocol_name(Some(s("range")));
+        }
+        let S::SyncGroup(r) =
+            call(&mut conn, ApiKey::SyncGroup, sv, next(&mut corr), &RequestKind::SyncGroup(sync)).await
+        else {
+            panic!()
+        };
+        assert_eq!((r.error_code, &r.assignment[..]), (0, &b"assigned"[..]), "SyncGroup v{sv}");
+
+        let hv = pick(ApiKey::Heartbeat, v);
+        let hb = HeartbeatRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(generation)
+            .with_member_id(member.clone());
+        let S::Heartbeat(r) =
+            call(&mut conn, ApiKey::Heartbeat, hv, next(&mut corr), &RequestKind::Heartbeat(hb.clone())).await
+        else {
+            panic!()
+        };
+        assert_eq!(r.error_code, 0, "Heartbeat v{hv}");
+        let stale = hb.clone().with_generation_id(generation - 1);
+        let S::Heartbeat(r) =
+            call(&mut conn, ApiKey::Heartbeat, hv, next(&mut corr), &RequestKind::Heartbeat(stale)).await
+        else {
+            panic!()
+        };
+        assert_eq!(r.error_code, 22, "stale generation: ILLEGAL_GENERATION");
+
+        let cv = pick(ApiKey::OffsetCommit, v);
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(member.clone())
+            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(topic("t"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(42),
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(99)
+                        .with_committed_offset(1),
+                ])]);
+        let S::OffsetCommit(r) =
+            call(&mut conn, ApiKey::OffsetCommit, cv, next(&mut corr), &RequestKind::OffsetCommit(commit)).await
+        else {
+            panic!()
+        };
+        let codes: Vec<i16> = r.topics[0].partitions.iter().map(|p| p.error_code).collect();
+        assert_eq!(codes, vec![0, 3], "OffsetCommit v{cv}: unknown partition gets UNKNOWN_TOPIC_OR_PARTITION");
+
+        let ov = pick(ApiKey::OffsetFetch, v);
+        let fetch = if ov >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(group.clone())
+                .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
+                    .with_name(topic("t"))
+                    .with_partition_indexes(vec![0])]))])
+        } else {
+            OffsetFetchRequest::default().with_group_id(group.clone()).with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(topic("t"))
+                    .with_partition_indexes(vec![0]),
+            ]))
+        };
+        let S::OffsetFetch(r) =
+            call(&mut conn, ApiKey::OffsetFetch, ov, next(&mut corr), &RequestKind::OffsetFetch(fetch)).await
+        else {
+            panic!()
+        };
+        let committed = if ov >= 8 {
+            r.groups[0].topics[0].partitions[0].committed_offset
+        } else {
+            r.topics[0].partitions[0].committed_offset
+        };
+        assert_eq!(committed, 42, "OffsetFetch v{ov}");
+
+        let dv = pick(ApiKey::DescribeGroups, v);
+        let S::DescribeGroups(r) = call(
+            &mut conn,
+            ApiKey::DescribeGroups,
+            dv,
+            next(&mut corr),
+            &RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![group.clone()])),
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (r.groups[0].group_state.as_str(), r.groups[0].members.len()),
+            ("Stable", 1),
+            "DescribeGroups v{dv}"
+        );
+
+        let lv = pick(ApiKey::ListGroups, v);
+        let S::ListGroups(r) = call(
+            &mut conn,
+            ApiKey::ListGroups,
+            lv,
+            next(&mut corr),
+            &RequestKind::ListGroups(ListGroupsRequest::default()),
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert!(r.groups.iter().any(|g| g.group_id == group), "ListGroups v{lv}");
+
+        let gv = pick(ApiKey::LeaveGroup, v);
+        let leave = if gv >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(member.clone())])
+        } else {
+            LeaveGroupRequest::default().with_group_id(group.clone()).with_member_id(member.clone())
+        };
+        let S::LeaveGroup(r) =
+            call(&mut conn, ApiKey::LeaveGroup, gv, next(&mut corr), &RequestKind::LeaveGroup(leave)).await
+        else {
+            panic!()
+        };
+        let code = if gv >= 3 { r.members[0].error_code } else { r.error_code };
+        assert_eq!(code, 0, "LeaveGroup v{gv}");
+
+        let xv = pick(ApiKey::DeleteGroups, v);
+        let del = DeleteGroupsRequest::default().with_groups_names(vec![group.clone(), GroupId(s("never-existed"))]);
+        let S::DeleteGroups(r) =
+            call(&mut conn, ApiKey::DeleteGroups, xv, next(&mut corr), &RequestKind::DeleteGroups(del)).await
+        else {
+            panic!()
+        };
+        let codes: Vec<i16> = r.results.iter().map(|x| x.error_code).collect();
+        assert_eq!(codes, vec![0, 69], "DeleteGroups v{xv}");
+    }
+    // Every version of the APIs whose range is wider than JoinGroup's pairing covers.
+    for key in [ApiKey::DescribeGroups, ApiKey::ListGroups, ApiKey::FindCoordinator, ApiKey::OffsetFetch] {
+        for v in min_version(key)..=max_version(key) {
+            let req = match key {
+                ApiKey::DescribeGroups => {
+                    RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![GroupId(s("x"))]))
+                }
+                ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+                ApiKey::FindCoordinator if v >= 4 => {
+                    RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_coordinator_keys(vec![s("x")]))
+                }
+                ApiKey::FindCoordinator => {
+                    RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_key(s("x")))
+                }
+                ApiKey::OffsetFetch if v >= 8 => {
+                    RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(s("x")))
+                            .with_topics(None),
+                    ]))
+                }
+                _ => RequestKind::OffsetFetch(
+                    OffsetFetchRequest::default().with_group_id(GroupId(s("x"))).with_topics(if v >= 2 {
+                        None
+                    } else {
+                        Some(vec![])
+                    }),
+                ),
+            };
+            let _ = call(&mut conn, key, v, next(&mut corr), &req).await;
+        }
+    }
 }

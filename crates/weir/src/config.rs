@@ -63,6 +63,9 @@ pub struct ServeSettings {
     /// How often retention and compaction run [default: 60000]
     #[arg(long, env = "WEIR_MAINTENANCE_INTERVAL_MS")]
     pub maintenance_interval_ms: Option<u64>,
+    /// A new consumer group waits this long for more members before its first assignment [default: 3000]
+    #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<i64>,
 }
 
 macro_rules! take_missing {

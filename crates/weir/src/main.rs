@@ -11,11 +11,7 @@ use weir_log::{FsStorage, SystemClock};
 use weir_server::Server;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "weir",
-    version,
-    about = "A Kafka-protocol log broker and stream processor in one binary"
-)]
+#[command(name = "weir", version, about = "A Kafka-protocol log broker and stream processor in one binary")]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. info or weir_server=debug
     #[arg(long, global = true, env = "WEIR_LOG", default_value = "info")]
@@ -50,10 +46,8 @@ fn main() -> anyhow::Result<()> {
 fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     let broker_config = settings.broker_config()?;
     let server_config = settings.server_config();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let data_dir = broker_config.data_dir.clone();
         let broker = tokio::task::spawn_blocking(move || {
@@ -69,9 +63,7 @@ fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
         // Scripts and tests read the bound address from this line.
         println!("weir: kafka listening on {}", server.local_addr()?);
         server.run(shutdown_signal()).await?;
-        tokio::task::spawn_blocking(move || broker.close())
-            .await?
-            .context("flushing logs on shutdown")?;
+        tokio::task::spawn_blocking(move || broker.close()).await?.context("flushing logs on shutdown")?;
         tracing::info!("shut down cleanly");
         anyhow::Ok(())
     })

@@ -47,11 +47,7 @@ fn topic_configs(shared: &Shared, topic: &Topic) -> Result<Vec<(&'static str, St
     Ok(TOPIC_CONFIG_KEYS
         .iter()
         .filter_map(|&k| {
-            let source = if overrides.0.contains_key(k) {
-                SOURCE_DYNAMIC_TOPIC
-            } else {
-                SOURCE_DEFAULT
-            };
+            let source = if overrides.0.contains_key(k) { SOURCE_DYNAMIC_TOPIC } else { SOURCE_DEFAULT };
             describe_config(&config, k).map(|v| (k, v, source))
         })
         .collect())
@@ -64,11 +60,9 @@ pub(crate) fn create_topics(shared: &Shared, req: CreateTopicsRequest, version: 
         .map(|t| {
             let result = CreatableTopicResult::default().with_name(t.name.clone());
             if !t.assignments.is_empty() {
-                return result
-                    .with_error_code(errors::INVALID_REPLICA_ASSIGNMENT)
-                    .with_error_message(Some(str_bytes(
-                        "manual replica assignment is not supported on a single node",
-                    )));
+                return result.with_error_code(errors::INVALID_REPLICA_ASSIGNMENT).with_error_message(Some(str_bytes(
+                    "manual replica assignment is not supported on a single node",
+                )));
             }
             let new = NewTopic {
                 name: t.name.0.to_string(),
@@ -107,9 +101,7 @@ pub(crate) fn create_topics(shared: &Shared, req: CreateTopicsRequest, version: 
                 }
                 Err(e) => {
                     tracing::debug!(topic = %t.name.0, error = %e, "create topic refused");
-                    result
-                        .with_error_code(errors::error_code(&e))
-                        .with_error_message(message(&e))
+                    result.with_error_code(errors::error_code(&e)).with_error_message(message(&e))
                 }
             }
         })
@@ -119,11 +111,8 @@ pub(crate) fn create_topics(shared: &Shared, req: CreateTopicsRequest, version: 
 
 pub(crate) fn delete_topics(shared: &Shared, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     // v0-5 name topics in topic_names; v6 in topics (by name or id).
-    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = req
-        .topic_names
-        .into_iter()
-        .map(|n| (Some(n), uuid::Uuid::nil()))
-        .collect();
+    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> =
+        req.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect();
     targets.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
     let responses = targets
         .into_iter()
@@ -132,9 +121,7 @@ pub(crate) fn delete_topics(shared: &Shared, req: DeleteTopicsRequest, version: 
                 Some(n) => shared.broker.topic(&n.0),
                 None => shared.broker.topic_by_id(id.as_bytes()),
             };
-            let r = DeletableTopicResult::default()
-                .with_name(name.clone())
-                .with_topic_id(id);
+            let r = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
             let Some(topic) = topic else {
                 return r.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION);
             };
@@ -144,9 +131,11 @@ pub(crate) fn delete_topics(shared: &Shared, req: DeleteTopicsRequest, version: 
             }
             match shared.broker.delete_topic(&topic.name) {
                 Ok(()) => r,
-                Err(e) => r
-                    .with_error_code(errors::error_code(&e))
-                    .with_error_message(if version >= 5 { message(&e) } else { None }),
+                Err(e) => r.with_error_code(errors::error_code(&e)).with_error_message(if version >= 5 {
+                    message(&e)
+                } else {
+                    None
+                }),
             }
         })
         .collect();
@@ -160,17 +149,13 @@ pub(crate) fn create_partitions(shared: &Shared, req: CreatePartitionsRequest) -
         .map(|t| {
             let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
             if t.assignments.is_some() {
-                return r
-                    .with_error_code(errors::INVALID_REPLICA_ASSIGNMENT)
-                    .with_error_message(Some(str_bytes(
-                        "manual replica assignment is not supported on a single node",
-                    )));
+                return r.with_error_code(errors::INVALID_REPLICA_ASSIGNMENT).with_error_message(Some(str_bytes(
+                    "manual replica assignment is not supported on a single node",
+                )));
             }
             match shared.broker.create_partitions(&t.name.0, t.count, req.validate_only) {
                 Ok(()) => r,
-                Err(e) => r
-                    .with_error_code(errors::error_code(&e))
-                    .with_error_message(message(&e)),
+                Err(e) => r.with_error_code(errors::error_code(&e)).with_error_message(message(&e)),
             }
         })
         .collect();
@@ -188,11 +173,7 @@ fn config_type(key: &str) -> i8 {
 fn broker_configs(shared: &Shared) -> Vec<(&'static str, String, i8)> {
     let c = shared.broker.config();
     let mut out = vec![
-        (
-            "auto.create.topics.enable",
-            c.auto_create_topics.to_string(),
-            SOURCE_STATIC_BROKER,
-        ),
+        ("auto.create.topics.enable", c.auto_create_topics.to_string(), SOURCE_STATIC_BROKER),
         ("num.partitions", c.default_partitions.to_string(), SOURCE_STATIC_BROKER),
     ];
     for (broker_key, topic_key) in [
@@ -221,11 +202,7 @@ pub(crate) fn describe_configs(shared: &Shared, req: DescribeConfigsRequest, ver
                 RESOURCE_TOPIC => match shared.broker.topic(&res.resource_name) {
                     Some(topic) => match topic_configs(shared, &topic) {
                         Ok(c) => (c, false),
-                        Err(e) => {
-                            return r
-                                .with_error_code(errors::error_code(&e))
-                                .with_error_message(message(&e))
-                        }
+                        Err(e) => return r.with_error_code(errors::error_code(&e)).with_error_message(message(&e)),
                     },
                     None => return r.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION),
                 },
@@ -274,10 +251,8 @@ pub(crate) fn incremental_alter_configs(
             let mut changes = Vec::with_capacity(res.configs.len());
             for c in &res.configs {
                 match c.config_operation {
-                    OP_SET => changes.push((
-                        c.name.to_string(),
-                        Some(c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()),
-                    )),
+                    OP_SET => changes
+                        .push((c.name.to_string(), Some(c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()))),
                     OP_DELETE => changes.push((c.name.to_string(), None)),
                     _ => {
                         return r
@@ -286,14 +261,9 @@ pub(crate) fn incremental_alter_configs(
                     }
                 }
             }
-            match shared
-                .broker
-                .alter_topic_config(&res.resource_name, &changes, req.validate_only)
-            {
+            match shared.broker.alter_topic_config(&res.resource_name, &changes, req.validate_only) {
                 Ok(()) => r,
-                Err(e) => r
-                    .with_error_code(errors::error_code(&e))
-                    .with_error_message(message(&e)),
+                Err(e) => r.with_error_code(errors::error_code(&e)).with_error_message(message(&e)),
             }
         })
         .collect();

@@ -50,11 +50,7 @@ pub(crate) async fn handle(
 fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
     // log_start_offset exists from v5 on; older versions must leave it at its default.
     let start_of = |s: u64| if version >= 5 { s as i64 } else { -1 };
-    let mut remaining = if req.max_bytes > 0 {
-        req.max_bytes as usize
-    } else {
-        usize::MAX
-    };
+    let mut remaining = if req.max_bytes > 0 { req.max_bytes as usize } else { usize::MAX };
     let mut buf = BytesMut::new();
     let mut total = 0usize;
     let mut error = false;
@@ -83,16 +79,8 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
             } else {
                 (p.partition_max_bytes.max(0) as usize).min(remaining)
             };
-            let offset = if p.fetch_offset < 0 {
-                u64::MAX
-            } else {
-                p.fetch_offset as u64
-            };
-            let result = if max == 0 {
-                Ok(None)
-            } else {
-                log.read(offset, max, &mut buf).map(Some)
-            };
+            let offset = if p.fetch_offset < 0 { u64::MAX } else { p.fetch_offset as u64 };
+            let result = if max == 0 { Ok(None) } else { log.read(offset, max, &mut buf).map(Some) };
             match result {
                 Ok(info) => {
                     let (hwm, start) = match info {
@@ -135,9 +123,5 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                 .with_partitions(partitions),
         );
     }
-    Pass {
-        response: FetchResponse::default().with_session_id(0).with_responses(responses),
-        bytes: total,
-        error,
-    }
+    Pass { response: FetchResponse::default().with_session_id(0).with_responses(responses), bytes: total, error }
 }

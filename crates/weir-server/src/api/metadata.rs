@@ -40,12 +40,9 @@ pub(crate) fn topic_response(
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&topic.name))))
-        .with_topic_id(if version >= 10 {
-            uuid::Uuid::from_bytes(topic.id)
-        } else {
-            uuid::Uuid::nil()
-        })
+        .with_topic_id(if version >= 10 { uuid::Uuid::from_bytes(topic.id) } else { uuid::Uuid::nil() })
         .with_partitions(partitions)
+        .with_is_internal(version >= 1 && weir_broker::Broker::is_internal(&topic.name))
         .with_topic_authorized_operations(if with_operations {
             TOPIC_OPERATIONS_ALL
         } else {
@@ -72,11 +69,7 @@ pub(crate) fn handle(shared: &Shared, req: MetadataRequest, version: i16) -> Met
     let topic_ops = version >= 8 && req.include_topic_authorized_operations;
     let cluster_ops = (8..=10).contains(&version) && req.include_cluster_authorized_operations;
     let topics = if all {
-        broker
-            .topics()
-            .iter()
-            .map(|t| topic_response(shared, t, version, topic_ops))
-            .collect()
+        broker.topics().iter().map(|t| topic_response(shared, t, version, topic_ops)).collect()
     } else {
         let mut out = Vec::new();
         for t in req.topics.unwrap_or_default() {
@@ -88,11 +81,7 @@ pub(crate) fn handle(shared: &Shared, req: MetadataRequest, version: i16) -> Met
                 });
                 continue;
             };
-            let looked_up = if auto_create {
-                broker.topic_or_auto_create(&name.0)
-            } else {
-                Ok(broker.topic(&name.0))
-            };
+            let looked_up = if auto_create { broker.topic_or_auto_create(&name.0) } else { Ok(broker.topic(&name.0)) };
             out.push(match looked_up {
                 Ok(Some(topic)) => topic_response(shared, &topic, version, topic_ops),
                 Ok(None) => error_topic(Some(name), uuid::Uuid::nil(), errors::UNKNOWN_TOPIC_OR_PARTITION),

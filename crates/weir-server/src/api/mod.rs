@@ -3,11 +3,12 @@
 
 mod admin;
 mod fetch;
+mod group;
 mod metadata;
 mod offsets;
 mod produce;
 
-use crate::dispatch::{api_keys, CloseReason};
+use crate::dispatch::{api_keys, CloseReason, RequestContext};
 use crate::server::Shared;
 use kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
@@ -23,69 +24,57 @@ where
     F: FnOnce(&Shared) -> Option<ResponseKind> + Send + 'static,
 {
     let shared = shared.clone();
-    tokio::task::spawn_blocking(move || f(&shared))
-        .await
-        .map_err(|e| CloseReason::Handler(e.to_string()))
+    tokio::task::spawn_blocking(move || f(&shared)).await.map_err(|e| CloseReason::Handler(e.to_string()))
 }
 
 pub(crate) async fn handle(
     shared: &Arc<Shared>,
+    ctx: &RequestContext,
     request: RequestKind,
     version: i16,
 ) -> Result<Option<ResponseKind>, CloseReason> {
     use RequestKind as R;
     use ResponseKind as S;
     match request {
-        R::ApiVersions(_) => Ok(Some(S::ApiVersions(
-            ApiVersionsResponse::default().with_api_keys(api_keys()),
-        ))),
+        R::ApiVersions(_) => Ok(Some(S::ApiVersions(ApiVersionsResponse::default().with_api_keys(api_keys())))),
         R::Fetch(r) => fetch::handle(shared, r, version).await.map(|r| Some(S::Fetch(r))),
         R::Produce(r) => blocking(shared, move |s| produce::handle(s, r, version).map(S::Produce)).await,
         R::Metadata(r) => blocking(shared, move |s| Some(S::Metadata(metadata::handle(s, r, version)))).await,
         R::ListOffsets(r) => {
-            blocking(shared, move |s| {
-                Some(S::ListOffsets(offsets::list_offsets(s, r, version)))
-            })
-            .await
+            blocking(shared, move |s| Some(S::ListOffsets(offsets::list_offsets(s, r, version)))).await
         }
         R::DeleteRecords(r) => blocking(shared, move |s| Some(S::DeleteRecords(offsets::delete_records(s, r)))).await,
         R::InitProducerId(r) => {
-            blocking(shared, move |s| {
-                Some(S::InitProducerId(produce::init_producer_id(s, r)))
-            })
-            .await
+            blocking(shared, move |s| Some(S::InitProducerId(produce::init_producer_id(s, r)))).await
         }
         R::CreateTopics(r) => {
-            blocking(shared, move |s| {
-                Some(S::CreateTopics(admin::create_topics(s, r, version)))
-            })
-            .await
+            blocking(shared, move |s| Some(S::CreateTopics(admin::create_topics(s, r, version)))).await
         }
         R::DeleteTopics(r) => {
-            blocking(shared, move |s| {
-                Some(S::DeleteTopics(admin::delete_topics(s, r, version)))
-            })
-            .await
+            blocking(shared, move |s| Some(S::DeleteTopics(admin::delete_topics(s, r, version)))).await
         }
         R::CreatePartitions(r) => {
-            blocking(shared, move |s| {
-                Some(S::CreatePartitions(admin::create_partitions(s, r)))
-            })
-            .await
+            blocking(shared, move |s| Some(S::CreatePartitions(admin::create_partitions(s, r)))).await
         }
         R::DescribeConfigs(r) => {
-            blocking(shared, move |s| {
-                Some(S::DescribeConfigs(admin::describe_configs(s, r, version)))
-            })
-            .await
+            blocking(shared, move |s| Some(S::DescribeConfigs(admin::describe_configs(s, r, version)))).await
         }
         R::IncrementalAlterConfigs(r) => {
-            blocking(shared, move |s| {
-                Some(S::IncrementalAlterConfigs(admin::incremental_alter_configs(s, r)))
-            })
-            .await
+            blocking(shared, move |s| Some(S::IncrementalAlterConfigs(admin::incremental_alter_configs(s, r)))).await
         }
         R::DescribeCluster(r) => Ok(Some(S::DescribeCluster(admin::describe_cluster(shared, r)))),
+        R::FindCoordinator(r) => Ok(Some(S::FindCoordinator(group::find_coordinator(shared, r, version)))),
+        R::JoinGroup(r) => group::join_group(shared, ctx, r, version).await.map(|r| Some(S::JoinGroup(r))),
+        R::SyncGroup(r) => group::sync_group(shared, r, version).await.map(|r| Some(S::SyncGroup(r))),
+        R::Heartbeat(r) => Ok(Some(S::Heartbeat(group::heartbeat(shared, r)))),
+        R::LeaveGroup(r) => Ok(Some(S::LeaveGroup(group::leave_group(shared, r, version)))),
+        R::OffsetCommit(r) => {
+            blocking(shared, move |s| Some(S::OffsetCommit(group::offset_commit(s, r, version)))).await
+        }
+        R::OffsetFetch(r) => Ok(Some(S::OffsetFetch(group::offset_fetch(shared, r, version)))),
+        R::DescribeGroups(r) => Ok(Some(S::DescribeGroups(group::describe_groups(shared, r, version)))),
+        R::ListGroups(r) => Ok(Some(S::ListGroups(group::list_groups(shared, r, version)))),
+        R::DeleteGroups(r) => blocking(shared, move |s| Some(S::DeleteGroups(group::delete_groups(s, r)))).await,
         other => Err(CloseReason::Handler(format!("no handler for {other:?}"))),
     }
 }

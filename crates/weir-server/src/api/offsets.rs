@@ -24,11 +24,7 @@ fn lookup(log: &Log, timestamp: i64) -> Result<(i64, i64), BrokerError> {
         EARLIEST => (log.log_start_offset() as i64, -1),
         MAX_TIMESTAMP => {
             let max = log.stats().max_timestamp;
-            match (max > i64::MIN)
-                .then(|| log.offset_for_timestamp(max))
-                .transpose()?
-                .flatten()
-            {
+            match (max > i64::MIN).then(|| log.offset_for_timestamp(max)).transpose()?.flatten() {
                 Some((offset, ts)) => (offset as i64, ts),
                 None => (-1, -1),
             }
@@ -66,9 +62,7 @@ pub(crate) fn list_offsets(shared: &Shared, req: ListOffsetsRequest, version: i1
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default()
-                .with_name(t.name)
-                .with_partitions(partitions)
+            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
@@ -85,11 +79,7 @@ pub(crate) fn delete_records(shared: &Shared, req: DeleteRecordsRequest) -> Dele
                 .map(|p| {
                     let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
                     let done = shared.broker.partition(&t.name.0, p.partition_index).and_then(|part| {
-                        let target = if p.offset == -1 {
-                            part.log.log_end_offset()
-                        } else {
-                            p.offset.max(0) as u64
-                        };
+                        let target = if p.offset == -1 { part.log.log_end_offset() } else { p.offset.max(0) as u64 };
                         Ok(part.log.delete_records_before(target)?)
                     });
                     match done {
@@ -98,9 +88,7 @@ pub(crate) fn delete_records(shared: &Shared, req: DeleteRecordsRequest) -> Dele
                     }
                 })
                 .collect();
-            DeleteRecordsTopicResult::default()
-                .with_name(t.name)
-                .with_partitions(partitions)
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
         })
         .collect();
     DeleteRecordsResponse::default().with_topics(topics)

@@ -21,12 +21,7 @@ pub(crate) fn handle(shared: &Shared, req: ProduceRequest, version: i16) -> Opti
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for p in topic_data.partition_data {
             let r = if !matches!(acks, -1..=1) {
-                error_response(
-                    p.index,
-                    errors::INVALID_REQUIRED_ACKS,
-                    "acks must be -1, 0 or 1".into(),
-                    version,
-                )
+                error_response(p.index, errors::INVALID_REQUIRED_ACKS, "acks must be -1, 0 or 1".into(), version)
             } else if req.transactional_id.is_some() {
                 error_response(
                     p.index,
@@ -41,11 +36,7 @@ pub(crate) fn handle(shared: &Shared, req: ProduceRequest, version: i16) -> Opti
             };
             partitions.push(r);
         }
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(topic_data.name)
-                .with_partition_responses(partitions),
-        );
+        responses.push(TopicProduceResponse::default().with_name(topic_data.name).with_partition_responses(partitions));
     }
     if appended_any {
         shared.notify_appended();
@@ -81,10 +72,7 @@ fn produce_partition(
         error_response(p.index, code, e.to_string(), version)
     };
     let Some(partition) = topic.and_then(|t| t.partition(p.index)) else {
-        return fail(BrokerError::UnknownTopicOrPartition {
-            topic: name.to_owned(),
-            partition: p.index,
-        });
+        return fail(BrokerError::UnknownTopicOrPartition { topic: name.to_owned(), partition: p.index });
     };
     let Some(records) = p.records.as_ref() else {
         return fail(BrokerError::InvalidRequest("no records"));
@@ -110,11 +98,7 @@ fn produce_partition(
     PartitionProduceResponse::default()
         .with_index(p.index)
         .with_base_offset(appended.base_offset as i64)
-        .with_log_start_offset(if version >= 5 {
-            appended.log_start_offset as i64
-        } else {
-            -1
-        })
+        .with_log_start_offset(if version >= 5 { appended.log_start_offset as i64 } else { -1 })
 }
 
 pub(crate) fn init_producer_id(shared: &Shared, req: InitProducerIdRequest) -> InitProducerIdResponse {
@@ -126,9 +110,9 @@ pub(crate) fn init_producer_id(shared: &Shared, req: InitProducerIdRequest) -> I
     }
     let current = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
     match shared.broker.init_producer_id(current) {
-        Ok((id, epoch)) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(epoch),
+        Ok((id, epoch)) => {
+            InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(epoch)
+        }
         Err(e) => {
             tracing::error!(error = %e, "allocating a producer id failed");
             InitProducerIdResponse::default()
