@@ -97,7 +97,8 @@ impl ServeSettings {
             max_connections,
             idle_timeout_ms,
             request_timeout_ms,
-            maintenance_interval_ms
+            maintenance_interval_ms,
+            group_initial_rebalance_delay_ms
         );
         Ok(self)
     }
@@ -130,6 +131,9 @@ impl ServeSettings {
         }
         if let Some(ms) = self.maintenance_interval_ms {
             c.maintenance_interval_ms = ms;
+        }
+        if let Some(ms) = self.group_initial_rebalance_delay_ms {
+            c.group.initial_rebalance_delay_ms = ms.max(0);
         }
         c.log.validate().context("invalid storage settings")?;
         Ok(c)
