@@ -260,6 +260,7 @@ impl Group {
                 self.members.iter().min_by_key(|(_, m)| m.joined_seq).map(|(id, _)| id.clone()).unwrap_or_default();
         }
         self.state = State::CompletingRebalance;
+        tracing::info!(generation = self.generation, members = self.members.len(), protocol = %self.protocol, leader = %self.leader, "group rebalanced");
         let leader_view: Vec<(String, Option<String>, Bytes)> = self
             .members
             .iter()
@@ -490,6 +491,7 @@ impl Coordinator {
                 ..JoinResponse::default()
             });
         }
+        tracing::debug!(group = %req.group_id, member = %member_id, state = group.state.name(), "join");
         if group.state != State::PreparingRebalance {
             group.prepare_rebalance(now, self.config.initial_rebalance_delay_ms);
         }
@@ -514,6 +516,14 @@ impl Coordinator {
         if !group.members.contains_key(member_id) {
             return fail(respond, GroupError::UnknownMemberId);
         }
+        tracing::debug!(
+            group = group_id,
+            member = member_id,
+            generation,
+            current = group.generation,
+            state = group.state.name(),
+            "sync"
+        );
         if generation != group.generation {
             return fail(respond, GroupError::IllegalGeneration);
         }
@@ -570,6 +580,7 @@ impl Coordinator {
         let state = group.state;
         let group_generation = group.generation;
         let m = group.members.get_mut(member_id).ok_or(GroupError::UnknownMemberId)?;
+        tracing::trace!(group = group_id, member = member_id, generation, state = state.name(), "heartbeat");
         match state {
             State::Empty => Err(GroupError::UnknownMemberId),
             State::PreparingRebalance => Err(GroupError::RebalanceInProgress),
