@@ -217,3 +217,36 @@ def test_hostile_commits_get_error_codes_and_others_keep_working(broker):
         assert offset_commit_v2("another", -1, "", "hostile-commits", 0) == 0
     finally:
         member.stop(signal.SIGKILL)
+
+
+@pytest.mark.parametrize("strategy", ["roundrobin", "cooperative-sticky"])
+def test_other_assignors_split_and_consume_everything(broker, strategy):
+    topic = f"assign-{strategy}"
+    create(broker.bootstrap, topic, 4)
+    produce(broker.bootstrap, topic, 0, 4000)
+    consumers = [Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"g-{strategy}",
+                           "partition.assignment.strategy": strategy, "auto.offset.reset": "earliest",
+                           "session.timeout.ms": 6000, "enable.auto.commit": True,
+                           "auto.commit.interval.ms": 200}) for _ in range(2)]
+    for c in consumers:
+        c.subscribe([topic])
+    seen = Counter()
+    owners = {}
+    deadline = time.monotonic() + 60
+    while len(seen) < 4000 and time.monotonic() < deadline:
+        for i, c in enumerate(consumers):
+            for m in c.consume(500, timeout=0.1):
+                if m.error() is None:
+                    seen[m.value()] += 1
+                    owners.setdefault(m.partition(), set()).add(i)
+    # Let the group settle, then both members must own partitions.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(len(c.assignment()) == 2 for c in consumers):
+        for c in consumers:
+            c.consume(10, timeout=0.1)
+    assignments = [sorted(tp.partition for tp in c.assignment()) for c in consumers]
+    for c in consumers:
+        c.close()
+    assert len(seen) == 4000
+    assert sorted(assignments[0] + assignments[1]) == [0, 1, 2, 3], assignments
+    assert all(len(a) == 2 for a in assignments), assignments

@@ -277,7 +277,7 @@ async fn group_flow_at_every_version() {
     let (addr, _broker, _dir) = start().await;
     let mut conn = TcpStream::connect(addr).await.unwrap();
     let mut corr = 1000;
-    let mut next = |c: &mut i32| {
+    let next = |c: &mut i32| {
         *c += 1;
         *c
     };

@@ -1,6 +1,8 @@
 //! `weir`: the broker and its command-line tools in one binary.
 
+mod client;
 mod config;
+mod group_cmd;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -28,18 +30,41 @@ enum Command {
         #[arg(long, env = "WEIR_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: config::ServeSettings,
+        settings: Box<config::ServeSettings>,
+    },
+    /// Consumer groups: list, describe (with lag), reset-offsets, delete.
+    Group {
+        /// Broker to talk to
+        #[arg(long, short = 'b', env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
+        bootstrap: String,
+        /// Output format
+        #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
+        output: group_cmd::Output,
+        #[command(subcommand)]
+        command: group_cmd::GroupCommand,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes.
+            eprintln!("weir: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?)
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
         Command::Serve { config, settings } => serve(settings.with_file(config.as_deref())?),
+        Command::Group { bootstrap, output, command } => group_cmd::run(&bootstrap, output, command),
     }
 }
 
