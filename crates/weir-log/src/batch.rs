@@ -227,22 +227,9 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
-/// Fields needed to write a batch header; used by [`BatchBuilder`] and compaction.
-#[derive(Debug, Clone, Copy)]
-pub struct HeaderFields {
-    pub base_offset: i64,
-    pub attributes: i16,
-    pub last_offset_delta: i32,
-    pub base_timestamp: i64,
-    pub max_timestamp: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_sequence: i32,
-    pub records_count: i32,
-}
-
-/// Writes a complete batch (header + already-encoded `records`) into `out`, with CRC.
-pub fn write_batch(out: &mut Vec<u8>, fields: &HeaderFields, records: &[u8]) {
+/// Writes a complete batch (header + already-encoded `records`) into `out`, with CRC. The
+/// header's length, magic, epoch and CRC fields are computed, not taken from `fields`.
+pub fn write_batch(out: &mut Vec<u8>, fields: &BatchHeader, records: &[u8]) {
     let start = out.len();
     let batch_length = (HEADER_LEN - LOG_OVERHEAD + records.len()) as i32;
     out.extend_from_slice(&fields.base_offset.to_be_bytes());

@@ -1,6 +1,6 @@
 //! Builds uncompressed RecordBatch v2 bytes: for tests, benchmarks and the HTTP produce path.
 
-use crate::batch::{write_batch, HeaderFields};
+use crate::batch::{write_batch, BatchHeader};
 use crate::record::encode_record;
 
 /// Accumulates records, then writes one batch. Reusable: `build_into` then `clear`.
@@ -57,8 +57,12 @@ impl BatchBuilder {
     }
 
     pub fn build_into(&self, out: &mut Vec<u8>) {
-        let fields = HeaderFields {
+        let fields = BatchHeader {
             base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
             attributes: 0,
             last_offset_delta: self.count - 1,
             base_timestamp: self.base_timestamp.unwrap_or(0),

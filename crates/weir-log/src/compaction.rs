@@ -5,7 +5,7 @@
 //! never does, and readers keep reading the old file through their handle until the cleaned
 //! copy is swapped in by an atomic rename.
 
-use crate::batch::{validate_stored, write_batch, BatchHeader, HeaderFields};
+use crate::batch::{validate_stored, write_batch, BatchHeader};
 use crate::error::LogError;
 use crate::index::{encode_index, encode_time_index};
 use crate::log::{lock, read, write, Log};
@@ -128,17 +128,7 @@ impl Log {
                 changed = true;
                 // An emptied batch stays, with no records, so offsets stay contiguous.
                 {
-                    let fields = HeaderFields {
-                        base_offset: h.base_offset,
-                        attributes: h.attributes,
-                        last_offset_delta: h.last_offset_delta,
-                        base_timestamp: h.base_timestamp,
-                        max_timestamp: h.max_timestamp,
-                        producer_id: h.producer_id,
-                        producer_epoch: h.producer_epoch,
-                        base_sequence: h.base_sequence,
-                        records_count: kept,
-                    };
+                    let fields = BatchHeader { records_count: kept, ..*h };
                     write_batch(&mut out, &fields, &records);
                 }
             })?;

@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::config::{Durability, LogConfig};
 use crate::error::{BatchError, LogError};
 use crate::index::{encode_index, encode_time_index};
-use crate::segment::{check_placement, file_path, read_header, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
+use crate::segment::{check_placement, file_path, read_placed_header, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
 use crate::storage::{write_atomic, Storage, StorageFile};
 use bytes::BytesMut;
 use std::path::{Path, PathBuf};
@@ -435,12 +435,7 @@ impl Log {
             if pos >= seg_end {
                 return self.read_next_segment(offset, max_bytes, out);
             }
-            let h = read_header(&*file, &path, pos, seg_end)?;
-            check_placement(&h, expected).map_err(|reason| LogError::Corrupt {
-                path: path.to_path_buf(),
-                position: pos,
-                reason,
-            })?;
+            let h = read_placed_header(&*file, &path, pos, seg_end, expected)?;
             if h.last_offset() as u64 >= offset {
                 break h;
             }
@@ -511,12 +506,7 @@ impl Log {
         let log_start = self.log_start_offset();
         let mut buf = Vec::new();
         while pos < end {
-            let h = read_header(&*file, &path, pos, end)?;
-            check_placement(&h, expected).map_err(|reason| LogError::Corrupt {
-                path: path.to_path_buf(),
-                position: pos,
-                reason,
-            })?;
+            let h = read_placed_header(&*file, &path, pos, end, expected)?;
             expected = h.last_offset() as u64 + 1;
             if h.max_timestamp >= timestamp && h.last_offset() as u64 >= log_start {
                 buf.resize(h.total_len(), 0);
@@ -625,12 +615,7 @@ impl Log {
         };
         for (file, path, mut pos, mut expected, end) in segments {
             while pos < end {
-                let h = read_header(&*file, &path, pos, end)?;
-                check_placement(&h, expected).map_err(|reason| LogError::Corrupt {
-                    path: path.to_path_buf(),
-                    position: pos,
-                    reason,
-                })?;
+                let h = read_placed_header(&*file, &path, pos, end, expected)?;
                 if h.last_offset() as u64 >= from_offset {
                     f(&h);
                 }

@@ -152,6 +152,19 @@ pub(crate) fn read_header(
     Ok(header)
 }
 
+/// Reads the header at `position` and checks that its batch starts at `expected`.
+pub(crate) fn read_placed_header(
+    file: &dyn StorageFile,
+    path: &Path,
+    position: u64,
+    end: u64,
+    expected: u64,
+) -> Result<BatchHeader, LogError> {
+    let h = read_header(file, path, position, end)?;
+    check_placement(&h, expected).map_err(|reason| LogError::Corrupt { path: path.to_path_buf(), position, reason })?;
+    Ok(h)
+}
+
 /// Batches in a segment are contiguous: each starts one past the previous one's last offset
 /// (compaction keeps emptied batches for this), and carries leader epoch 0. baseOffset and
 /// the epoch lie outside the CRC, so this is what catches their corruption.
