@@ -19,6 +19,7 @@ class Weir:
         self.extra_args = list(extra_args)
         self.proc = None
         self.port = None
+        self.http_port = None
         os.makedirs(self.data_dir, exist_ok=True)
         self.log_path = self.data_dir + ".log"
         self.start()
@@ -27,11 +28,17 @@ class Weir:
     def bootstrap(self):
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
     def start(self, port=None):
         listen = f"127.0.0.1:{port or self.port or 0}"
+        http_listen = f"127.0.0.1:{self.http_port or 0}"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [WEIR_BIN, "serve", "--data-dir", self.data_dir, "--kafka-listen", listen, *self.extra_args],
+            [WEIR_BIN, "serve", "--data-dir", self.data_dir, "--kafka-listen", listen, "--http-listen", http_listen,
+             *self.extra_args],
             stdout=subprocess.PIPE,
             stderr=log,
             env={**os.environ, "WEIR_LOG": os.environ.get("WEIR_LOG", "info"), "NO_COLOR": "1"},
@@ -42,6 +49,12 @@ class Weir:
             self.proc.kill()
             raise RuntimeError(f"weir did not start: {line!r}; log in {self.log_path}")
         self.port = int(m.group(1))
+        line = self.proc.stdout.readline().decode()
+        m = re.search(r"http listening on 127\.0\.0\.1:(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"weir http did not start: {line!r}")
+        self.http_port = int(m.group(1))
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.proc is None:

@@ -12,7 +12,7 @@ from conftest import WEIR_BIN
 
 
 def start(args, env=None, cwd=None):
-    p = subprocess.Popen([WEIR_BIN, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    p = subprocess.Popen([WEIR_BIN, "serve", "--http-listen", "127.0.0.1:0", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          env={**os.environ, **(env or {})}, cwd=cwd)
     line = p.stdout.readline().decode()
     m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)

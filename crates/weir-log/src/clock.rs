@@ -10,6 +10,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
+impl SystemClock {
+    /// The wall clock in ms, for callers that do not hold a `dyn Clock`.
+    pub fn now_ms_public(self) -> i64 {
+        Clock::now_ms(&self)
+    }
+}
+
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

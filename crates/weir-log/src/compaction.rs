@@ -140,6 +140,8 @@ impl Log {
             }
         }
         if stats.segments_rewritten > 0 {
+            crate::metrics::COMPACTION_RUNS.inc();
+            crate::metrics::COMPACTION_RECORDS_REMOVED.add(stats.records_removed);
             tracing::info!(dir = %self.dir().display(), ?stats, "compacted");
         }
         Ok(stats)

@@ -324,10 +324,12 @@ impl Log {
             let seg = view.segments.last().ok_or(LogError::Config { reason: "no segment" })?;
             (seg.file.clone(), seg.path.clone(), view.log_end)
         };
+        let started = std::time::Instant::now();
         file.sync_data().map_err(|e| {
             self.fail("fdatasync failed");
             LogError::io("fdatasync", &*path, e)
         })?;
+        crate::metrics::FSYNC_SECONDS.observe(started.elapsed());
         self.durable_end.fetch_max(end, Ordering::AcqRel);
         self.last_sync_ms.store(self.clock.now_ms(), Ordering::Relaxed);
         Ok(())
@@ -462,6 +464,7 @@ impl Log {
                 _ => break,
             };
             if let Err(reason) = validate_stored(&rest[..h.total_len()]).and_then(|_| check_placement(&h, expected)) {
+                crate::metrics::CORRUPT_READS.inc();
                 if kept == 0 {
                     out.truncate(start);
                     return Err(LogError::Corrupt { path: path.to_path_buf(), position: pos, reason });
@@ -562,6 +565,7 @@ impl Log {
                 Err(e) => return Err(LogError::io("remove", &p, e)),
             }
         }
+        crate::metrics::SEGMENTS_DELETED.inc();
         tracing::info!(file = %seg.path.display(), base = seg.base_offset, "deleted segment");
         Ok(())
     }

@@ -50,6 +50,22 @@ pub struct Record<'a> {
     pub value: Option<&'a [u8]>,
     /// The whole encoded record including its length prefix, to copy it unchanged.
     pub encoded: &'a [u8],
+    /// The encoded headers section (count, then key/value pairs).
+    headers: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// The record's headers as (key, value); stops at the first malformed header.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        let buf = self.headers;
+        let mut pos = 0usize;
+        let count = read_varint(buf, &mut pos).unwrap_or(0).max(0);
+        (0..count).map_while(move |_| {
+            let k = read_bytes(buf, &mut pos)??;
+            let v = read_bytes(buf, &mut pos)?;
+            Some((k, v))
+        })
+    }
 }
 
 /// Iterates the records of an uncompressed batch (`batch` = the whole batch bytes).
@@ -57,17 +73,24 @@ pub struct Records<'a> {
     buf: &'a [u8],
     pos: usize,
     left: i32,
+    /// Where the records section starts in `buf` (for error positions).
+    start: usize,
 }
 
 impl<'a> Records<'a> {
     pub fn new(batch: &'a [u8], header: &BatchHeader) -> Self {
         let end = header.total_len().min(batch.len());
-        Self { buf: &batch[..end], pos: HEADER_LEN, left: header.records_count }
+        Self { buf: &batch[..end], pos: HEADER_LEN, left: header.records_count, start: HEADER_LEN }
+    }
+
+    /// Iterates `count` records laid out back to back in `records` (a decompressed section).
+    pub fn over(records: &'a [u8], count: i32) -> Self {
+        Self { buf: records, pos: 0, left: count, start: 0 }
     }
 
     fn next_record(&mut self) -> Result<Record<'a>, BatchError> {
         let start = self.pos;
-        let bad = BatchError::BadRecord { position: start - HEADER_LEN };
+        let bad = BatchError::BadRecord { position: start - self.start };
         let mut p = self.pos;
         let len = read_varint(self.buf, &mut p).ok_or(bad.clone())?;
         let body_start = p;
@@ -82,7 +105,7 @@ impl<'a> Records<'a> {
         let key = read_bytes(body, &mut p).ok_or(bad.clone())?;
         let value = read_bytes(body, &mut p).ok_or(bad.clone())?;
         self.pos = end;
-        Ok(Record { offset_delta, timestamp_delta, key, value, encoded: &self.buf[start..end] })
+        Ok(Record { offset_delta, timestamp_delta, key, value, encoded: &self.buf[start..end], headers: &body[p..] })
     }
 }
 

@@ -70,6 +70,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
                 %reason, "truncating log at the first invalid batch"
             );
             seg.file.set_len(scan.valid_end).map_err(|e| LogError::io("truncate", &path, e))?;
+            crate::metrics::RECOVERY_TRUNCATIONS.inc();
             truncated_at = Some(i);
         }
         seg.file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;

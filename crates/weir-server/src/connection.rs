@@ -3,6 +3,7 @@
 //! its request is in flight; pipelined requests wait in the socket buffer).
 
 use crate::dispatch;
+use crate::metrics;
 use crate::server::Shared;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -15,13 +16,14 @@ use tokio::time::{timeout, timeout_at, Instant};
 /// Size prefix (4) + api key, version, correlation id (8).
 const FRAME_BYTES_MIN: usize = 8;
 
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
+    metrics::CONNECTIONS.inc();
+    serve_inner(shared, stream, peer, shutdown).await;
+    metrics::CONNECTIONS.dec();
+}
+
+async fn serve_inner(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::new();
     let cfg = &shared.config;
@@ -73,10 +75,12 @@ pub(crate) async fn serve(
                 return;
             }
         }
+        metrics::BYTES_IN.add(len as u64 + 4);
         let frame = buf.split().freeze();
         let reply = dispatch::handle(&shared, peer, frame).await;
         match reply {
             Ok(Some(response)) => {
+                metrics::BYTES_OUT.add(response.len() as u64);
                 if !matches!(timeout(cfg.request_timeout, wr.write_all(&response)).await, Ok(Ok(_))) {
                     tracing::warn!(%peer, "client did not take its response in time; closing");
                     return;
@@ -84,6 +88,7 @@ pub(crate) async fn serve(
             }
             Ok(None) => {}
             Err(reason) => {
+                metrics::PROTOCOL_ERRORS.inc();
                 tracing::warn!(%peer, %reason, "closing connection");
                 return;
             }

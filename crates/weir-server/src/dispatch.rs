@@ -2,6 +2,7 @@
 
 use crate::api;
 use crate::errors;
+use crate::metrics;
 use crate::server::Shared;
 use crate::versions;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -59,12 +60,40 @@ pub(crate) async fn handle(
     let request = RequestKind::decode(key, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
     let started = std::time::Instant::now();
     let ctx = RequestContext { client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(), peer };
-    let response = api::handle(shared, &ctx, request, version).await?;
+    let stats = metrics::api(api_key);
+    let response = api::handle(shared, &ctx, request, version).await;
+    if let Some(s) = stats {
+        s.requests.inc();
+        s.latency.observe(started.elapsed());
+        if response.as_ref().map_or(true, |r| r.as_ref().is_some_and(has_error)) {
+            s.errors.inc();
+        }
+    }
+    let response = response?;
     tracing::trace!(?key, version, elapsed_us = started.elapsed().as_micros() as u64, "handled");
     let Some(response) = response else {
         return Ok(None);
     };
     encode(key, version, header.correlation_id, &response).map(Some)
+}
+
+/// Whether a response carries a top-level or per-item error code (for the error counter).
+fn has_error(r: &ResponseKind) -> bool {
+    match r {
+        ResponseKind::Produce(r) => r.responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != 0)),
+        ResponseKind::Fetch(r) => {
+            r.error_code != 0 || r.responses.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0))
+        }
+        ResponseKind::ListOffsets(r) => r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
+        ResponseKind::CreateTopics(r) => r.topics.iter().any(|t| t.error_code != 0),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().any(|t| t.error_code != 0),
+        ResponseKind::JoinGroup(r) => r.error_code != 0 && r.error_code != 79,
+        ResponseKind::SyncGroup(r) => r.error_code != 0,
+        ResponseKind::Heartbeat(r) => r.error_code != 0,
+        ResponseKind::OffsetCommit(r) => r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
+        ResponseKind::InitProducerId(r) => r.error_code != 0,
+        _ => false,
+    }
 }
 
 fn encode(key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Result<BytesMut, CloseReason> {

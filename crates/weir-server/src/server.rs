@@ -38,6 +38,16 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: ServerConfig, broker: Arc<Broker>) -> std::io::Result<Server> {
+        Self::bind_with(config, broker, watch::channel(0).0).await
+    }
+
+    /// Like `bind`, with the broker-wide append signal shared with other front ends (HTTP),
+    /// so long polls here wake on their appends and theirs on ours.
+    pub async fn bind_with(
+        config: ServerConfig,
+        broker: Arc<Broker>,
+        appended: watch::Sender<u64>,
+    ) -> std::io::Result<Server> {
         if config.frame_bytes_max > config.inflight_bytes_max || config.inflight_bytes_max > u32::MAX as usize {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -48,7 +58,6 @@ impl Server {
         let local = listener.local_addr()?;
         let advertised_host = config.advertised_host.clone().unwrap_or_else(|| local.ip().to_string());
         let advertised_port = i32::from(config.advertised_port.unwrap_or(local.port()));
-        let (appended, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             broker,
             inflight: Arc::new(Semaphore::new(config.inflight_bytes_max)),
@@ -92,6 +101,7 @@ impl Server {
                             });
                         }
                         Err(_) => {
+                            crate::metrics::CONNECTIONS_REFUSED.inc();
                             tracing::warn!(%peer, max = shared.config.connections_max, "connection limit reached; refusing");
                             drop(stream);
                         }

@@ -21,6 +21,18 @@ pub struct ServeSettings {
     /// Kafka protocol listener [default: 127.0.0.1:9092]; port 0 picks a free port
     #[arg(long, env = "WEIR_KAFKA_LISTEN")]
     pub kafka_listen: Option<SocketAddr>,
+    /// HTTP/JSON API, /metrics and health endpoints [default: 127.0.0.1:9644]
+    #[arg(long, env = "WEIR_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// HTTP: largest request body [default: 8388608]
+    #[arg(long, env = "WEIR_HTTP_BODY_MAX_BYTES")]
+    pub http_body_max_bytes: Option<usize>,
+    /// HTTP: request headers must arrive within this [default: 10000]
+    #[arg(long, env = "WEIR_HTTP_HEADER_TIMEOUT_MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// HTTP: a Server-Sent Events subscriber this far behind for this long is dropped [default: 10000]
+    #[arg(long, env = "WEIR_SSE_STALL_TIMEOUT_MS")]
+    pub sse_stall_timeout_ms: Option<u64>,
     /// Host name clients are told to connect to [default: the listen address]
     #[arg(long, env = "WEIR_ADVERTISED_HOST")]
     pub advertised_host: Option<String>,
@@ -84,6 +96,10 @@ impl ServeSettings {
             file,
             data_dir,
             kafka_listen,
+            http_listen,
+            http_body_max_bytes,
+            http_header_timeout_ms,
+            sse_stall_timeout_ms,
             advertised_host,
             advertised_port,
             default_partitions,
@@ -137,6 +153,23 @@ impl ServeSettings {
         }
         c.log.validate().context("invalid storage settings")?;
         Ok(c)
+    }
+
+    pub fn http_config(&self) -> weir_http::HttpConfig {
+        let mut c = weir_http::HttpConfig::default();
+        if let Some(l) = self.http_listen {
+            c.listen = l;
+        }
+        if let Some(v) = self.http_body_max_bytes {
+            c.body_bytes_max = v;
+        }
+        if let Some(v) = self.http_header_timeout_ms {
+            c.header_read_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.sse_stall_timeout_ms {
+            c.sse_stall_timeout = Duration::from_millis(v);
+        }
+        c
     }
 
     pub fn server_config(&self) -> ServerConfig {

@@ -71,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     let broker_config = settings.broker_config()?;
     let server_config = settings.server_config();
+    let http_config = settings.http_config();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
@@ -81,13 +82,34 @@ fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;
         let broker = Arc::new(broker);
+        // One append signal for both front ends: a Kafka fetch wakes on an HTTP produce and
+        // an HTTP long poll on a Kafka produce.
+        let appended = tokio::sync::watch::channel(0u64).0;
         let listen = server_config.listen;
-        let server = Server::bind(server_config, broker.clone())
+        let server = Server::bind_with(server_config, broker.clone(), appended.clone())
             .await
             .with_context(|| format!("binding the Kafka listener on {listen}"))?;
-        // Scripts and tests read the bound address from this line.
+        let http_listen = http_config.listen;
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sources: Vec<weir_http::MetricsSource> = vec![weir_server::metrics::render, weir_log::metrics::render];
+        let http = weir_http::HttpServer::bind(http_config, broker.clone(), appended, ready.clone(), sources)
+            .await
+            .with_context(|| format!("binding the HTTP listener on {http_listen}"))?;
+        // Scripts and tests read the bound addresses from these lines.
         println!("weir: kafka listening on {}", server.local_addr()?);
-        server.run(shutdown_signal()).await?;
+        println!("weir: http listening on {}", http.local_addr()?);
+        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        let kafka = tokio::spawn(server.run(stopped(stop_rx.clone())));
+        let http = tokio::spawn(http.run(stopped(stop_rx)));
+        shutdown_signal().await;
+        ready.store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        kafka.await??;
+        http.await??;
         tokio::task::spawn_blocking(move || broker.close()).await?.context("flushing logs on shutdown")?;
         tracing::info!("shut down cleanly");
         anyhow::Ok(())

@@ -1,0 +1,85 @@
+//! Health, readiness, metrics and the OpenAPI document.
+
+use crate::server::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use weir_metrics::{labels, Text};
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Process up")))]
+pub(crate) async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// Logs are recovered and every listener is bound.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready yet")))]
+pub(crate) async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    if s.ready.load(Ordering::SeqCst) && !s.shutting_down.load(Ordering::SeqCst) {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "not_ready", "message": "starting up or shutting down"})),
+        )
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let state = s.clone();
+    let text = tokio::task::spawn_blocking(move || render(&state)).await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+}
+
+fn render(s: &AppState) -> String {
+    let mut t = Text::new();
+    for source in &s.metrics {
+        source(&mut t);
+    }
+    crate::metrics::render(&mut t);
+    let topics = s.broker.topics();
+    let mut parts = Vec::new();
+    for topic in &topics {
+        for p in topic.partitions() {
+            parts.push((topic.name.clone(), p.index, p.log.stats()));
+        }
+    }
+    for (name, help, get) in [
+        (
+            "weir_partition_log_start_offset",
+            "First offset of a partition",
+            (|st: &weir_log::LogStats| st.log_start_offset as f64) as fn(&weir_log::LogStats) -> f64,
+        ),
+        ("weir_partition_log_end_offset", "Next offset of a partition", |st| st.log_end_offset as f64),
+        ("weir_partition_size_bytes", "Bytes of a partition on disk", |st| st.size_bytes as f64),
+    ] {
+        t.family(name, "gauge", help);
+        for (topic, p, st) in &parts {
+            t.sample(name, &labels(&[("topic", topic), ("partition", &p.to_string())]), get(st));
+        }
+    }
+    t.family("weir_group_lag", "gauge", "Log end offset minus committed offset, per group and partition");
+    let groups = s.broker.groups();
+    for g in groups.list() {
+        for ((topic, partition), c) in groups.fetch(&g.group_id, None) {
+            let (Some(c), Ok(part)) = (c, s.broker.partition(&topic, partition)) else { continue };
+            let lag = (part.log.log_end_offset() as i64 - c.offset).max(0);
+            t.sample(
+                "weir_group_lag",
+                &labels(&[("group", &g.group_id), ("topic", &topic), ("partition", &partition.to_string())]),
+                lag as f64,
+            );
+        }
+    }
+    t.finish()
+}
+
+pub(crate) async fn openapi(doc: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {
+    Json((*doc).clone())
+}
