@@ -1,0 +1,188 @@
+"""The HTTP/JSON API against a real `weir serve`, cross-checked with Kafka clients."""
+
+import base64
+import json
+import socket
+import time
+
+import requests
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def test_topics_crud_and_errors(weir):
+    h = weir.http
+    r = requests.post(f"{h}/topics", json={"name": "t1", "partitions": 3, "configs": {"retention.ms": "60000"}})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert len(body["partitions"]) == 3 and body["configs"]["retention.ms"] == "60000"
+    assert requests.post(f"{h}/topics", json={"name": "t1"}).status_code == 409
+    assert requests.post(f"{h}/topics", json={"name": "bad name"}).json()["error"] == "invalid_topic"
+    r = requests.post(f"{h}/topics", data="{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+    assert requests.post(f"{h}/topics", json={"name": "t2", "configs": {"retention.ms": "soon"}}).status_code == 400
+    assert [t["name"] for t in requests.get(f"{h}/topics").json() if not t["internal"]] == ["t1"]
+    r = requests.patch(f"{h}/topics/t1/configs", json={"retention.ms": None, "segment.bytes": "1048576"})
+    assert r.status_code == 200 and r.json()["configs"]["retention.ms"] == "604800000"
+    assert r.json()["configs"]["segment.bytes"] == "1048576"
+    assert requests.get(f"{h}/topics/nope").status_code == 404
+    assert requests.delete(f"{h}/topics/t1").status_code == 204
+    assert requests.delete(f"{h}/topics/t1").status_code == 404
+    err = requests.get(f"{h}/topics/nope/records").json()
+    assert err == {"error": "unknown_topic", "message": 'topic "nope" does not exist'}
+
+
+def test_produce_and_read_all_forms(weir):
+    h = weir.http
+    requests.post(f"{h}/topics", json={"name": "forms", "partitions": 1})
+    r = requests.post(f"{h}/topics/forms/records", json={"key": "k", "value": {"a": 1}, "headers": {"trace": "x"}})
+    assert r.json() == {"offsets": [{"partition": 0, "offset": 0}]}
+    r = requests.post(f"{h}/topics/forms/records", json=[{"value": [1, 2]}, {"value_base64": base64.b64encode(b"\xff\x00").decode()}])
+    assert [o["offset"] for o in r.json()["offsets"]] == [1, 2]
+    r = requests.post(f"{h}/topics/forms/records?key=raw", data=b"plain text", headers={"content-type": "application/octet-stream"})
+    assert r.json()["offsets"][0]["offset"] == 3
+    recs = requests.get(f"{h}/topics/forms/records", params={"from": "earliest"}).json()
+    assert [x["value"] for x in recs["records"]] == [{"a": 1}, [1, 2], base64.b64encode(b"\xff\x00").decode(),
+                                                     base64.b64encode(b"plain text").decode()]
+    assert [x["value_encoding"] for x in recs["records"]] == ["json", "json", "base64", "base64"]
+    assert recs["records"][0]["headers"] == {"trace": "x"} and recs["records"][3]["key"] == "raw"
+    assert recs["next_offset"] == 4 and recs["high_watermark"] == 4
+    page = requests.get(f"{h}/topics/forms/records", params={"offset": 1, "max": 2}).json()
+    assert [x["offset"] for x in page["records"]] == [1, 2] and page["next_offset"] == 3
+    ts = recs["records"][0]["timestamp"]
+    assert requests.get(f"{h}/topics/forms/records", params={"timestamp": ts}).json()["records"][0]["offset"] == 0
+    assert len(requests.get(f"{h}/topics/forms/records", params={"from": "5m"}).json()["records"]) == 4
+    assert requests.get(f"{h}/topics/forms/records", params={"from": "latest"}).json()["records"] == []
+    assert requests.get(f"{h}/topics/forms/records", params={"offset": 99}).status_code == 416
+    assert requests.get(f"{h}/topics/forms/records", params={"from": "yesterday"}).status_code == 400
+    # Long poll: a read at the end waits for the next append.
+    import threading
+    threading.Timer(0.5, lambda: requests.post(f"{h}/topics/forms/records", json={"value": "late"})).start()
+    t0 = time.monotonic()
+    r = requests.get(f"{h}/topics/forms/records", params={"offset": 4, "wait": 5000}).json()
+    assert r["records"][0]["value"] == "late" and 0.3 < time.monotonic() - t0 < 3
+
+
+def test_http_and_kafka_agree_on_keys_and_partitions(weir):
+    h = weir.http
+    requests.post(f"{h}/topics", json={"name": "agree", "partitions": 6})
+    keys = [f"user-{i}" for i in range(40)]
+    http_parts = {}
+    for k in keys:
+        r = requests.post(f"{h}/topics/agree/records", json={"key": k, "value": {"via": "http"}})
+        http_parts[k] = r.json()["offsets"][0]["partition"]
+    # librdkafka's murmur2 partitioner is Java's default: the same keys go to the same partitions.
+    delivered = {}
+    p = Producer({"bootstrap.servers": weir.bootstrap, "partitioner": "murmur2_random"})
+    for k in keys:
+        p.produce("agree", key=k.encode(), value=b'{"via":"kafka"}', on_delivery=lambda e, m: delivered.__setitem__(m.key().decode(), m.partition()))
+    p.flush(10)
+    assert delivered == http_parts
+    assert len(set(http_parts.values())) > 1
+    # Kafka consumer reads what HTTP wrote (same key and partition), and HTTP reads what Kafka wrote.
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "x", "enable.auto.commit": False})
+    c.assign([TopicPartition("agree", part, 0) for part in range(6)])
+    seen = []
+    deadline = time.monotonic() + 30
+    while len(seen) < 80 and time.monotonic() < deadline:
+        for m in c.consume(100, timeout=0.5):
+            if m.error() is None:
+                seen.append((m.key().decode(), m.partition(), json.loads(m.value())["via"]))
+    c.close()
+    assert sorted((k, p) for k, p, via in seen if via == "http") == sorted(http_parts.items())
+    via_http = []
+    for part in range(6):
+        for rec in requests.get(f"{h}/topics/agree/records", params={"partition": part, "max": 1000}).json()["records"]:
+            via_http.append((rec["key"], part, rec["value"]["via"]))
+    assert sorted(via_http) == sorted(seen)
+
+
+def test_oversized_body_and_slow_headers(weir_factory):
+    w = weir_factory("--http-body-max-bytes", "1000", "--http-header-timeout-ms", "1000")
+    requests.post(f"{w.http}/topics", json={"name": "big", "partitions": 1})
+    r = requests.post(f"{w.http}/topics/big/records", json={"value": "x" * 5000})
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+    # Slowloris: headers trickle in a line at a time; the server hangs up after the header
+    # timeout (1 s) although bytes keep coming.
+    s = socket.create_connection(("127.0.0.1", w.http_port), timeout=10)
+    s.sendall(b"GET /healthz HTTP/1.1\r\n")
+    t0 = time.monotonic()
+    closed_after = None
+    while time.monotonic() - t0 < 8:
+        try:
+            s.sendall(b"X-Slow: 1\r\n")
+            s.settimeout(0.3)
+            data = s.recv(4096)
+            if data == b"" or data.startswith(b"HTTP/1.1 408"):
+                closed_after = time.monotonic() - t0
+                break
+        except socket.timeout:
+            continue
+        except OSError:
+            closed_after = time.monotonic() - t0
+            break
+    assert closed_after is not None and closed_after < 4, closed_after
+    assert requests.get(f"{w.http}/healthz").status_code == 200
+
+
+def test_sse_follows_and_drops_a_stalled_subscriber(weir_factory):
+    w = weir_factory("--sse-stall-timeout-ms", "1000")
+    requests.post(f"{w.http}/topics", json={"name": "live", "partitions": 1})
+    requests.post(f"{w.http}/topics/live/records", json=[{"value": i} for i in range(3)])
+    with requests.get(f"{w.http}/topics/live/subscribe", params={"from": "earliest"}, stream=True, timeout=10) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = []
+        for line in r.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:])["value"])
+                if len(events) == 3:
+                    requests.post(f"{w.http}/topics/live/records", json={"value": "new"})
+                if len(events) == 4:
+                    break
+        assert events == [0, 1, 2, "new"]
+    # A subscriber that never reads: its buffer fills and it is dropped, not buffered forever.
+    s = socket.create_connection(("127.0.0.1", w.http_port), timeout=30)
+    s.sendall(b"GET /topics/live/subscribe?from=earliest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    payload = [{"value": "y" * 2000} for _ in range(500)]
+    # More than the server's socket and HTTP buffers plus the 256-event channel can hold.
+    for _ in range(40):
+        requests.post(f"{w.http}/topics/live/records", json=payload)
+    time.sleep(2.5)
+    s.settimeout(10)
+    data = b""
+    deadline = time.monotonic() + 30
+    while b"event: dropped" not in data[-4096:] and time.monotonic() < deadline:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    assert b"event: dropped" in data, f"{len(data)} bytes without a dropped event"
+    assert requests.get(f"{w.http}/healthz").status_code == 200
+
+
+def test_metrics_parse_as_prometheus_and_cover_the_essentials(weir):
+    h = weir.http
+    requests.post(f"{h}/topics", json={"name": "m", "partitions": 2})
+    requests.post(f"{h}/topics/m/records", json={"value": 1, "partition": 1})
+    p = Producer({"bootstrap.servers": weir.bootstrap})
+    p.produce("m", b"x", partition=0)
+    p.flush(10)
+    text = requests.get(f"{h}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ["weir_kafka_requests", "weir_kafka_request_seconds", "weir_http_requests", "weir_http_request_seconds",
+                 "weir_kafka_connections", "weir_kafka_bytes_in", "weir_partition_log_end_offset",
+                 "weir_partition_size_bytes", "weir_fsync_seconds", "weir_group_lag", "weir_recovery_truncations"]:
+        assert name in families, name
+    produce = [s for s in families["weir_kafka_requests"].samples if s.labels.get("api") == "Produce"]
+    assert produce and produce[0].value >= 1
+    ends = {(s.labels["topic"], s.labels["partition"]): s.value for s in families["weir_partition_log_end_offset"].samples}
+    assert ends[("m", "0")] == 1 and ends[("m", "1")] == 1
+
+
+def test_openapi_lists_every_route(weir):
+    doc = requests.get(f"{weir.http}/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    for path in ["/topics", "/topics/{topic}", "/topics/{topic}/records", "/topics/{topic}/subscribe",
+                 "/topics/{topic}/configs", "/groups", "/groups/{group}", "/metrics", "/healthz", "/readyz"]:
+        assert path in doc["paths"], path
+    assert "post" in doc["paths"]["/topics/{topic}/records"] and "get" in doc["paths"]["/topics/{topic}/records"]
