@@ -4,7 +4,7 @@ use crate::batch::{write_batch, BatchHeader};
 use crate::record::encode_record;
 
 /// Accumulates records, then writes one batch. Reusable: `build_into` then `clear`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct BatchBuilder {
     records: Vec<u8>,
     count: i32,
@@ -15,9 +15,24 @@ pub struct BatchBuilder {
     base_sequence: i32,
 }
 
+impl Default for BatchBuilder {
+    /// Not idempotent: producer id, epoch and sequence are -1 (0 would name producer 0).
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            count: 0,
+            base_timestamp: None,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
+    }
+}
+
 impl BatchBuilder {
     pub fn new() -> Self {
-        Self { producer_id: -1, producer_epoch: -1, base_sequence: -1, ..Self::default() }
+        Self::default()
     }
 
     /// Marks the batch as coming from an idempotent producer.

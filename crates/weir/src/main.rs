@@ -2,7 +2,9 @@
 
 mod client;
 mod config;
+mod data_cmd;
 mod group_cmd;
+mod topic_cmd;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -31,6 +33,31 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         settings: Box<config::ServeSettings>,
+    },
+    /// Topics: create, list, describe, delete, alter.
+    Topic {
+        /// Broker to talk to
+        #[arg(long, short = 'b', env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
+        bootstrap: String,
+        /// Output format
+        #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
+        output: group_cmd::Output,
+        #[command(subcommand)]
+        command: topic_cmd::TopicCommand,
+    },
+    /// Produce lines of stdin or a file as records.
+    Produce {
+        #[arg(long, short = 'b', env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[command(flatten)]
+        args: data_cmd::ProduceArgs,
+    },
+    /// Print records of a topic.
+    Consume {
+        #[arg(long, short = 'b', env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[command(flatten)]
+        args: data_cmd::ConsumeArgs,
     },
     /// Consumer groups: list, describe (with lag), reset-offsets, delete.
     Group {
@@ -65,6 +92,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, settings } => serve(settings.with_file(config.as_deref())?),
         Command::Group { bootstrap, output, command } => group_cmd::run(&bootstrap, output, command),
+        Command::Topic { bootstrap, output, command } => topic_cmd::run(&bootstrap, output, command),
+        Command::Produce { bootstrap, args } => data_cmd::produce(&bootstrap, args),
+        Command::Consume { bootstrap, args } => data_cmd::consume(&bootstrap, args),
     }
 }
 

@@ -213,7 +213,8 @@ pub(crate) fn describe_configs(shared: &Shared, req: DescribeConfigsRequest, ver
                         .with_error_message(Some(str_bytes("unsupported resource type")))
                 }
             };
-            let wanted = res.configuration_keys.as_ref();
+            // Null or empty: every config (Kafka treats both the same).
+            let wanted = res.configuration_keys.as_ref().filter(|k| !k.is_empty());
             let configs = configs
                 .into_iter()
                 .filter(|(k, _, _)| wanted.is_none_or(|w| w.iter().any(|x| x.as_str() == *k)))

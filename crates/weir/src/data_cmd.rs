@@ -1,0 +1,412 @@
+//! `weir produce` and `weir consume` over the Kafka protocol.
+
+use crate::client::{s, Client};
+use crate::topic_cmd::{error_name, metadata, offsets};
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use kafka_protocol::messages::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant};
+use weir_http::partitioner::partition_for_key;
+use weir_log::{BatchBuilder, BatchHeader};
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    topic: String,
+    /// Read lines from this file instead of stdin
+    #[arg(long)]
+    file: Option<std::path::PathBuf>,
+    /// Split each line into key and value at the first occurrence of this string
+    #[arg(long, short = 'K')]
+    key_separator: Option<String>,
+    /// Each line is a JSON record: {"key": ..., "value": ..., "headers": {...}, "partition": n}
+    #[arg(long)]
+    json: bool,
+    /// Send every record to this partition (default: murmur2 of the key, like Kafka clients)
+    #[arg(long, short = 'p')]
+    partition: Option<i32>,
+    /// Records per batch
+    #[arg(long, default_value_t = 1000)]
+    batch_records: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// The value only
+    Value,
+    /// partition, offset, timestamp, key and value, tab-separated
+    Full,
+    /// One JSON object per record
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    topic: String,
+    /// Only this partition (default: all)
+    #[arg(long, short = 'p')]
+    partition: Option<i32>,
+    /// beginning, end, an offset, a relative time (30s, 5m, 2h, 1d) or time:<ms>
+    #[arg(long, default_value = "beginning")]
+    from: String,
+    /// Keep waiting for new records instead of stopping at the end
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Stop after this many records
+    #[arg(long)]
+    max: Option<u64>,
+    /// Start from this group's committed offsets and commit progress to it (the group must
+    /// have no active members)
+    #[arg(long, short = 'g')]
+    group: Option<String>,
+    #[arg(long, value_enum, default_value = "value")]
+    format: Format,
+}
+
+/// A progress line on a terminal, refreshed at most once a second.
+struct Progress {
+    started: Instant,
+    last: Instant,
+    tty: bool,
+    verb: &'static str,
+}
+
+impl Progress {
+    fn new(verb: &'static str) -> Self {
+        let now = Instant::now();
+        Self { started: now, last: now, tty: std::io::stderr().is_terminal(), verb }
+    }
+    fn tick(&mut self, n: u64) {
+        if self.tty && self.last.elapsed() >= Duration::from_secs(1) {
+            self.last = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64();
+            eprint!("\r{} {n} records ({:.0}/s)   ", self.verb, n as f64 / secs);
+        }
+    }
+    fn done(&self, n: u64) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        if self.tty {
+            eprint!("\r");
+        }
+        eprintln!("{} {n} records in {secs:.2}s ({:.0} records/s)", self.verb, n as f64 / secs);
+    }
+}
+
+struct Pending {
+    builders: BTreeMap<i32, BatchBuilder>,
+    records: usize,
+}
+
+fn send(c: &mut Client, topic: &str, pending: &mut Pending) -> anyhow::Result<()> {
+    if pending.records == 0 {
+        return Ok(());
+    }
+    let partitions = pending
+        .builders
+        .iter()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|(p, b)| {
+            produce_request::PartitionProduceData::default().with_index(*p).with_records(Some(Bytes::from(b.build())))
+        })
+        .collect();
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
+        produce_request::TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(partitions),
+    ]);
+    let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 9, RequestKind::Produce(req))? else {
+        bail!("unexpected response")
+    };
+    for t in &r.responses {
+        for p in &t.partition_responses {
+            if p.error_code != 0 {
+                bail!(
+                    "producing to {topic}/{}: {} {}",
+                    p.index,
+                    error_name(p.error_code),
+                    p.error_message.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    pending.builders.values_mut().for_each(BatchBuilder::clear);
+    pending.records = 0;
+    Ok(())
+}
+
+pub fn produce(bootstrap: &str, a: ProduceArgs) -> anyhow::Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let [(_, partitions, _)] = metadata(&mut c, Some(&[a.topic.as_str()]))?[..] else {
+        bail!("topic {} does not exist", a.topic)
+    };
+    if let Some(p) = a.partition.filter(|p| !(0..partitions).contains(p)) {
+        bail!("topic {} has no partition {p}", a.topic);
+    }
+    let input: Box<dyn BufRead> = match &a.file {
+        Some(f) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut pending = Pending { builders: BTreeMap::new(), records: 0 };
+    let mut progress = Progress::new("produced");
+    let (mut total, mut round_robin) = (0u64, 0i32);
+    for (n, line) in input.lines().enumerate() {
+        let line = line.context("reading input")?;
+        let now = weir_log::SystemClock.now_ms_public();
+        let (key, value, headers, explicit): (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, String)>, Option<i32>) =
+            if a.json {
+                let v: Value = serde_json::from_str(&line).with_context(|| format!("line {}: invalid JSON", n + 1))?;
+                let key = v.get("key").and_then(Value::as_str).map(|k| k.as_bytes().to_vec());
+                let value = match v.get("value") {
+                    None | Some(Value::Null) => None,
+                    Some(x) => Some(serde_json::to_vec(x)?),
+                };
+                let headers = v
+                    .get("headers")
+                    .and_then(Value::as_object)
+                    .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                    .unwrap_or_default();
+                (key, value, headers, v.get("partition").and_then(Value::as_i64).map(|p| p as i32))
+            } else {
+                match a.key_separator.as_deref().and_then(|sep| line.split_once(sep)) {
+                    Some((k, v)) => (Some(k.as_bytes().to_vec()), Some(v.as_bytes().to_vec()), Vec::new(), None),
+                    None => (None, Some(line.into_bytes()), Vec::new(), None),
+                }
+            };
+        let partition = match (a.partition.or(explicit), &key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => partition_for_key(k, partitions),
+            (None, None) => round_robin,
+        };
+        let hdrs: Vec<(&[u8], Option<&[u8]>)> =
+            headers.iter().map(|(k, v)| (k.as_bytes(), Some(v.as_bytes()))).collect();
+        pending.builders.entry(partition).or_default().push_with_headers(
+            now,
+            key.as_deref(),
+            value.as_deref(),
+            &hdrs,
+        );
+        pending.records += 1;
+        total += 1;
+        if pending.records >= a.batch_records {
+            send(&mut c, &a.topic, &mut pending)?;
+            // Records without key stick to one partition per batch, like Kafka's sticky partitioner.
+            round_robin = (round_robin + 1) % partitions.max(1);
+            progress.tick(total);
+        }
+    }
+    send(&mut c, &a.topic, &mut pending)?;
+    progress.done(total);
+    Ok(())
+}
+
+fn start_offsets(c: &mut Client, a: &ConsumeArgs, parts: &[i32], count: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let spec = a.from.as_str();
+    let relative = |s: &str| -> Option<i64> {
+        let (num, unit) = s.split_at(s.find(|ch: char| !ch.is_ascii_digit())?);
+        let n: i64 = num.parse().ok()?;
+        let ms = match unit {
+            "s" => n * 1000,
+            "m" => n * 60_000,
+            "h" => n * 3_600_000,
+            "d" => n * 86_400_000,
+            _ => return None,
+        };
+        Some(weir_log::SystemClock.now_ms_public() - ms)
+    };
+    let query = match spec {
+        "beginning" | "earliest" => Some(-2),
+        "end" | "latest" => Some(-1),
+        s if s.starts_with("time:") => Some(s[5..].parse::<i64>().context("time:<ms since epoch>")?),
+        s if s.parse::<i64>().is_ok() => None,
+        s => {
+            Some(relative(s).with_context(|| format!("--from {s:?}: use beginning, end, an offset, 5m or time:<ms>"))?)
+        }
+    };
+    let mut out = BTreeMap::new();
+    match query {
+        None => {
+            let o: i64 = spec.parse()?;
+            for p in parts {
+                out.insert(*p, o);
+            }
+        }
+        Some(ts) => {
+            let found = offsets(c, &a.topic, count, ts)?;
+            let ends = if ts >= 0 { offsets(c, &a.topic, count, -1)? } else { Vec::new() };
+            for p in parts {
+                let o = found[*p as usize];
+                out.insert(*p, if o < 0 { ends.get(*p as usize).copied().unwrap_or(0) } else { o });
+            }
+        }
+    }
+    if let Some(g) = &a.group {
+        let req = OffsetFetchRequest::default().with_group_id(GroupId(s(g))).with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s(&a.topic)))
+                .with_partition_indexes(parts.to_vec()),
+        ]));
+        let ResponseKind::OffsetFetch(r) = c.call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(req))? else {
+            bail!("unexpected response")
+        };
+        for t in &r.topics {
+            for p in &t.partitions {
+                if p.committed_offset >= 0 {
+                    out.insert(p.partition_index, p.committed_offset);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn print_record(
+    out: &mut impl Write,
+    format: Format,
+    partition: i32,
+    offset: i64,
+    h: &BatchHeader,
+    r: &weir_log::record::Record<'_>,
+) -> std::io::Result<()> {
+    let ts = h.base_timestamp + r.timestamp_delta;
+    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+    match format {
+        Format::Value => writeln!(out, "{}", text(r.value).unwrap_or_default()),
+        Format::Full => writeln!(
+            out,
+            "{partition}\t{offset}\t{ts}\t{}\t{}",
+            text(r.key).unwrap_or_default(),
+            text(r.value).unwrap_or_default()
+        ),
+        Format::Json => {
+            let value = r.value.map(|v| {
+                serde_json::from_slice::<Value>(v)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(v).into_owned()))
+            });
+            writeln!(
+                out,
+                "{}",
+                json!({"partition": partition, "offset": offset, "timestamp": ts, "key": text(r.key), "value": value})
+            )
+        }
+    }
+}
+
+pub fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
+    let mut c = Client::connect(bootstrap)?;
+    let [(_, count, _)] = metadata(&mut c, Some(&[a.topic.as_str()]))?[..] else {
+        bail!("topic {} does not exist", a.topic)
+    };
+    let parts: Vec<i32> = match a.partition {
+        Some(p) if (0..count).contains(&p) => vec![p],
+        Some(p) => bail!("topic {} has no partition {p}", a.topic),
+        None => (0..count).collect(),
+    };
+    let mut next = start_offsets(&mut c, &a, &parts, count)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut progress = Progress::new("consumed");
+    let mut total = 0u64;
+    'fetching: loop {
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(8 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(s(&a.topic)))
+                .with_partitions(
+                    next.iter()
+                        .map(|(p, o)| {
+                            fetch_request::FetchPartition::default()
+                                .with_partition(*p)
+                                .with_fetch_offset(*o)
+                                .with_partition_max_bytes(1 << 20)
+                        })
+                        .collect(),
+                )]);
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 12, RequestKind::Fetch(req))? else {
+            bail!("unexpected response")
+        };
+        let mut at_end = true;
+        for t in &r.responses {
+            for p in &t.partitions {
+                if p.error_code != 0 {
+                    bail!("fetching {}/{}: {}", a.topic, p.partition_index, error_name(p.error_code));
+                }
+                let offset = next.get_mut(&p.partition_index).context("response for a partition not asked for")?;
+                let mut data = p.records.clone().unwrap_or_default();
+                while data.len() >= weir_log::batch::HEADER_LEN {
+                    let h = weir_log::batch::validate_stored(&data)
+                        .map_err(|e| anyhow::anyhow!("corrupt batch from the broker: {e}"))?;
+                    let batch = data.split_to(h.total_len());
+                    let mut stop = false;
+                    weir_log::codec::for_each_record(&batch, &h, |rec| {
+                        let o = h.base_offset + i64::from(rec.offset_delta);
+                        if o < *offset || stop {
+                            return;
+                        }
+                        let _ = print_record(&mut out, a.format, p.partition_index, o, &h, rec);
+                        total += 1;
+                        *offset = o + 1;
+                        stop = a.max.is_some_and(|m| total >= m);
+                    })?;
+                    if stop {
+                        break 'fetching;
+                    }
+                    *offset = (*offset).max(h.last_offset() + 1);
+                }
+                if *offset < p.high_watermark {
+                    at_end = false;
+                }
+            }
+        }
+        out.flush()?;
+        commit(&mut c, &a, &next)?;
+        progress.tick(total);
+        if at_end && !a.follow {
+            break;
+        }
+    }
+    out.flush()?;
+    commit(&mut c, &a, &next)?;
+    progress.done(total);
+    Ok(())
+}
+
+fn commit(c: &mut Client, a: &ConsumeArgs, next: &BTreeMap<i32, i64>) -> anyhow::Result<()> {
+    let Some(g) = &a.group else { return Ok(()) };
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(g)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(s(""))
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(&a.topic)))
+            .with_partitions(
+                next.iter()
+                    .map(|(p, o)| {
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(*p)
+                            .with_committed_offset(*o)
+                    })
+                    .collect(),
+            )]);
+    let ResponseKind::OffsetCommit(r) = c.call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req))? else {
+        bail!("unexpected response")
+    };
+    for t in &r.topics {
+        for p in &t.partitions {
+            match p.error_code {
+                0 => {}
+                25 | 22 => bail!(
+                    "group {g} has active members: `weir consume --group` commits only for groups nobody else is in"
+                ),
+                code => bail!("committing to group {g}: {}", error_name(code)),
+            }
+        }
+    }
+    Ok(())
+}
