@@ -113,3 +113,62 @@ def test_slow_client_is_disconnected_after_request_timeout(weir_factory):
     assert closed_by_server(s, timeout=5)
     assert time.monotonic() - start < 5
     still_serving(w)
+
+
+def test_a_thousand_idle_connections_do_not_stop_service(weir_factory):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2500:
+        pytest.skip(f"open-file limit {hard} too low")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2500), hard))
+    w = weir_factory()  # inherits the raised limit
+    base = w.rss_kib()
+    idle = [socket.create_connection(("127.0.0.1", w.port), timeout=10) for _ in range(1000)]
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    still_serving(w)
+    took = time.monotonic() - t0
+    rss = w.rss_kib()
+    for s in idle:
+        s.close()
+    assert took < 5
+    per_connection = (rss - base) * 1024 / 1000
+    print(f"1000 idle connections: RSS {base} -> {rss} KiB ({per_connection:.0f} bytes per connection)")
+    assert per_connection < 64 * 1024
+
+
+def test_streaming_max_size_frames_stays_within_the_inflight_bound(weir_factory):
+    import threading
+
+    # 4 MiB frames, at most 16 MiB of frames in flight.
+    w = weir_factory("--max-frame-bytes", str(4 << 20), "--max-inflight-bytes", str(16 << 20))
+    base = w.rss_kib()
+    stop = threading.Event()
+    frame = struct.pack(">i", 4 << 20) + struct.pack(">hhih", 0, 9, 1, 0) + os.urandom(256) + b"\x00" * ((4 << 20) - 266)
+
+    def flood():
+        while not stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", w.port), timeout=5)
+                s.sendall(frame)
+                closed_by_server(s, timeout=5)
+                s.close()
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for t in threads:
+        t.start()
+    peak = base
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        peak = max(peak, w.rss_kib())
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    still_serving(w)
+    grew_mib = (peak - base) / 1024
+    print(f"max-size frame flood: RSS {base} -> peak {peak} KiB (+{grew_mib:.1f} MiB, bound 16 MiB in flight)")
+    assert grew_mib < 16 + 24, f"RSS grew {grew_mib:.1f} MiB"

@@ -182,12 +182,7 @@ pub fn produce(bootstrap: &str, a: ProduceArgs) -> anyhow::Result<()> {
         };
         let hdrs: Vec<(&[u8], Option<&[u8]>)> =
             headers.iter().map(|(k, v)| (k.as_bytes(), Some(v.as_bytes()))).collect();
-        pending.builders.entry(partition).or_default().push_with_headers(
-            now,
-            key.as_deref(),
-            value.as_deref(),
-            &hdrs,
-        );
+        pending.builders.entry(partition).or_default().push_with_headers(now, key.as_deref(), value.as_deref(), &hdrs);
         pending.records += 1;
         total += 1;
         if pending.records >= a.batch_records {
