@@ -72,7 +72,26 @@ enum Command {
     },
 }
 
+/// Large request frames (up to --max-frame-bytes) must go back to the OS when freed, or the
+/// in-flight byte bound would not bound memory: glibc raises its mmap threshold after each
+/// freed large chunk and then keeps such buffers in its heap arenas. Fixing the threshold at
+/// 1 MiB makes every frame buffer above it an mmap that munmap returns at once
+/// (tests/e2e/test_hostile.py measures the flood case).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn fix_malloc_mmap_threshold() {
+    // SAFETY: mallopt only changes allocator tuning; it is called before any other thread
+    // exists, and a failure (0) leaves the default behaviour.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fix_malloc_mmap_threshold() {}
+
 fn main() -> std::process::ExitCode {
+    fix_malloc_mmap_threshold();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
