@@ -18,6 +18,7 @@ mod compaction;
 mod config;
 mod error;
 pub mod fault;
+pub mod fuzzing;
 pub mod index;
 mod log;
 pub mod metrics;

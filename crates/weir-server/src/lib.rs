@@ -9,6 +9,7 @@ mod config;
 mod connection;
 mod dispatch;
 pub mod errors;
+pub mod fuzzing;
 pub mod metrics;
 mod server;
 pub mod versions;
