@@ -250,3 +250,38 @@ def test_other_assignors_split_and_consume_everything(broker, strategy):
     assert len(seen) == 4000
     assert sorted(assignments[0] + assignments[1]) == [0, 1, 2, 3], assignments
     assert all(len(a) == 2 for a in assignments), assignments
+
+
+def test_static_members_replace_their_old_selves(broker):
+    topic = "static"
+    create(broker.bootstrap, topic, 2)
+    produce(broker.bootstrap, topic, 0, 200)
+
+    def member(instance):
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "statics", "group.instance.id": instance,
+                      "session.timeout.ms": 10000, "auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        return c
+
+    a, b = member("a"), member("b")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (a.assignment() and b.assignment()):
+        a.consume(10, timeout=0.1)
+        b.consume(10, timeout=0.1)
+    assert a.assignment() and b.assignment()
+    # "a" goes away without leaving (static members keep their place) and comes back.
+    a.close()
+    a2 = member("a")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (a2.assignment() and b.assignment()):
+        a2.consume(10, timeout=0.1)
+        b.consume(10, timeout=0.1)
+    assert a2.assignment() and b.assignment()
+    from confluent_kafka.admin import AdminClient as Admin
+
+    admin = Admin({"bootstrap.servers": broker.bootstrap})  # keep the client alive for the future
+    desc = admin.describe_consumer_groups(["statics"])["statics"].result(10)
+    instances = sorted(m.group_instance_id for m in desc.members)
+    assert instances == ["a", "b"], instances
+    a2.close()
+    b.close()
