@@ -122,6 +122,15 @@ def test_oversized_body_and_slow_headers(weir_factory):
             closed_after = time.monotonic() - t0
             break
     assert closed_after is not None and closed_after < 4, closed_after
+    # Idle connections (silent from the start, or after a keep-alive response) are closed too.
+    for first in [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"]:
+        s = socket.create_connection(("127.0.0.1", w.http_port), timeout=10)
+        if first:
+            s.sendall(first)
+            assert b"200 OK" in s.recv(4096)
+        t0 = time.monotonic()
+        s.settimeout(5)
+        assert s.recv(4096) == b"" and time.monotonic() - t0 < 3
     assert requests.get(f"{w.http}/healthz").status_code == 200
 
 
