@@ -35,6 +35,37 @@ struct Closed {
     size: u64,
 }
 
+/// Bytes of cleaned output buffered before they are written: compaction's memory does not
+/// grow with the segment size.
+const CLEANED_CHUNK_BYTES: usize = 4 << 20;
+
+/// Appends to the cleaned copy of a segment in chunks; remembers the first write error.
+struct ChunkWriter {
+    file: Arc<dyn StorageFile>,
+    buf: Vec<u8>,
+    written: u64,
+    error: Option<std::io::Error>,
+}
+
+impl ChunkWriter {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= CLEANED_CHUNK_BYTES {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.error.is_none() && !self.buf.is_empty() {
+            match self.file.write_all_at(&self.buf, self.written) {
+                Ok(()) => self.written += self.buf.len() as u64,
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.buf.clear();
+    }
+}
+
 /// Calls `f(position, batch bytes, header)` for every batch of a closed segment.
 fn for_each_batch(c: &Closed, mut f: impl FnMut(u64, &[u8], &BatchHeader)) -> Result<(), LogError> {
     let mut buf = Vec::new();
@@ -98,13 +129,18 @@ impl Log {
         }
         // Pass 2: rewrite each segment that loses records.
         for c in &closed {
-            let mut out = Vec::with_capacity(c.size as usize);
+            let tmp = self.cleaned_path(c.base);
+            let storage = self.storage();
+            let file = storage.open(&tmp, true).map_err(|e| LogError::io("create", &tmp, e))?;
+            file.set_len(0).map_err(|e| LogError::io("truncate", &tmp, e))?;
+            let mut out = ChunkWriter { file: file.clone(), buf: Vec::new(), written: 0, error: None };
             let mut records = Vec::new();
+            let mut rebuilt = Vec::new();
             let mut changed = false;
             for_each_batch(c, |_, bytes, h| {
                 if h.compression() != 0 || h.is_control() {
                     stats.compressed_batches_skipped += u64::from(h.compression() != 0);
-                    out.extend_from_slice(bytes);
+                    out.push(bytes);
                     return;
                 }
                 records.clear();
@@ -122,21 +158,28 @@ impl Log {
                     kept += 1;
                 }
                 if kept == h.records_count {
-                    out.extend_from_slice(bytes);
+                    out.push(bytes);
                     return;
                 }
                 changed = true;
                 // An emptied batch stays, with no records, so offsets stay contiguous.
-                {
-                    let fields = BatchHeader { records_count: kept, ..*h };
-                    write_batch(&mut out, &fields, &records);
-                }
+                let fields = BatchHeader { records_count: kept, ..*h };
+                rebuilt.clear();
+                write_batch(&mut rebuilt, &fields, &records);
+                out.push(&rebuilt);
             })?;
+            out.flush();
+            if let Some(e) = out.error.take() {
+                let _ = storage.remove_file(&tmp);
+                return Err(LogError::io("write", &tmp, e));
+            }
             stats.bytes_before += c.size;
-            stats.bytes_after += out.len() as u64;
+            stats.bytes_after += out.written;
             if changed {
-                self.swap_in_cleaned(c, &out)?;
+                self.swap_in_cleaned(c, file, out.written)?;
                 stats.segments_rewritten += 1;
+            } else {
+                storage.remove_file(&tmp).map_err(|e| LogError::io("remove", &tmp, e))?;
             }
         }
         if stats.segments_rewritten > 0 {
@@ -147,17 +190,14 @@ impl Log {
         Ok(stats)
     }
 
-    /// Writes the cleaned copy, syncs it, and replaces the segment by rename. The old index
+    /// Syncs the cleaned copy and replaces the segment by rename. The old index
     /// files are removed first so a crash in between leaves indexes to rebuild, never stale.
-    fn swap_in_cleaned(&self, c: &Closed, cleaned: &[u8]) -> Result<(), LogError> {
+    fn swap_in_cleaned(&self, c: &Closed, file: Arc<dyn StorageFile>, len: u64) -> Result<(), LogError> {
         let storage = self.storage();
         let tmp = self.cleaned_path(c.base);
-        let file = storage.open(&tmp, true).map_err(|e| LogError::io("create", &tmp, e))?;
-        file.set_len(0).map_err(|e| LogError::io("truncate", &tmp, e))?;
-        file.write_all_at(cleaned, 0).map_err(|e| LogError::io("write", &tmp, e))?;
         file.sync_data().map_err(|e| LogError::io("fdatasync", &tmp, e))?;
         let mut seg = Segment::new(self.dir(), c.base, file.clone());
-        let scan = segment::scan(&mut seg, cleaned.len() as u64, self.config().index_interval_bytes, false)?;
+        let scan = segment::scan(&mut seg, len, self.config().index_interval_bytes, false)?;
         if let Some(reason) = scan.stopped {
             return Err(LogError::Corrupt { path: tmp, position: scan.valid_end, reason });
         }
