@@ -72,3 +72,8 @@ impl Client {
 pub fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_owned())
 }
+
+/// Kafka's name for an error code, for messages.
+pub fn error_name(code: i16) -> String {
+    kafka_protocol::ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
+}

@@ -1,6 +1,6 @@
 //! `weir group list|describe|reset-offsets|delete`: consumer groups from the command line.
 
-use crate::client::{s, Client};
+use crate::client::{error_name, s, Client};
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
 use kafka_protocol::messages::consumer_protocol_assignment::ConsumerProtocolAssignment;
@@ -40,12 +40,7 @@ const DESCRIBE_GROUPS_V: i16 = 5;
 const OFFSET_FETCH_V: i16 = 7;
 const OFFSET_COMMIT_V: i16 = 8;
 const LIST_OFFSETS_V: i16 = 7;
-const METADATA_V: i16 = 12;
 const DELETE_GROUPS_V: i16 = 2;
-
-fn error_name(code: i16) -> String {
-    kafka_protocol::ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
-}
 
 pub fn run(bootstrap: &str, output: Output, cmd: GroupCommand) -> anyhow::Result<()> {
     let mut c = Client::connect(bootstrap)?;
@@ -250,17 +245,10 @@ fn describe(c: &mut Client, output: Output, group: &str) -> anyhow::Result<()> {
 }
 
 fn topic_partitions(c: &mut Client, topic: &str) -> anyhow::Result<Vec<(String, i32)>> {
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))
-    ]));
-    let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, METADATA_V, RequestKind::Metadata(req))? else {
-        bail!("unexpected response")
+    let [(_, partitions, _)] = crate::topic_cmd::metadata(c, Some(&[topic]))?[..] else {
+        bail!("topic {topic} does not exist")
     };
-    let t = r.topics.into_iter().next().context("no topic in the response")?;
-    if t.error_code != 0 {
-        bail!("topic {topic}: {}", error_name(t.error_code));
-    }
-    Ok(t.partitions.iter().map(|p| (topic.to_owned(), p.partition_index)).collect())
+    Ok((0..partitions).map(|p| (topic.to_owned(), p)).collect())
 }
 
 fn reset(c: &mut Client, output: Output, group: &str, to: &str, topic: Option<&str>) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! `weir topic create|list|describe|delete|alter` over the Kafka protocol.
 
+pub(crate) use crate::client::error_name;
 use crate::client::{s, Client};
 use crate::group_cmd::Output;
 use anyhow::{bail, Context};
@@ -36,10 +37,6 @@ pub enum TopicCommand {
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("expected key=value, got {s:?}"))
-}
-
-pub(crate) fn error_name(code: i16) -> String {
-    kafka_protocol::ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
 }
 
 pub fn run(bootstrap: &str, output: Output, cmd: TopicCommand) -> anyhow::Result<()> {
