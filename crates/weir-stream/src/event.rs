@@ -1,0 +1,67 @@
+//! Events flowing through a pipeline, and the records a pipeline emits.
+
+use serde_json::Value;
+
+/// One input event: a JSON value with its key, event time and source position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub key: Option<String>,
+    pub value: Value,
+    /// Event time, ms since the epoch.
+    pub timestamp_ms: i64,
+    /// Source partition (watermarks are tracked per partition) and offset.
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Event {
+    pub fn new(key: Option<&str>, value: Value, timestamp_ms: i64) -> Self {
+        Self { key: key.map(str::to_owned), value, timestamp_ms, partition: 0, offset: -1 }
+    }
+
+    pub fn on_partition(mut self, partition: i32, offset: i64) -> Self {
+        self.partition = partition;
+        self.offset = offset;
+        self
+    }
+}
+
+/// Why an event went to the dead-letter output instead of being processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// Event time behind the watermark by more than the allowed lateness.
+    Late { watermark_ms: i64, allowed_lateness_ms: i64 },
+    /// A field an operator needs is missing or of the wrong type.
+    BadField { field: String, detail: String },
+}
+
+impl std::fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeadLetterReason::Late { watermark_ms, allowed_lateness_ms } => {
+                write!(f, "late: behind watermark {watermark_ms} by more than {allowed_lateness_ms} ms")
+            }
+            DeadLetterReason::BadField { field, detail } => write!(f, "field {field}: {detail}"),
+        }
+    }
+}
+
+/// An event that was not processed, with the reason. Never silently dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub event: Event,
+    pub reason: DeadLetterReason,
+}
+
+/// A closed (or early-updated) window's result for one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowResult {
+    pub key: String,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub value: f64,
+    /// Events aggregated.
+    pub count: u64,
+    /// False for an early update; the final result has `true`.
+    pub is_final: bool,
+}

@@ -1,0 +1,37 @@
+//! weir-stream: stream processing over Kafka-protocol logs — filter, map, flat_map, key_by,
+//! dedup, and windowed aggregation (tumbling, sliding, session) in event time, with
+//! per-partition watermarks, allowed lateness and a dead-letter output for late or
+//! malformed events (never silently dropped). `TestDriver` runs a pipeline with controlled
+//! event and processing times.
+//!
+//! This is the engine core of the stream-processing issue; sources (Kafka via a client,
+//! JSONL, Nexmark), sinks (Kafka, PostgreSQL, SQLite), joins, checkpoints and YAML specs
+//! build on it.
+//!
+//! Architecture invariant: depends on no broker crate — pipelines reach brokers only through
+//! a Kafka client, so they run against any Kafka cluster.
+
+pub mod aggregate;
+mod dedup;
+pub mod driver;
+pub mod event;
+pub mod pipeline;
+pub mod watermark;
+pub mod window;
+mod windowed;
+
+pub use aggregate::Aggregate;
+pub use driver::TestDriver;
+pub use event::{DeadLetter, DeadLetterReason, Event, WindowResult};
+pub use pipeline::{Outputs, Pipeline, PipelineBuilder};
+pub use window::Window;
+pub use windowed::WindowSpec;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamError {
+    #[error("invalid pipeline: {0}")]
+    InvalidSpec(&'static str),
+    #[error("state bound exceeded: {open_windows} entries, limit {max}")]
+    StateTooLarge { open_windows: usize, max: usize },
+}

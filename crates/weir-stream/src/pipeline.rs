@@ -1,0 +1,193 @@
+//! A pipeline: stateless steps (filter, map, flat_map, key_by, dedup) then an optional
+//! windowed aggregation, driven by events and watermarks. Building is separate from
+//! running: `Pipeline::builder()...build()` validates the spec once.
+
+use crate::dedup::Dedup;
+use crate::event::{DeadLetter, Event, WindowResult};
+use crate::watermark::Watermarks;
+use crate::windowed::{WindowOperator, WindowSpec};
+use crate::StreamError;
+
+type FilterFn = Box<dyn Fn(&Event) -> bool + Send>;
+type MapFn = Box<dyn Fn(Event) -> Event + Send>;
+type FlatMapFn = Box<dyn Fn(Event) -> Vec<Event> + Send>;
+type KeyFn = Box<dyn Fn(&Event) -> Option<String> + Send>;
+
+enum Step {
+    Filter(FilterFn),
+    Map(MapFn),
+    FlatMap(FlatMapFn),
+    KeyBy(KeyFn),
+    Dedup(Dedup),
+}
+
+/// What processing produced: window results, pass-through events (pipelines without a
+/// window) and dead letters.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outputs {
+    pub results: Vec<WindowResult>,
+    pub events: Vec<Event>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Events dropped as duplicates by a dedup step (counted, on purpose).
+    pub duplicates: u64,
+}
+
+impl Outputs {
+    fn absorb(&mut self, other: Outputs) {
+        self.results.extend(other.results);
+        self.events.extend(other.events);
+        self.dead_letters.extend(other.dead_letters);
+        self.duplicates += other.duplicates;
+    }
+}
+
+pub struct PipelineBuilder {
+    steps: Vec<Step>,
+    window: Option<WindowSpec>,
+    out_of_orderness_ms: i64,
+    idle_timeout_ms: i64,
+}
+
+impl PipelineBuilder {
+    pub fn filter(mut self, f: impl Fn(&Event) -> bool + Send + 'static) -> Self {
+        self.steps.push(Step::Filter(Box::new(f)));
+        self
+    }
+    pub fn map(mut self, f: impl Fn(Event) -> Event + Send + 'static) -> Self {
+        self.steps.push(Step::Map(Box::new(f)));
+        self
+    }
+    pub fn flat_map(mut self, f: impl Fn(Event) -> Vec<Event> + Send + 'static) -> Self {
+        self.steps.push(Step::FlatMap(Box::new(f)));
+        self
+    }
+    pub fn key_by(mut self, f: impl Fn(&Event) -> Option<String> + Send + 'static) -> Self {
+        self.steps.push(Step::KeyBy(Box::new(f)));
+        self
+    }
+    /// Drops events whose key was seen within `horizon_ms` of event time.
+    pub fn dedup(mut self, horizon_ms: i64, max_keys: usize) -> Self {
+        self.steps.push(Step::Dedup(Dedup::new(horizon_ms, max_keys)));
+        self
+    }
+    pub fn window(mut self, spec: WindowSpec) -> Self {
+        self.window = Some(spec);
+        self
+    }
+    /// Watermark = max event time per partition minus this.
+    pub fn out_of_orderness(mut self, ms: i64) -> Self {
+        self.out_of_orderness_ms = ms;
+        self
+    }
+    /// A partition silent this long (processing time) stops holding the watermark back.
+    pub fn idle_timeout(mut self, ms: i64) -> Self {
+        self.idle_timeout_ms = ms;
+        self
+    }
+    pub fn build(self) -> Result<Pipeline, StreamError> {
+        let window = self.window.map(WindowOperator::new).transpose()?;
+        Ok(Pipeline {
+            steps: self.steps,
+            window,
+            watermarks: Watermarks::new(self.out_of_orderness_ms, self.idle_timeout_ms),
+        })
+    }
+}
+
+pub struct Pipeline {
+    steps: Vec<Step>,
+    window: Option<WindowOperator>,
+    watermarks: Watermarks,
+}
+
+impl Pipeline {
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder { steps: Vec::new(), window: None, out_of_orderness_ms: 0, idle_timeout_ms: 60_000 }
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermarks.current()
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.window.as_ref().map_or(0, WindowOperator::open_windows)
+    }
+
+    /// Processes one event at processing time `now_ms`.
+    pub fn process(&mut self, event: Event, now_ms: i64) -> Result<Outputs, StreamError> {
+        let mut out = Outputs::default();
+        // The watermark before this event decides lateness; the event then advances it.
+        let watermark = self.watermarks.current();
+        let new_watermark = self.watermarks.observe(event.partition, event.timestamp_ms, now_ms);
+        let mut batch = vec![event];
+        for step in &mut self.steps {
+            let mut next = Vec::with_capacity(batch.len());
+            for ev in batch {
+                match step {
+                    Step::Filter(f) => {
+                        if f(&ev) {
+                            next.push(ev);
+                        }
+                    }
+                    Step::Map(f) => next.push(f(ev)),
+                    Step::FlatMap(f) => next.extend(f(ev)),
+                    Step::KeyBy(f) => {
+                        let key = f(&ev);
+                        next.push(Event { key, ..ev });
+                    }
+                    Step::Dedup(d) => {
+                        let key = ev.key.clone().unwrap_or_default();
+                        if d.admit(&key, ev.timestamp_ms)? {
+                            next.push(ev);
+                        } else {
+                            out.duplicates += 1;
+                        }
+                    }
+                }
+            }
+            batch = next;
+        }
+        match &mut self.window {
+            Some(w) => {
+                for ev in batch {
+                    w.process(ev, watermark, &mut out.dead_letters)?;
+                }
+            }
+            None => out.events.extend(batch),
+        }
+        if new_watermark > watermark {
+            out.absorb(self.fire(new_watermark));
+        }
+        Ok(out)
+    }
+
+    /// Applies processing-time idleness (a silent partition stops holding the watermark).
+    pub fn tick(&mut self, now_ms: i64) -> Outputs {
+        let before = self.watermarks.current();
+        let wm = self.watermarks.tick(now_ms);
+        if wm > before {
+            self.fire(wm)
+        } else {
+            Outputs::default()
+        }
+    }
+
+    /// Moves the watermark forward by hand (end of a bounded input, test driver).
+    pub fn advance_watermark(&mut self, watermark_ms: i64) -> Outputs {
+        let wm = self.watermarks.advance_to(watermark_ms);
+        self.fire(wm)
+    }
+
+    fn fire(&mut self, watermark: i64) -> Outputs {
+        let mut out = Outputs::default();
+        for step in &mut self.steps {
+            if let Step::Dedup(d) = step {
+                d.expire(watermark);
+            }
+        }
+        if let Some(w) = &mut self.window {
+            w.on_watermark(watermark, &mut out.results);
+        }
+        out
+    }
+}

@@ -1,0 +1,296 @@
+//! Table-driven tests of windows, watermarks, lateness, dedup and dead letters, all through
+//! the TestDriver (no broker, no sleeps).
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+#![allow(clippy::identity_op)] // `1 * S` keeps the time tables aligned
+
+use serde_json::json;
+use weir_stream::{Aggregate, DeadLetterReason, Event, Pipeline, StreamError, TestDriver, Window, WindowSpec};
+
+const S: i64 = 1000;
+
+fn spec(window: Window, aggregate: Aggregate, lateness_ms: i64) -> WindowSpec {
+    WindowSpec {
+        window,
+        aggregate,
+        field: Some("amount".into()),
+        allowed_lateness_ms: lateness_ms,
+        early_updates: false,
+        max_open_windows: 10_000,
+    }
+}
+
+fn ev(key: &str, amount: f64, t: i64) -> Event {
+    Event::new(Some(key), json!({ "amount": amount }), t)
+}
+
+/// (key, start, end, value, count) of the final results.
+fn finals(d: &TestDriver) -> Vec<(String, i64, i64, f64, u64)> {
+    d.final_results().into_iter().map(|r| (r.key, r.window_start_ms, r.window_end_ms, r.value, r.count)).collect()
+}
+
+struct Case {
+    name: &'static str,
+    window: Window,
+    aggregate: Aggregate,
+    out_of_orderness_ms: i64,
+    lateness_ms: i64,
+    events: Vec<(&'static str, f64, i64)>,
+    expected: Vec<(&'static str, i64, i64, f64, u64)>,
+    late: usize,
+}
+
+#[test]
+fn window_table() {
+    use Aggregate::*;
+    let cases = vec![
+        Case {
+            name: "tumbling sum, in order",
+            window: Window::Tumbling { size_ms: 10 * S },
+            aggregate: Sum,
+            out_of_orderness_ms: 0,
+            lateness_ms: 0,
+            events: vec![
+                ("a", 1.0, 1 * S),
+                ("b", 2.0, 2 * S),
+                ("a", 3.0, 9 * S),
+                ("a", 4.0, 10 * S),
+                ("b", 5.0, 15 * S),
+            ],
+            expected: vec![
+                ("a", 0, 10 * S, 4.0, 2),
+                ("a", 10 * S, 20 * S, 4.0, 1),
+                ("b", 0, 10 * S, 2.0, 1),
+                ("b", 10 * S, 20 * S, 5.0, 1),
+            ],
+            late: 0,
+        },
+        Case {
+            name: "tumbling, out of order within the bound",
+            window: Window::Tumbling { size_ms: 10 * S },
+            aggregate: Sum,
+            out_of_orderness_ms: 5 * S,
+            lateness_ms: 0,
+            events: vec![("a", 1.0, 8 * S), ("a", 1.0, 12 * S), ("a", 10.0, 9 * S), ("a", 1.0, 14 * S)],
+            expected: vec![("a", 0, 10 * S, 11.0, 2), ("a", 10 * S, 20 * S, 2.0, 2)],
+            late: 0,
+        },
+        Case {
+            name: "tumbling, late beyond lateness goes to the DLQ",
+            window: Window::Tumbling { size_ms: 10 * S },
+            aggregate: Count,
+            out_of_orderness_ms: 0,
+            lateness_ms: 2 * S,
+            // 21 s moves the watermark to 21 s: [0,10) closed at 12 s, so 5 s is late;
+            // [10,20) is open until 22 s, so 19 s still counts.
+            events: vec![("a", 0.0, 1 * S), ("a", 0.0, 21 * S), ("a", 0.0, 5 * S), ("a", 0.0, 19 * S)],
+            expected: vec![("a", 0, 10 * S, 1.0, 1), ("a", 10 * S, 20 * S, 1.0, 1), ("a", 20 * S, 30 * S, 1.0, 1)],
+            late: 1,
+        },
+        Case {
+            name: "sliding windows overlap",
+            window: Window::Sliding { size_ms: 10 * S, slide_ms: 5 * S },
+            aggregate: Sum,
+            out_of_orderness_ms: 0,
+            lateness_ms: 0,
+            events: vec![("k", 1.0, 7 * S), ("k", 2.0, 12 * S)],
+            expected: vec![("k", 0, 10 * S, 1.0, 1), ("k", 5 * S, 15 * S, 3.0, 2), ("k", 10 * S, 20 * S, 2.0, 1)],
+            late: 0,
+        },
+        Case {
+            name: "session windows split on the gap and merge when bridged",
+            window: Window::Session { gap_ms: 5 * S },
+            aggregate: Sum,
+            out_of_orderness_ms: 20 * S,
+            lateness_ms: 0,
+            // 0 and 3 form a session; 20 another; 12 is alone until 8 bridges 3..12.
+            events: vec![("u", 1.0, 0), ("u", 1.0, 3 * S), ("u", 1.0, 20 * S), ("u", 1.0, 12 * S), ("u", 1.0, 8 * S)],
+            expected: vec![("u", 0, 17 * S, 4.0, 4), ("u", 20 * S, 25 * S, 1.0, 1)],
+            late: 0,
+        },
+        Case {
+            name: "min, max and avg",
+            window: Window::Tumbling { size_ms: 60 * S },
+            aggregate: Avg,
+            out_of_orderness_ms: 0,
+            lateness_ms: 0,
+            events: vec![("x", 2.0, 1 * S), ("x", 4.0, 2 * S), ("x", 9.0, 3 * S)],
+            expected: vec![("x", 0, 60 * S, 5.0, 3)],
+            late: 0,
+        },
+        Case {
+            name: "count distinct",
+            window: Window::Tumbling { size_ms: 60 * S },
+            aggregate: CountDistinct,
+            out_of_orderness_ms: 0,
+            lateness_ms: 0,
+            events: vec![("x", 2.0, 1 * S), ("x", 2.0, 2 * S), ("x", 3.0, 3 * S)],
+            expected: vec![("x", 0, 60 * S, 2.0, 3)],
+            late: 0,
+        },
+    ];
+    for c in cases {
+        let p = Pipeline::builder()
+            .out_of_orderness(c.out_of_orderness_ms)
+            .window(spec(c.window, c.aggregate, c.lateness_ms))
+            .build()
+            .unwrap();
+        let mut d = TestDriver::new(p);
+        for (k, a, t) in &c.events {
+            d.push(ev(k, *a, *t)).unwrap();
+        }
+        d.advance_watermark(i64::MAX / 2);
+        let expected: Vec<(String, i64, i64, f64, u64)> =
+            c.expected.iter().map(|(k, s, e, v, n)| (k.to_string(), *s, *e, *v, *n)).collect();
+        assert_eq!(finals(&d), expected, "{}", c.name);
+        assert_eq!(d.dead_letters().len(), c.late, "{}: dead letters", c.name);
+        assert!(d.dead_letters().iter().all(|x| matches!(x.reason, DeadLetterReason::Late { .. })), "{}", c.name);
+    }
+}
+
+#[test]
+fn min_and_max() {
+    for (agg, want) in [(Aggregate::Min, -1.0), (Aggregate::Max, 7.0)] {
+        let mut d =
+            TestDriver::new(Pipeline::builder().window(spec(Window::Tumbling { size_ms: S }, agg, 0)).build().unwrap());
+        for (a, t) in [(3.0, 10), (-1.0, 20), (7.0, 30)] {
+            d.push(ev("k", a, t)).unwrap();
+        }
+        d.advance_watermark(S);
+        assert_eq!(d.final_results()[0].value, want);
+    }
+}
+
+#[test]
+fn results_are_emitted_only_when_the_window_closes_and_early_updates_are_marked() {
+    let mut s = spec(Window::Tumbling { size_ms: 10 * S }, Aggregate::Sum, 5 * S);
+    s.early_updates = true;
+    let mut d = TestDriver::new(Pipeline::builder().window(s).build().unwrap());
+    d.push(ev("a", 1.0, S)).unwrap();
+    d.advance_watermark(9 * S);
+    assert!(d.final_results().is_empty() && d.early_results().is_empty());
+    d.advance_watermark(10 * S);
+    assert_eq!(d.early_results().len(), 1, "early update at the window end");
+    d.push(ev("a", 2.0, 3 * S)).unwrap(); // within the allowed lateness
+    d.advance_watermark(15 * S);
+    let f = d.final_results();
+    assert_eq!((f.len(), f[0].value, f[0].count), (1, 3.0, 2));
+}
+
+#[test]
+fn watermark_is_the_minimum_over_partitions_and_idle_partitions_stop_holding_it() {
+    let p = Pipeline::builder()
+        .idle_timeout(5 * S)
+        .window(spec(Window::Tumbling { size_ms: 10 * S }, Aggregate::Count, 0))
+        .build()
+        .unwrap();
+    let mut d = TestDriver::new(p);
+    d.set_processing_time(0);
+    d.push(ev("a", 0.0, 1 * S).on_partition(0, 0)).unwrap();
+    d.push(ev("a", 0.0, 2 * S).on_partition(1, 0)).unwrap();
+    d.push(ev("a", 0.0, 30 * S).on_partition(0, 1)).unwrap();
+    assert_eq!(d.watermark(), 2 * S, "partition 1 holds the watermark back");
+    assert!(d.final_results().is_empty());
+    // Partition 1 falls silent; after the idle timeout only partition 0 counts.
+    d.set_processing_time(6 * S);
+    d.push(ev("a", 0.0, 31 * S).on_partition(0, 2)).unwrap();
+    assert_eq!(d.watermark(), 31 * S);
+    assert_eq!(d.final_results().len(), 1, "[0,10) closed once the idle partition stopped counting");
+}
+
+#[test]
+fn malformed_events_go_to_the_dead_letter_output() {
+    let mut d = TestDriver::new(
+        Pipeline::builder().window(spec(Window::Tumbling { size_ms: S }, Aggregate::Sum, 0)).build().unwrap(),
+    );
+    d.push(Event::new(Some("k"), json!({"other": 1}), 10)).unwrap();
+    d.push(Event::new(Some("k"), json!({"amount": "ten"}), 20)).unwrap();
+    assert_eq!(d.dead_letters().len(), 2);
+    assert!(d
+        .dead_letters()
+        .iter()
+        .all(|x| matches!(&x.reason, DeadLetterReason::BadField { field, .. } if field == "amount")));
+}
+
+#[test]
+fn dedup_drops_repeats_within_the_horizon_only() {
+    let p = Pipeline::builder().dedup(10 * S, 1000).build().unwrap();
+    let mut d = TestDriver::new(p);
+    for (k, t) in [("o1", 0), ("o1", 5 * S), ("o2", 6 * S), ("o1", 11 * S), ("o2", 7 * S)] {
+        d.push(Event::new(Some(k), json!({}), t)).unwrap();
+    }
+    let kept: Vec<(Option<String>, i64)> = d.events().iter().map(|e| (e.key.clone(), e.timestamp_ms)).collect();
+    assert_eq!(kept, vec![(Some("o1".into()), 0), (Some("o2".into()), 6 * S), (Some("o1".into()), 11 * S)]);
+    assert_eq!(d.duplicates(), 2);
+}
+
+#[test]
+fn filter_map_flat_map_and_key_by_chain() {
+    let p = Pipeline::builder()
+        .filter(|e| e.value["type"] == "order")
+        .flat_map(|e| {
+            let n = e.value["items"].as_array().map_or(0, Vec::len);
+            (0..n).map(|i| Event { value: e.value["items"][i].clone(), ..e.clone() }).collect()
+        })
+        .map(|mut e| {
+            e.value["amount"] = json!(e.value["price"].as_f64().unwrap_or(0.0) * 2.0);
+            e
+        })
+        .key_by(|e| e.value["sku"].as_str().map(str::to_owned))
+        .window(spec(Window::Tumbling { size_ms: 60 * S }, Aggregate::Sum, 0))
+        .build()
+        .unwrap();
+    let mut d = TestDriver::new(p);
+    d.push(Event::new(
+        None,
+        json!({"type": "order", "items": [{"sku": "a", "price": 1.5}, {"sku": "b", "price": 2.0}]}),
+        S,
+    ))
+    .unwrap();
+    d.push(Event::new(None, json!({"type": "refund", "items": [{"sku": "a", "price": 100.0}]}), 2 * S)).unwrap();
+    d.push(Event::new(None, json!({"type": "order", "items": [{"sku": "a", "price": 0.5}]}), 3 * S)).unwrap();
+    d.advance_watermark(60 * S);
+    let f: Vec<(String, f64)> = d.final_results().into_iter().map(|r| (r.key, r.value)).collect();
+    assert_eq!(f, vec![("a".into(), 4.0), ("b".into(), 4.0)]);
+}
+
+#[test]
+fn state_bound_is_an_error_not_an_oom() {
+    let mut s = spec(Window::Tumbling { size_ms: S }, Aggregate::Count, 0);
+    s.max_open_windows = 3;
+    let mut d = TestDriver::new(Pipeline::builder().window(s).build().unwrap());
+    for k in ["a", "b", "c"] {
+        d.push(ev(k, 0.0, 10)).unwrap();
+    }
+    assert_eq!(d.push(ev("d", 0.0, 10)), Err(StreamError::StateTooLarge { open_windows: 3, max: 3 }));
+    assert!(Pipeline::builder()
+        .window(spec(Window::Sliding { size_ms: 10, slide_ms: 20 }, Aggregate::Sum, 0))
+        .build()
+        .is_err());
+}
+
+#[test]
+fn tumbling_sums_equal_a_plain_group_by_on_random_in_order_input() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut events = Vec::new();
+    let mut t = 0i64;
+    for _ in 0..5000 {
+        t += rng.gen_range(0..500);
+        events.push((format!("k{}", rng.gen_range(0..20)), rng.gen_range(0..100) as f64, t));
+    }
+    let mut d = TestDriver::new(
+        Pipeline::builder().window(spec(Window::Tumbling { size_ms: 60 * S }, Aggregate::Sum, 0)).build().unwrap(),
+    );
+    let mut naive: std::collections::BTreeMap<(String, i64), (f64, u64)> = Default::default();
+    for (k, a, t) in &events {
+        d.push(ev(k, *a, *t)).unwrap();
+        let e = naive.entry((k.clone(), t.div_euclid(60 * S) * 60 * S)).or_default();
+        e.0 += a;
+        e.1 += 1;
+    }
+    d.advance_watermark(t + 120 * S);
+    let got: Vec<((String, i64), (f64, u64))> =
+        d.final_results().into_iter().map(|r| ((r.key, r.window_start_ms), (r.value, r.count))).collect();
+    assert_eq!(got, naive.into_iter().collect::<Vec<_>>());
+    assert!(d.dead_letters().is_empty());
+}
