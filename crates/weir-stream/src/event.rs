@@ -33,6 +33,8 @@ pub enum DeadLetterReason {
     Late { watermark_ms: i64, allowed_lateness_ms: i64 },
     /// A field an operator needs is missing or of the wrong type.
     BadField { field: String, detail: String },
+    /// The input could not be decoded into an event at all.
+    Undecodable { detail: String },
 }
 
 impl std::fmt::Display for DeadLetterReason {
@@ -42,6 +44,7 @@ impl std::fmt::Display for DeadLetterReason {
                 write!(f, "late: behind watermark {watermark_ms} by more than {allowed_lateness_ms} ms")
             }
             DeadLetterReason::BadField { field, detail } => write!(f, "field {field}: {detail}"),
+            DeadLetterReason::Undecodable { detail } => write!(f, "undecodable: {detail}"),
         }
     }
 }

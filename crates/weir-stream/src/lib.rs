@@ -16,6 +16,7 @@ mod dedup;
 pub mod driver;
 pub mod event;
 pub mod join;
+pub mod jsonl;
 pub mod pipeline;
 pub mod watermark;
 pub mod window;
