@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for parsed in JsonlFormat::default().read_all(lines)? {
         match parsed {
             Ok(ev) => driver.push(ev)?,
-            Err(d) => dead.push(d),
+            Err(d) => dead.push(*d),
         }
     }
     // End of a bounded input: close every window.

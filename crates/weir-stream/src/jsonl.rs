@@ -24,14 +24,18 @@ impl Default for JsonlFormat {
 
 impl JsonlFormat {
     /// Parses one line into an event (the whole object is the value), or a dead letter.
-    pub fn parse(&self, line: &str, offset: i64) -> Result<Event, DeadLetter> {
-        let bad = |detail: String| DeadLetter {
-            event: Event::new(None, Value::String(line.to_owned()), 0).on_partition(0, offset),
-            reason: DeadLetterReason::BadField { field: self.time_field.clone(), detail },
+    pub fn parse(&self, line: &str, offset: i64) -> Result<Event, Box<DeadLetter>> {
+        let bad = |detail: String| {
+            Box::new(DeadLetter {
+                event: Event::new(None, Value::String(line.to_owned()), 0).on_partition(0, offset),
+                reason: DeadLetterReason::BadField { field: self.time_field.clone(), detail },
+            })
         };
-        let v: Value = serde_json::from_str(line).map_err(|e| DeadLetter {
-            event: Event::new(None, Value::String(line.to_owned()), 0).on_partition(0, offset),
-            reason: DeadLetterReason::Undecodable { detail: format!("not JSON: {e}") },
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            Box::new(DeadLetter {
+                event: Event::new(None, Value::String(line.to_owned()), 0).on_partition(0, offset),
+                reason: DeadLetterReason::Undecodable { detail: format!("not JSON: {e}") },
+            })
         })?;
         let t =
             v.get(&self.time_field).and_then(Value::as_i64).ok_or_else(|| bad("missing or not an integer".into()))?;
@@ -42,7 +46,7 @@ impl JsonlFormat {
     }
 
     /// Reads every line of `input`.
-    pub fn read_all(&self, input: impl BufRead) -> std::io::Result<Vec<Result<Event, DeadLetter>>> {
+    pub fn read_all(&self, input: impl BufRead) -> std::io::Result<Vec<Result<Event, Box<DeadLetter>>>> {
         let mut out = Vec::new();
         for (i, line) in input.lines().enumerate() {
             let line = line?;
