@@ -20,7 +20,7 @@ impl Aggregate {
 }
 
 /// Running state of one aggregate for one window and key.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Accumulator {
     pub count: u64,
     sum: f64,

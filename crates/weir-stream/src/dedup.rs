@@ -32,6 +32,19 @@ impl Dedup {
         Ok(true)
     }
 
+    pub fn export(&self) -> Vec<(String, i64)> {
+        self.seen.iter().map(|(k, t)| (k.clone(), *t)).collect()
+    }
+
+    pub fn import(&mut self, keys: Vec<(String, i64)>) {
+        self.seen.clear();
+        self.by_time.clear();
+        for (k, t) in keys {
+            self.by_time.insert((t, k.clone()), ());
+            self.seen.insert(k, t);
+        }
+    }
+
     /// Forgets keys older than the horizon behind the watermark.
     pub fn expire(&mut self, watermark_ms: i64) {
         let cutoff = watermark_ms.saturating_sub(self.horizon_ms);

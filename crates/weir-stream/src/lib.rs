@@ -26,7 +26,7 @@ pub use aggregate::Aggregate;
 pub use driver::TestDriver;
 pub use event::{DeadLetter, DeadLetterReason, Event, WindowResult};
 pub use join::{Joined, Side, WindowJoin};
-pub use pipeline::{Outputs, Pipeline, PipelineBuilder};
+pub use pipeline::{Checkpoint, Outputs, Pipeline, PipelineBuilder};
 pub use window::Window;
 pub use windowed::WindowSpec;
 

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 struct PartitionTime {
     max_event_ms: i64,
     last_seen_processing_ms: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Watermarks {
     out_of_orderness_ms: i64,
     idle_timeout_ms: i64,

@@ -21,8 +21,8 @@ pub struct WindowSpec {
     pub max_open_windows: usize,
 }
 
-#[derive(Debug, Clone)]
-struct Open {
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Open {
     end_ms: i64,
     acc: Accumulator,
     early_sent: bool,
@@ -46,6 +46,15 @@ impl WindowOperator {
 
     pub fn open_windows(&self) -> usize {
         self.open.len()
+    }
+
+    /// Open windows as (key, start, state), for checkpoints.
+    pub fn export(&self) -> Vec<(String, i64, Open)> {
+        self.open.iter().map(|((k, s), o)| (k.clone(), *s, o.clone())).collect()
+    }
+
+    pub fn import(&mut self, windows: Vec<(String, i64, Open)>) {
+        self.open = windows.into_iter().map(|(k, s, o)| ((k, s), o)).collect();
     }
 
     fn value_of(&self, ev: &Event) -> Result<(f64, String), DeadLetterReason> {

@@ -306,3 +306,56 @@ fn jsonl_lines_become_events_or_dead_letters() {
     assert_eq!(ok, vec![(Some("a".into()), 5), (Some("7".into()), 6)]);
     assert_eq!(parsed.iter().filter(|p| p.is_err()).count(), 2);
 }
+
+#[test]
+fn a_pipeline_restored_from_a_checkpoint_finishes_like_an_uninterrupted_one() {
+    use rand::{Rng, SeedableRng};
+    let build = || {
+        Pipeline::builder()
+            .out_of_orderness(20 * S)
+            .dedup(5 * S, 100_000)
+            .window(spec(Window::Session { gap_ms: 30 * S }, Aggregate::Sum, 10 * S))
+            .build()
+            .unwrap()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut t = 0;
+    let events: Vec<Event> = (0..3000)
+        .map(|i| {
+            t += rng.gen_range(0..4 * S);
+            let jitter = rng.gen_range(0..15 * S);
+            let mut e = ev(&format!("k{}", rng.gen_range(0..30)), f64::from(rng.gen_range(0..50)), (t - jitter).max(0));
+            e.partition = i % 3;
+            e.offset = i64::from(i);
+            e
+        })
+        .collect();
+    let run = |events: &[Event], d: &mut TestDriver| {
+        for e in events {
+            d.push(e.clone()).unwrap();
+        }
+    };
+    let mut whole = TestDriver::new(build());
+    run(&events, &mut whole);
+    whole.advance_watermark(i64::MAX / 2);
+
+    // Stop at 1,700 events, checkpoint, and continue in a new pipeline.
+    let mut first = build();
+    let mut first_out = Vec::new();
+    for e in &events[..1700] {
+        let o = first.process(e.clone(), 0).unwrap();
+        first_out.extend(o.results.into_iter().filter(|r| r.is_final));
+    }
+    let cp = first.checkpoint([(0, 1700)].into_iter().collect());
+    let cp = weir_stream::Checkpoint::from_json(&cp.to_json().unwrap()).unwrap();
+    let mut second = build();
+    second.restore(cp);
+    let mut d = TestDriver::new(second);
+    run(&events[1700..], &mut d);
+    d.advance_watermark(i64::MAX / 2);
+    let mut resumed = first_out;
+    resumed.extend(d.final_results());
+    resumed.sort_by(|a, b| (&a.key, a.window_start_ms).cmp(&(&b.key, b.window_start_ms)));
+    assert_eq!(resumed, whole.final_results());
+    assert!(whole.final_results().len() > 50);
+}
