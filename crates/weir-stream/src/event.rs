@@ -35,6 +35,8 @@ pub enum DeadLetterReason {
     BadField { field: String, detail: String },
     /// The input could not be decoded into an event at all.
     Undecodable { detail: String },
+    /// A filter, map or key expression failed on this event.
+    Expression { detail: String },
 }
 
 impl std::fmt::Display for DeadLetterReason {
@@ -45,6 +47,7 @@ impl std::fmt::Display for DeadLetterReason {
             }
             DeadLetterReason::BadField { field, detail } => write!(f, "field {field}: {detail}"),
             DeadLetterReason::Undecodable { detail } => write!(f, "undecodable: {detail}"),
+            DeadLetterReason::Expression { detail } => write!(f, "expression failed: {detail}"),
         }
     }
 }

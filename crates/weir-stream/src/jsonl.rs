@@ -59,7 +59,7 @@ impl JsonlFormat {
 }
 
 /// Writes window results as JSON lines.
-pub fn write_result(out: &mut impl Write, r: &WindowResult) -> std::io::Result<()> {
+pub fn write_result(out: &mut (impl Write + ?Sized), r: &WindowResult) -> std::io::Result<()> {
     writeln!(
         out,
         "{}",
@@ -69,7 +69,7 @@ pub fn write_result(out: &mut impl Write, r: &WindowResult) -> std::io::Result<(
 }
 
 /// Writes a dead letter as a JSON line with its reason.
-pub fn write_dead_letter(out: &mut impl Write, d: &DeadLetter) -> std::io::Result<()> {
+pub fn write_dead_letter(out: &mut (impl Write + ?Sized), d: &DeadLetter) -> std::io::Result<()> {
     writeln!(
         out,
         "{}",

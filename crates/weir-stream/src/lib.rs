@@ -18,6 +18,7 @@ pub mod event;
 pub mod join;
 pub mod jsonl;
 pub mod pipeline;
+pub mod spec;
 pub mod sqlite;
 pub mod watermark;
 pub mod window;

@@ -3,7 +3,7 @@
 //! running: `Pipeline::builder()...build()` validates the spec once.
 
 use crate::dedup::Dedup;
-use crate::event::{DeadLetter, Event, WindowResult};
+use crate::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
 use crate::watermark::Watermarks;
 use crate::windowed::{WindowOperator, WindowSpec};
 use crate::StreamError;
@@ -12,12 +12,17 @@ type FilterFn = Box<dyn Fn(&Event) -> bool + Send>;
 type MapFn = Box<dyn Fn(Event) -> Event + Send>;
 type FlatMapFn = Box<dyn Fn(Event) -> Vec<Event> + Send>;
 type KeyFn = Box<dyn Fn(&Event) -> Option<String> + Send>;
+/// Fallible steps: an error sends the event to the dead-letter output with the reason.
+type TryFilterFn = Box<dyn Fn(&Event) -> Result<bool, String> + Send>;
+type TryMapFn = Box<dyn Fn(Event) -> Result<Event, (Event, String)> + Send>;
 
 enum Step {
     Filter(FilterFn),
     Map(MapFn),
     FlatMap(FlatMapFn),
     KeyBy(KeyFn),
+    TryFilter(TryFilterFn),
+    TryMap(TryMapFn),
     Dedup(Dedup),
 }
 
@@ -59,6 +64,16 @@ impl PipelineBuilder {
     }
     pub fn flat_map(mut self, f: impl Fn(Event) -> Vec<Event> + Send + 'static) -> Self {
         self.steps.push(Step::FlatMap(Box::new(f)));
+        self
+    }
+    /// A filter that can fail on an event (e.g. an expression); failures are dead-lettered.
+    pub fn try_filter(mut self, f: impl Fn(&Event) -> Result<bool, String> + Send + 'static) -> Self {
+        self.steps.push(Step::TryFilter(Box::new(f)));
+        self
+    }
+    /// A map that can fail on an event; failures are dead-lettered with the original event.
+    pub fn try_map(mut self, f: impl Fn(Event) -> Result<Event, (Event, String)> + Send + 'static) -> Self {
+        self.steps.push(Step::TryMap(Box::new(f)));
         self
     }
     pub fn key_by(mut self, f: impl Fn(&Event) -> Option<String> + Send + 'static) -> Self {
@@ -156,6 +171,19 @@ impl Pipeline {
                         let key = f(&ev);
                         next.push(Event { key, ..ev });
                     }
+                    Step::TryFilter(f) => match f(&ev) {
+                        Ok(true) => next.push(ev),
+                        Ok(false) => {}
+                        Err(detail) => out
+                            .dead_letters
+                            .push(DeadLetter { event: ev, reason: DeadLetterReason::Expression { detail } }),
+                    },
+                    Step::TryMap(f) => match f(ev) {
+                        Ok(e) => next.push(e),
+                        Err((e, detail)) => out
+                            .dead_letters
+                            .push(DeadLetter { event: e, reason: DeadLetterReason::Expression { detail } }),
+                    },
                     Step::Dedup(d) => {
                         let key = ev.key.clone().unwrap_or_default();
                         if d.admit(&key, ev.timestamp_ms)? {

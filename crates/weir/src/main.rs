@@ -59,6 +59,11 @@ enum Command {
         #[command(flatten)]
         args: data_cmd::ConsumeArgs,
     },
+    /// Stream-processing pipelines from YAML specs.
+    Pipeline {
+        #[command(subcommand)]
+        command: PipelineCommand,
+    },
     /// Consumer groups: list, describe (with lag), reset-offsets, delete.
     Group {
         /// Broker to talk to
@@ -90,6 +95,40 @@ fn fix_malloc_mmap_threshold() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn fix_malloc_mmap_threshold() {}
 
+#[derive(Debug, Subcommand)]
+enum PipelineCommand {
+    /// Parse the spec and compile its expressions; errors name the line.
+    Validate { spec: PathBuf },
+    /// Run the spec over its (JSON Lines) source into its sink.
+    Run { spec: PathBuf },
+}
+
+fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
+    let (path, run) = match &cmd {
+        PipelineCommand::Validate { spec } => (spec, false),
+        PipelineCommand::Run { spec } => (spec, true),
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let compiled = weir_stream::spec::load(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if !run {
+        println!("{}: pipeline {:?} is valid", path.display(), compiled.spec.name);
+        return Ok(());
+    }
+    let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let stats = weir_stream::spec::run(compiled, &base).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    eprintln!(
+        "{} events in {secs:.2}s ({:.0} events/s): {} results, {} dead letters, {} duplicates dropped",
+        stats.events,
+        stats.events as f64 / secs,
+        stats.results,
+        stats.dead_letters,
+        stats.duplicates
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     fix_malloc_mmap_threshold();
     let cli = Cli::parse();
@@ -111,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, settings } => serve(settings.with_file(config.as_deref())?),
         Command::Group { bootstrap, output, command } => group_cmd::run(&bootstrap, output, command),
+        Command::Pipeline { command } => pipeline(command),
         Command::Topic { bootstrap, output, command } => topic_cmd::run(&bootstrap, output, command),
         Command::Produce { bootstrap, args } => data_cmd::produce(&bootstrap, args),
         Command::Consume { bootstrap, args } => data_cmd::consume(&bootstrap, args),

@@ -1,0 +1,63 @@
+//! YAML specs with CEL expressions: validation errors name their line; a run over JSON Lines
+//! fills the SQLite sink and the dead-letter file.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use weir_stream::spec;
+
+const SPEC: &str = r#"name: paid-order-sums
+source: { jsonl: orders.jsonl, time_field: ts, key_field: customer }
+steps:
+  - filter: "event.status == 'paid'"
+  - map: "{'customer': event.customer, 'ts': event.ts, 'cents': double(event.amount) * 100.0}"
+  - dedup: { horizon: 1m }
+window: { tumbling: 1m, aggregate: sum, field: cents, allowed_lateness: 10s, out_of_orderness: 5s }
+sink: { sqlite: out.db, table: cents_per_minute }
+dead_letters: { jsonl: dlq.jsonl }
+"#;
+
+#[test]
+fn a_spec_runs_into_sqlite_with_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orders.jsonl"),
+        [
+            r#"{"customer":"a","ts":1000,"status":"paid","amount":1.5}"#,
+            r#"{"customer":"a","ts":2000,"status":"paid","amount":2}"#, // same key within 1m: dedup
+            r#"{"customer":"b","ts":3000,"status":"refund","amount":9}"#,
+            r#"{"customer":"b","ts":70000,"status":"paid","amount":"x"}"#, // double("x") fails
+            r#"{"customer":"c","ts":90000,"status":"paid","amount":4}"#,
+            r#"{"customer":"d","ts":10000,"status":"paid","amount":1}"#, // late by then
+            "garbage",
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let compiled = spec::load(SPEC).unwrap();
+    let stats = spec::run(compiled, dir.path()).unwrap();
+    assert_eq!((stats.events, stats.results, stats.dead_letters, stats.duplicates), (7, 2, 3, 1));
+    let conn = rusqlite::Connection::open(dir.path().join("out.db")).unwrap();
+    let rows: Vec<(String, i64, f64)> = conn
+        .prepare("SELECT key, window_start, value FROM cents_per_minute ORDER BY key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, vec![("a".into(), 0, 150.0), ("c".into(), 60000, 400.0)]);
+    let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
+    assert!(dlq.contains("undecodable") && dlq.contains("expression failed") && dlq.contains("late"), "{dlq}");
+}
+
+#[test]
+fn validation_errors_point_at_the_line() {
+    let bad_expr = SPEC.replace("event.status == 'paid'", "event.status == ");
+    let e = spec::load(&bad_expr).err().unwrap();
+    assert_eq!(e.line, Some(4), "{e}");
+    let bad_field = SPEC.replace("sink:", "snik:");
+    assert_eq!(spec::load(&bad_field).err().unwrap().line, Some(8));
+    let bad_window = SPEC.replace("tumbling: 1m", "tumbling: soon");
+    let e = spec::load(&bad_window).err().unwrap();
+    assert_eq!(e.line, Some(7), "{e}");
+    let two_steps = SPEC.replace("  - dedup: { horizon: 1m }", "  - { filter: \"true\", map: \"event\" }");
+    assert!(spec::load(&two_steps).is_err());
+}
