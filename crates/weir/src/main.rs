@@ -59,6 +59,8 @@ enum Command {
         #[command(flatten)]
         args: data_cmd::ConsumeArgs,
     },
+    /// Load any Kafka-protocol broker and report throughput and latency percentiles.
+    Bench(BenchArgs),
     /// Stream-processing pipelines from YAML specs.
     Pipeline {
         #[command(subcommand)]
@@ -94,6 +96,93 @@ fn fix_malloc_mmap_threshold() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn fix_malloc_mmap_threshold() {}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BenchMode {
+    Produce,
+    Consume,
+    E2e,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    #[arg(value_enum)]
+    mode: BenchMode,
+    #[arg(long, short = 'b', env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Topic (default: weir-bench; e2e uses a fresh weir-bench-e2e-<pid> so it reads from the start)
+    #[arg(long)]
+    topic: Option<String>,
+    /// Partitions of the topic if the bench creates it
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    /// Message size in bytes
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Producer batch size in bytes
+    #[arg(long, default_value_t = 1_000_000)]
+    batch_bytes: usize,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// all, 1 or 0
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// none, gzip, snappy or lz4
+    #[arg(long, default_value = "none")]
+    compression: String,
+    #[arg(long)]
+    idempotence: bool,
+    /// Seconds to run
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Stop after this many messages
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Target messages per second (all producers); unlimited by default
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    let cfg = weir_bench::BenchConfig {
+        mode: match a.mode {
+            BenchMode::Produce => weir_bench::Mode::Produce,
+            BenchMode::Consume => weir_bench::Mode::Consume,
+            BenchMode::E2e => weir_bench::Mode::E2e,
+        },
+        bootstrap: a.bootstrap,
+        topic: a.topic.unwrap_or_else(|| match a.mode {
+            BenchMode::E2e => format!("weir-bench-e2e-{}", std::process::id()),
+            _ => "weir-bench".to_owned(),
+        }),
+        partitions: a.partitions,
+        producers: a.producers,
+        consumers: a.consumers,
+        message_bytes: a.size,
+        batch_bytes: a.batch_bytes,
+        linger_ms: a.linger_ms,
+        acks: a.acks,
+        compression: a.compression,
+        idempotence: a.idempotence,
+        duration: std::time::Duration::from_secs(a.duration),
+        messages: a.messages,
+        rate: a.rate,
+    };
+    let report = weir_bench::run(&cfg)?;
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
 
 #[derive(Debug, Subcommand)]
 enum PipelineCommand {
@@ -151,6 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, settings } => serve(settings.with_file(config.as_deref())?),
         Command::Group { bootstrap, output, command } => group_cmd::run(&bootstrap, output, command),
         Command::Pipeline { command } => pipeline(command),
+        Command::Bench(args) => bench(args),
         Command::Topic { bootstrap, output, command } => topic_cmd::run(&bootstrap, output, command),
         Command::Produce { bootstrap, args } => data_cmd::produce(&bootstrap, args),
         Command::Consume { bootstrap, args } => data_cmd::consume(&bootstrap, args),

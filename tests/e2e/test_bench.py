@@ -1,0 +1,24 @@
+"""`weir bench` smoke runs against a fresh broker (figures are reported, not asserted)."""
+
+import json
+import subprocess
+
+from conftest import WEIR_BIN
+
+
+def bench(w, *args):
+    r = subprocess.run([WEIR_BIN, "bench", *args, "--bootstrap", w.bootstrap, "--json"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
+def test_bench_produce_consume_e2e(weir):
+    p = bench(weir, "produce", "--duration", "10", "--size", "100")
+    assert p["messages"] > 0 and p["errors"] == 0 and p["latency_us"]["p50"] > 0
+    c = bench(weir, "consume", "--duration", "10")
+    assert c["messages"] == p["messages"], (c["messages"], p["messages"])
+    e = bench(weir, "e2e", "--duration", "3", "--rate", "5000", "--size", "1024")
+    assert e["messages"] >= 14_000 and e["latency_us"]["p99"] > 0
+    print(f"bench: produce {p['messages_per_second']:.0f} msg/s, consume {c['messages_per_second']:.0f} msg/s, "
+          f"e2e p50 {e['latency_us']['p50']} us p99 {e['latency_us']['p99']} us")
