@@ -1,54 +1,17 @@
 //! Counts heap allocations on the append and read paths with a counting global allocator.
-#![allow(clippy::unwrap_used)]
-// tests fail loudly by design
-
-// The one exception to the workspace ban on `unsafe`: a GlobalAlloc impl must be unsafe.
-// It only forwards to the system allocator and counts.
-#![allow(unsafe_code)]
 //! Target: zero per operation, amortized over 10,000 operations (buffer growth is allowed).
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use bytes::BytesMut;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use weir_log::{BatchBuilder, FsStorage, Log, LogConfig, SystemClock, ValidatedBatch};
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    // Only the measuring thread counts: the test harness's own threads allocate too.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "../../../tests/support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{count, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn count<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    let r = f();
-    COUNTING.with(|c| c.set(false));
-    (r, ALLOCATIONS.load(Ordering::Relaxed) - before)
-}
 
 const OPS: u64 = 10_000;
 
