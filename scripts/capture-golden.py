@@ -31,7 +31,20 @@ def free_port():
     return port
 
 
-def pump_requests(src, dst):
+def record(frame):
+    key, version = struct.unpack(">hh", frame[4:8])
+    if len(frame) - 4 > FRAME_BYTES_MAX:
+        return
+    d = os.path.join(OUT, client_name)
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, f"{key:02d}-v{version}.bin")
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(frame)
+
+
+def pump(src, dst, frames=None):
+    """Copies src to dst; with `frames`, also splits what passes into size-prefixed frames."""
     buf = b""
     while True:
         try:
@@ -41,35 +54,15 @@ def pump_requests(src, dst):
         if not data:
             break
         dst.sendall(data)
+        if frames is None:
+            continue
         buf += data
         while len(buf) >= 4:
             (n,) = struct.unpack(">i", buf[:4])
             if len(buf) < 4 + n:
                 break
             frame, buf = buf[:4 + n], buf[4 + n:]
-            key, version = struct.unpack(">hh", frame[4:8])
-            if n <= FRAME_BYTES_MAX:
-                d = os.path.join(OUT, client_name)
-                os.makedirs(d, exist_ok=True)
-                path = os.path.join(d, f"{key:02d}-v{version}.bin")
-                if not os.path.exists(path):
-                    with open(path, "wb") as f:
-                        f.write(frame)
-    try:
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-def pump(src, dst):
-    while True:
-        try:
-            data = src.recv(65536)
-        except OSError:
-            break
-        if not data:
-            break
-        dst.sendall(data)
+            frames(frame)
     try:
         dst.shutdown(socket.SHUT_WR)
     except OSError:
@@ -84,7 +77,7 @@ def proxy(listen_port, target_port):
     while True:
         c, _ = ls.accept()
         u = socket.create_connection(("127.0.0.1", target_port))
-        threading.Thread(target=pump_requests, args=(c, u), daemon=True).start()
+        threading.Thread(target=pump, args=(c, u, record), daemon=True).start()
         threading.Thread(target=pump, args=(u, c), daemon=True).start()
 
 

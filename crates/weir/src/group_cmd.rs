@@ -148,7 +148,7 @@ fn committed(c: &mut Client, group: &str) -> anyhow::Result<BTreeMap<(String, i3
 }
 
 /// ListOffsets for every (topic, partition) at `timestamp` (-1 latest, -2 earliest).
-fn list_offsets(
+pub(crate) fn list_offsets(
     c: &mut Client,
     parts: &[(String, i32)],
     timestamp: i64,

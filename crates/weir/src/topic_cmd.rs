@@ -120,33 +120,11 @@ fn list(c: &mut Client, output: Output) -> anyhow::Result<()> {
 }
 
 /// Earliest and latest offsets of every partition.
+/// Offsets of every partition of a topic at `timestamp` (-1 latest, -2 earliest), by index.
 pub(crate) fn offsets(c: &mut Client, topic: &str, partitions: i32, timestamp: i64) -> anyhow::Result<Vec<i64>> {
-    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-        list_offsets_request::ListOffsetsTopic::default().with_name(TopicName(s(topic))).with_partitions(
-            (0..partitions)
-                .map(|p| {
-                    list_offsets_request::ListOffsetsPartition::default()
-                        .with_partition_index(p)
-                        .with_timestamp(timestamp)
-                })
-                .collect(),
-        ),
-    ]);
-    let ResponseKind::ListOffsets(r) = c.call(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(req))? else {
-        bail!("unexpected response")
-    };
-    let mut out = vec![-1; partitions as usize];
-    for t in r.topics {
-        for p in t.partitions {
-            if p.error_code != 0 {
-                bail!("offsets of {topic}/{}: {}", p.partition_index, error_name(p.error_code));
-            }
-            if let Some(slot) = usize::try_from(p.partition_index).ok().and_then(|i| out.get_mut(i)) {
-                *slot = p.offset;
-            }
-        }
-    }
-    Ok(out)
+    let parts: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_owned(), p)).collect();
+    let found = crate::group_cmd::list_offsets(c, &parts, timestamp)?;
+    Ok(parts.iter().map(|tp| found.get(tp).copied().unwrap_or(-1)).collect())
 }
 
 fn describe(c: &mut Client, output: Output, name: &str) -> anyhow::Result<()> {
