@@ -4,9 +4,10 @@
 //! malformed events (never silently dropped). `TestDriver` runs a pipeline with controlled
 //! event and processing times.
 //!
-//! This is the engine core of the stream-processing issue; sources (Kafka via a client,
-//! JSONL, Nexmark), sinks (Kafka, PostgreSQL, SQLite), joins, checkpoints and YAML specs
-//! build on it.
+//! Sources: a Kafka topic through a consumer group (`kafka`, via rdkafka), JSON Lines files
+//! (`jsonl`) and the Nexmark generator (`nexmark`). Sinks (`sink`): Kafka, PostgreSQL, SQLite
+//! (upsert by key, checkpoints in the same transaction), JSON Lines and stdout. YAML specs with
+//! CEL expressions (`spec`).
 //!
 //! Architecture invariant: depends on no broker crate — pipelines reach brokers only through
 //! a Kafka client, so they run against any Kafka cluster.
@@ -17,7 +18,11 @@ pub mod driver;
 pub mod event;
 pub mod join;
 pub mod jsonl;
+pub mod kafka;
+pub mod nexmark;
 pub mod pipeline;
+pub mod postgres;
+pub mod sink;
 pub mod spec;
 pub mod sqlite;
 pub mod watermark;

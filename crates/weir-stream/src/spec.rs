@@ -17,7 +17,10 @@
 //! Validation compiles every expression and reports errors with the line they are on.
 
 use crate::aggregate::Aggregate;
+use crate::kafka::{DeadLetterOut, KafkaSource, RunConfig, SinkErrorPolicy, StartFrom};
+use crate::sink::{Batch, CheckpointDir, JsonlSink, Sink};
 use crate::event::Event;
+use crate::jsonl::JsonlFormat;
 use crate::pipeline::{Pipeline, PipelineBuilder};
 use crate::window::Window;
 use crate::windowed::WindowSpec;
@@ -34,24 +37,57 @@ pub struct Spec {
     pub window: Option<WindowYaml>,
     pub sink: SinkSpec,
     pub dead_letters: Option<DeadLetterSpec>,
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
+    /// `retry` (default: wait with backoff) or `dead_letter` (skip what the sink refuses).
+    #[serde(default)]
+    pub on_sink_error: SinkErrorPolicy,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// A JSON Lines file.
-    pub jsonl: String,
-    #[serde(default = "default_time_field")]
-    pub time_field: String,
-    #[serde(default = "default_key_field")]
-    pub key_field: String,
+    /// A JSON Lines file (a bounded input).
+    pub jsonl: Option<String>,
+    /// A topic read through a consumer group.
+    pub kafka: Option<KafkaSourceYaml>,
+    /// Field with the event time in ms. Default: `timestamp` for JSON Lines, the record's
+    /// timestamp for Kafka.
+    pub time_field: Option<String>,
+    /// Field with the key. Default: `key` for JSON Lines, the record's key for Kafka.
+    pub key_field: Option<String>,
 }
 
-fn default_time_field() -> String {
-    "timestamp".into()
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceYaml {
+    pub brokers: String,
+    pub topic: String,
+    /// Consumer group; default: the pipeline's name.
+    pub group: Option<String>,
+    /// Extra librdkafka consumer properties.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
 }
-fn default_key_field() -> String {
-    "key".into()
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// Directory for checkpoints of sinks that are not databases (default `.weir-checkpoints`
+    /// next to the spec). Database sinks keep them in their `weir_checkpoints` table.
+    pub dir: Option<String>,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        Self { interval: default_interval(), dir: None }
+    }
+}
+
+fn default_interval() -> String {
+    "5s".into()
 }
 
 /// One step: exactly one of its fields is set (`- filter: "..."`).
@@ -109,16 +145,30 @@ pub struct SlidingYaml {
 #[serde(deny_unknown_fields)]
 pub struct SinkSpec {
     pub sqlite: Option<String>,
+    /// A libpq-style connection string, e.g. `host=127.0.0.1 user=postgres dbname=app`.
+    pub postgres: Option<String>,
     pub table: Option<String>,
     pub jsonl: Option<String>,
+    pub kafka: Option<KafkaSinkYaml>,
     #[serde(default)]
     pub stdout: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct KafkaSinkYaml {
+    pub topic: String,
+    /// Default: the source's brokers.
+    pub brokers: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeadLetterSpec {
-    pub jsonl: String,
+    pub jsonl: Option<String>,
+    pub topic: Option<String>,
+    /// Default: the source's brokers.
+    pub brokers: Option<String>,
 }
 
 /// A spec error with the line of the YAML it is about (1-based), when known.
@@ -182,7 +232,15 @@ impl Expr {
 /// A validated spec: the pipeline plus where to read and write.
 pub struct Compiled {
     pub spec: Spec,
+    text: String,
     pub pipeline: Pipeline,
+}
+
+impl Compiled {
+    /// Another pipeline from the same (already validated) spec: one per source partition.
+    pub fn new_pipeline(&self) -> Result<Pipeline, String> {
+        self.spec.build_pipeline(&self.text).map_err(|e| e.to_string())
+    }
 }
 
 impl Spec {
@@ -192,8 +250,45 @@ impl Spec {
             .map_err(|e| SpecError { line: e.location().map(|l| l.line()), message: e.to_string() })
     }
 
-    /// Compiles expressions and windows into a pipeline.
+    /// Validates the whole spec and compiles its expressions and window into a pipeline.
     pub fn compile(self, text: &str) -> Result<Compiled, SpecError> {
+        let err = |needle: &str, message: String| SpecError { line: line_of(text, needle), message };
+        let pipeline = self.build_pipeline(text)?;
+        let src = &self.source;
+        if src.jsonl.is_some() == src.kafka.is_some() {
+            return Err(err("source:", "source needs exactly one of jsonl, kafka".into()));
+        }
+        let sink = &self.sink;
+        let kinds = [sink.sqlite.is_some(), sink.postgres.is_some(), sink.jsonl.is_some(), sink.kafka.is_some(), sink.stdout];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(err("sink:", "sink needs exactly one of sqlite, postgres, jsonl, kafka, stdout".into()));
+        }
+        if (sink.sqlite.is_some() || sink.postgres.is_some()) && self.window.is_none() {
+            return Err(err("sink:", "database sinks store window results: add a window".into()));
+        }
+        let brokers = src.kafka.as_ref().map(|k| k.brokers.clone());
+        if let Some(k) = &sink.kafka {
+            if k.brokers.is_none() && brokers.is_none() {
+                return Err(err("kafka:", "the kafka sink needs brokers (the source is not kafka)".into()));
+            }
+        }
+        if let Some(d) = &self.dead_letters {
+            if d.jsonl.is_some() == d.topic.is_some() {
+                return Err(err("dead_letters:", "dead_letters needs exactly one of jsonl, topic".into()));
+            }
+            if d.topic.is_some() && d.brokers.is_none() && brokers.is_none() {
+                return Err(err("dead_letters:", "a dead-letter topic needs brokers (the source is not kafka)".into()));
+            }
+        }
+        let interval = &self.checkpoint.interval;
+        if parse_duration_ms(interval).is_none_or(|ms| ms <= 0) {
+            return Err(err("interval:", format!("checkpoint interval {interval:?} is not a positive duration")));
+        }
+        Ok(Compiled { spec: self, text: text.to_owned(), pipeline })
+    }
+
+    /// Compiles expressions and windows into a pipeline.
+    fn build_pipeline(&self, text: &str) -> Result<Pipeline, SpecError> {
         let err = |needle: &str, message: String| SpecError { line: line_of(text, needle), message };
         let mut b: PipelineBuilder = Pipeline::builder();
         for step in &self.steps {
@@ -277,14 +372,7 @@ impl Spec {
                 max_open_windows: w.max_open_windows,
             });
         }
-        if self.sink.sqlite.is_none() && self.sink.jsonl.is_none() && !self.sink.stdout {
-            return Err(err("sink:", "sink needs sqlite, jsonl or stdout".into()));
-        }
-        if self.sink.sqlite.is_some() && self.window.is_none() {
-            return Err(err("sqlite:", "the sqlite sink stores window results: add a window".into()));
-        }
-        let pipeline = b.build().map_err(|e| err("window:", e.to_string()))?;
-        Ok(Compiled { spec: self, pipeline })
+        b.build().map_err(|e| err("window:", e.to_string()))
     }
 }
 
@@ -302,24 +390,102 @@ pub struct RunStats {
     pub duplicates: u64,
 }
 
-/// Runs a compiled spec over its (bounded) JSON Lines source; relative paths are resolved
-/// against `base`. Window results go to the sink, dead letters to their file (or stderr).
-pub fn run(compiled: Compiled, base: &std::path::Path) -> Result<RunStats, SpecError> {
-    use crate::jsonl::{write_dead_letter, write_result, JsonlFormat};
-    use std::io::Write;
-    let Compiled { spec, pipeline } = compiled;
-    let io = |what: &str, e: &dyn std::fmt::Display| SpecError { line: None, message: format!("{what}: {e}") };
-    let path = |p: &str| base.join(p);
-    let format = JsonlFormat { time_field: spec.source.time_field.clone(), key_field: spec.source.key_field.clone() };
-    let input = std::fs::File::open(path(&spec.source.jsonl)).map_err(|e| io(&spec.source.jsonl, &e))?;
-    let mut driver = crate::TestDriver::new(pipeline);
+/// How `run` reads a Kafka source.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub from: StartFrom,
+    pub stop_at_end: bool,
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { from: StartFrom::Committed, stop_at_end: false, stop: Default::default() }
+    }
+}
+
+fn io_err(what: &str, e: &dyn std::fmt::Display) -> SpecError {
+    SpecError { line: None, message: format!("{what}: {e}") }
+}
+
+/// Opens the spec's sink; relative paths are resolved against `base`.
+pub fn open_sink(spec: &Spec, base: &std::path::Path) -> Result<Box<dyn Sink>, SpecError> {
+    let dir = base.join(spec.checkpoint.dir.as_deref().unwrap_or(".weir-checkpoints"));
+    let checkpoints = || CheckpointDir::open(&dir).map_err(|e| io_err("checkpoints", &e));
+    let table = spec.sink.table.as_deref().unwrap_or("results");
+    let s = &spec.sink;
+    Ok(if let Some(db) = &s.sqlite {
+        Box::new(crate::sqlite::SqliteSink::open(&base.join(db), table).map_err(|e| io_err("sqlite sink", &e))?)
+    } else if let Some(conninfo) = &s.postgres {
+        Box::new(crate::postgres::PostgresSink::open(conninfo, table).map_err(|e| io_err("postgres sink", &e))?)
+    } else if let Some(k) = &s.kafka {
+        let brokers = k.brokers.as_deref().or(spec.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default();
+        Box::new(crate::kafka::KafkaSink::new(brokers, &k.topic, checkpoints()?).map_err(|e| io_err("kafka sink", &e))?)
+    } else if let Some(p) = &s.jsonl {
+        Box::new(JsonlSink::file(&base.join(p), checkpoints()?).map_err(|e| io_err("jsonl sink", &e))?)
+    } else {
+        Box::new(JsonlSink::stdout(checkpoints()?))
+    })
+}
+
+/// Opens the spec's dead-letter output (stderr when none is set).
+pub fn open_dead_letters(spec: &Spec, base: &std::path::Path) -> Result<DeadLetterOut, SpecError> {
+    let Some(d) = &spec.dead_letters else { return Ok(DeadLetterOut::Stderr) };
+    if let Some(topic) = &d.topic {
+        let brokers = d.brokers.as_deref().or(spec.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default();
+        let p = crate::kafka::KafkaProducer::new(brokers, topic).map_err(|e| io_err("dead-letter topic", &e))?;
+        return Ok(DeadLetterOut::Topic(p));
+    }
+    let path = base.join(d.jsonl.as_deref().unwrap_or_default());
+    DeadLetterOut::file(&path).map_err(|e| io_err("dead letters", &e))
+}
+
+/// Runs a compiled spec: a JSON Lines source to its end (closing every window), a Kafka
+/// source until stopped (or to its end with `stop_at_end`). Relative paths are resolved
+/// against `base`.
+pub fn run(compiled: Compiled, base: &std::path::Path, opts: &RunOptions) -> Result<RunStats, SpecError> {
+    let mut sink = open_sink(&compiled.spec, base)?;
+    let mut dead = open_dead_letters(&compiled.spec, base)?;
+    let spec = &compiled.spec;
+    if let Some(k) = &spec.source.kafka {
+        let source = KafkaSource {
+            brokers: k.brokers.clone(),
+            topic: k.topic.clone(),
+            group: k.group.clone().unwrap_or_else(|| spec.name.clone()),
+            properties: k.properties.clone(),
+            time_field: spec.source.time_field.clone(),
+            key_field: spec.source.key_field.clone(),
+        };
+        let cfg = RunConfig {
+            name: spec.name.clone(),
+            checkpoint_interval: std::time::Duration::from_millis(
+                parse_duration_ms(&spec.checkpoint.interval).unwrap_or(5000).max(1) as u64,
+            ),
+            policy: spec.on_sink_error,
+            from: opts.from,
+            stop_at_end: opts.stop_at_end,
+            stop: opts.stop.clone(),
+            max_pending: 100_000,
+        };
+        let make = || compiled.new_pipeline();
+        return crate::kafka::run(&source, &make, sink.as_mut(), &mut dead, &cfg).map_err(|e| io_err("pipeline", &e));
+    }
+    let jsonl = spec.source.jsonl.as_deref().unwrap_or_default();
+    let format = JsonlFormat {
+        time_field: spec.source.time_field.clone().unwrap_or_else(|| "timestamp".into()),
+        key_field: spec.source.key_field.clone().unwrap_or_else(|| "key".into()),
+    };
+    let input = std::fs::File::open(base.join(jsonl)).map_err(|e| io_err(jsonl, &e))?;
+    let mut driver = crate::TestDriver::new(compiled.pipeline);
     let mut stats = RunStats::default();
-    let mut dead = Vec::new();
-    for parsed in format.read_all(std::io::BufReader::new(input)).map_err(|e| io("reading the source", &e))? {
+    for parsed in format.read_all(std::io::BufReader::new(input)).map_err(|e| io_err("reading the source", &e))? {
         stats.events += 1;
         match parsed {
-            Ok(ev) => driver.push(ev).map_err(|e| io("pipeline", &e))?,
-            Err(d) => dead.push(*d),
+            Ok(ev) => driver.push(ev).map_err(|e| io_err("pipeline", &e))?,
+            Err(d) => {
+                stats.dead_letters += 1;
+                dead.write(jsonl, &d).map_err(|e| io_err("dead letters", &e))?;
+            }
         }
     }
     // A bounded input is complete: close every window.
@@ -327,35 +493,21 @@ pub fn run(compiled: Compiled, base: &std::path::Path) -> Result<RunStats, SpecE
     let results = driver.final_results();
     stats.results = results.len() as u64;
     stats.duplicates = driver.duplicates();
-    if let Some(db) = &spec.sink.sqlite {
-        let table = spec.sink.table.as_deref().unwrap_or("results");
-        let mut sink = crate::sqlite::SqliteSink::open(&path(db), table).map_err(|e| io("sqlite sink", &e))?;
-        sink.write(&results).map_err(|e| io("sqlite sink", &e))?;
+    for d in driver.dead_letters() {
+        stats.dead_letters += 1;
+        dead.write(jsonl, d).map_err(|e| io_err("dead letters", &e))?;
     }
-    let write_all = |out: &mut dyn Write| -> std::io::Result<()> {
-        for r in &results {
-            write_result(&mut *out, r)?;
-        }
-        for ev in driver.events() {
-            writeln!(out, "{}", serde_json::json!({"key": ev.key, "timestamp": ev.timestamp_ms, "value": ev.value}))?;
-        }
-        out.flush()
+    let cfg = RunConfig {
+        name: spec.name.clone(),
+        checkpoint_interval: std::time::Duration::ZERO,
+        policy: spec.on_sink_error,
+        from: StartFrom::Committed,
+        stop_at_end: true,
+        stop: opts.stop.clone(),
+        max_pending: usize::MAX,
     };
-    if let Some(p) = &spec.sink.jsonl {
-        let mut f = std::fs::File::create(path(p)).map_err(|e| io(p, &e))?;
-        write_all(&mut f).map_err(|e| io(p, &e))?;
-    }
-    if spec.sink.stdout {
-        write_all(&mut std::io::stdout().lock()).map_err(|e| io("stdout", &e))?;
-    }
-    dead.extend(driver.dead_letters().iter().cloned());
-    stats.dead_letters = dead.len() as u64;
-    let mut out: Box<dyn Write> = match &spec.dead_letters {
-        Some(d) => Box::new(std::fs::File::create(path(&d.jsonl)).map_err(|e| io(&d.jsonl, &e))?),
-        None => Box::new(std::io::stderr()),
-    };
-    for d in &dead {
-        write_dead_letter(&mut out, d).map_err(|e| io("dead letters", &e))?;
-    }
+    let batch = Batch { results: &results, events: driver.events(), checkpoints: &[] };
+    crate::kafka::write_with_policy(sink.as_mut(), &batch, &mut dead, &cfg).map_err(|e| io_err("sink", &e))?;
+    dead.flush().map_err(|e| io_err("dead letters", &e))?;
     Ok(stats)
 }

@@ -1,17 +1,12 @@
 //! SQLite sink: window results upserted by (key, window start), so replaying a result after a
-//! recovery overwrites the row instead of duplicating it.
+//! recovery overwrites the row instead of duplicating it. Checkpoints live in the same
+//! database (table `weir_checkpoints`) and are written in the same transaction.
 
 use crate::event::WindowResult;
-use rusqlite::{params, Connection};
+use crate::sink::{check_table_name, Batch, Sink};
+use rusqlite::{params, Connection, OptionalExtension};
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SinkError {
-    #[error("invalid table name {0:?}: use letters, digits and _")]
-    TableName(String),
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-}
+pub use crate::sink::SinkError;
 
 pub struct SqliteSink {
     conn: Connection,
@@ -19,36 +14,63 @@ pub struct SqliteSink {
 }
 
 impl SqliteSink {
-    /// Opens (creating) the database and the results table.
+    /// Opens (creating) the database, the results table and the checkpoint table.
     pub fn open(path: &std::path::Path, table: &str) -> Result<Self, SinkError> {
-        if table.is_empty() || !table.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(SinkError::TableName(table.to_owned()));
-        }
+        check_table_name(table)?;
         let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL;
              CREATE TABLE IF NOT EXISTS {table} (
                  key TEXT NOT NULL, window_start INTEGER NOT NULL, window_end INTEGER NOT NULL,
-                 value REAL NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (key, window_start));"
+                 value REAL NOT NULL, count INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 1,
+                 PRIMARY KEY (key, window_start));
+             CREATE TABLE IF NOT EXISTS weir_checkpoints (id TEXT PRIMARY KEY, data BLOB NOT NULL);"
         ))?;
+        // An early update never overwrites a final row (a replay may re-send early updates).
         let upsert = format!(
-            "INSERT INTO {table} (key, window_start, window_end, value, count) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO {table} (key, window_start, window_end, value, count, final) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (key, window_start) DO UPDATE SET window_end = excluded.window_end,
-             value = excluded.value, count = excluded.count"
+             value = excluded.value, count = excluded.count, final = excluded.final
+             WHERE NOT {table}.final OR excluded.final"
         );
         Ok(Self { conn, upsert })
     }
 
     /// Writes results in one transaction; returns once they are committed.
     pub fn write(&mut self, results: &[WindowResult]) -> Result<(), SinkError> {
+        Sink::write(self, &Batch { results, ..Batch::default() })
+    }
+}
+
+impl Sink for SqliteSink {
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        if !batch.events.is_empty() {
+            return Err(SinkError::NeedsWindow);
+        }
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(&self.upsert)?;
-            for r in results {
-                stmt.execute(params![r.key, r.window_start_ms, r.window_end_ms, r.value, r.count as i64])?;
+            for r in batch.results {
+                stmt.execute(params![r.key, r.window_start_ms, r.window_end_ms, r.value, r.count as i64, r.is_final])?;
+            }
+            let mut cp = tx.prepare_cached(
+                "INSERT INTO weir_checkpoints (id, data) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+            )?;
+            for (id, data) in batch.checkpoints {
+                cp.execute(params![id, data])?;
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        Ok(self.conn.query_row("SELECT data FROM weir_checkpoints WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+    }
+
+    fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
+        self.conn.execute("DELETE FROM weir_checkpoints WHERE substr(id, 1, length(?1)) = ?1", [prefix])?;
         Ok(())
     }
 }

@@ -33,7 +33,7 @@ fn a_spec_runs_into_sqlite_with_dead_letters() {
     )
     .unwrap();
     let compiled = spec::load(SPEC).unwrap();
-    let stats = spec::run(compiled, dir.path()).unwrap();
+    let stats = spec::run(compiled, dir.path(), &spec::RunOptions::default()).unwrap();
     assert_eq!((stats.events, stats.results, stats.dead_letters, stats.duplicates), (7, 2, 3, 1));
     let conn = rusqlite::Connection::open(dir.path().join("out.db")).unwrap();
     let rows: Vec<(String, i64, f64)> = conn

@@ -188,14 +188,25 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
 enum PipelineCommand {
     /// Parse the spec and compile its expressions; errors name the line.
     Validate { spec: PathBuf },
-    /// Run the spec over its (JSON Lines) source into its sink.
-    Run { spec: PathBuf },
+    /// Run the spec: a JSON Lines source to its end; a Kafka source until SIGINT/SIGTERM
+    /// (a final checkpoint is written before exiting).
+    Run {
+        spec: PathBuf,
+        /// Rewind a Kafka source: `earliest`, or a duration back from now (`2h`, `30m`). Resets
+        /// the group's offsets and forgets the pipeline's checkpoints; run it with no other
+        /// instance of the group active.
+        #[arg(long, default_value = "committed")]
+        from: weir_stream::kafka::StartFrom,
+        /// Stop once every assigned partition is read to its end (bounded runs, benchmarks).
+        #[arg(long)]
+        until_end: bool,
+    },
 }
 
 fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
     let (path, run) = match &cmd {
         PipelineCommand::Validate { spec } => (spec, false),
-        PipelineCommand::Run { spec } => (spec, true),
+        PipelineCommand::Run { spec, .. } => (spec, true),
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let compiled = weir_stream::spec::load(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -204,8 +215,14 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
         return Ok(());
     }
     let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let mut opts = weir_stream::spec::RunOptions::default();
+    if let PipelineCommand::Run { from, until_end, .. } = cmd {
+        opts.from = from;
+        opts.stop_at_end = until_end;
+    }
+    stop_on_signal(opts.stop.clone());
     let started = std::time::Instant::now();
-    let stats = weir_stream::spec::run(compiled, &base).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stats = weir_stream::spec::run(compiled, &base, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     eprintln!(
         "{} events in {secs:.2}s ({:.0} events/s): {} results, {} dead letters, {} duplicates dropped",
@@ -216,6 +233,23 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
         stats.duplicates
     );
     Ok(())
+}
+
+/// Sets `stop` on SIGINT or SIGTERM (a pipeline then checkpoints and exits).
+fn stop_on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        stop.store(true, std::sync::atomic::Ordering::Release);
+    });
 }
 
 fn main() -> std::process::ExitCode {

@@ -1,0 +1,1 @@
+//! Nexmark (placeholder until written below).

@@ -1,0 +1,178 @@
+//! Sinks: where a pipeline's window results (or pass-through events) go, together with the
+//! checkpoints that say how far the source was read when they were written.
+//!
+//! A sink's `write` is the commit point of the checkpoint → flush → offset-commit loop: when it
+//! returns, the results and the checkpoints are both durable. Database sinks store the
+//! checkpoints in the same transaction as the results (table `weir_checkpoints`), so the two
+//! never disagree; other sinks flush their output first and then write checkpoint files.
+//! Results are upserted by (key, window start): replaying them after a crash overwrites rows
+//! and never duplicates them, and an early (non-final) update never overwrites a final row.
+
+use crate::event::{Event, WindowResult};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    #[error("invalid table name {0:?}: use letters, digits and _")]
+    TableName(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("this sink stores window results; the pipeline has no window")]
+    NeedsWindow,
+}
+
+/// One flush: everything produced since the previous one, and the state that covers it.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    pub results: &'a [WindowResult],
+    pub events: &'a [Event],
+    /// (checkpoint id, serialized checkpoint).
+    pub checkpoints: &'a [(String, Vec<u8>)],
+}
+
+pub trait Sink: Send {
+    /// Makes the batch durable: results and checkpoints together.
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError>;
+    /// The last checkpoint stored under `id`.
+    fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError>;
+    /// Forgets every checkpoint whose id starts with `prefix` (a rewind with `--from`).
+    fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError>;
+}
+
+pub(crate) fn check_table_name(table: &str) -> Result<(), SinkError> {
+    if table.is_empty() || !table.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(SinkError::TableName(table.to_owned()));
+    }
+    Ok(())
+}
+
+/// Checkpoints as files in a directory: one file per id, replaced atomically (write, fsync,
+/// rename, fsync the directory).
+#[derive(Debug, Clone)]
+pub struct CheckpointDir {
+    dir: PathBuf,
+}
+
+impl CheckpointDir {
+    pub fn open(dir: &Path) -> Result<Self, SinkError> {
+        std::fs::create_dir_all(dir).map_err(|source| SinkError::Io { path: dir.to_owned(), source })?;
+        Ok(Self { dir: dir.to_owned() })
+    }
+
+    fn file(&self, id: &str) -> PathBuf {
+        let name: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        self.dir.join(format!("{name}.json"))
+    }
+
+    pub fn store(&self, checkpoints: &[(String, Vec<u8>)]) -> Result<(), SinkError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| SinkError::Io { path, source }
+        };
+        for (id, data) in checkpoints {
+            let path = self.file(id);
+            let tmp = path.with_extension("tmp");
+            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(data).map_err(io(&tmp))?;
+            f.sync_data().map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        }
+        if !checkpoints.is_empty() {
+            std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+        }
+        Ok(())
+    }
+
+    pub fn load(&self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let path = self.file(id);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SinkError::Io { path, source }),
+        }
+    }
+
+    pub fn clear(&self, prefix: &str) -> Result<(), SinkError> {
+        let stem = self.file(prefix);
+        let stem = stem.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        let entries = std::fs::read_dir(&self.dir).map_err(|source| SinkError::Io { path: self.dir.clone(), source })?;
+        for e in entries.flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.starts_with(&stem)) {
+                std::fs::remove_file(e.path()).map_err(|source| SinkError::Io { path: e.path(), source })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The JSON line written for a window result.
+pub fn result_json(r: &WindowResult) -> serde_json::Value {
+    serde_json::json!({"key": r.key, "window_start": r.window_start_ms, "window_end": r.window_end_ms,
+                       "value": r.value, "count": r.count, "final": r.is_final})
+}
+
+/// The JSON line written for a pass-through event.
+pub fn event_json(ev: &Event) -> serde_json::Value {
+    serde_json::json!({"key": ev.key, "timestamp": ev.timestamp_ms, "value": ev.value})
+}
+
+/// JSON Lines to a file (appended, fsynced on every write) or to stdout; checkpoints in a dir.
+pub struct JsonlSink {
+    out: Box<dyn Write + Send>,
+    file: Option<std::fs::File>,
+    path: PathBuf,
+    checkpoints: CheckpointDir,
+}
+
+impl JsonlSink {
+    pub fn file(path: &Path, checkpoints: CheckpointDir) -> Result<Self, SinkError> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| SinkError::Io { path: path.to_owned(), source })?;
+        let clone = f.try_clone().map_err(|source| SinkError::Io { path: path.to_owned(), source })?;
+        Ok(Self { out: Box::new(std::io::BufWriter::new(f)), file: Some(clone), path: path.to_owned(), checkpoints })
+    }
+
+    pub fn stdout(checkpoints: CheckpointDir) -> Self {
+        Self { out: Box::new(std::io::stdout()), file: None, path: PathBuf::from("stdout"), checkpoints }
+    }
+}
+
+impl Sink for JsonlSink {
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        let io = |source| SinkError::Io { path: self.path.clone(), source };
+        (|| -> std::io::Result<()> {
+            for r in batch.results {
+                writeln!(self.out, "{}", result_json(r))?;
+            }
+            for ev in batch.events {
+                writeln!(self.out, "{}", event_json(ev))?;
+            }
+            self.out.flush()?;
+            if let Some(f) = &self.file {
+                f.sync_data()?;
+            }
+            Ok(())
+        })()
+        .map_err(io)?;
+        self.checkpoints.store(batch.checkpoints)
+    }
+
+    fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        self.checkpoints.load(id)
+    }
+
+    fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
+        self.checkpoints.clear(prefix)
+    }
+}
