@@ -231,20 +231,23 @@ def test_kill_9_at_random_points_changes_nothing(weir, pg, tmp_path):
     expected, dead, filtered = expected_results(lines)
     # Static membership: a restarted instance takes its partitions back at once.
     s = Setup(weir, pg, tmp_path, "crash", lines, extra_source=', group.instance.id: "crash-1"')
-    producer = threading.Thread(target=s.produce, kwargs={"pace_s": 0.08})
+    # Production is spread over the kills (~15 s), so they land mid-stream.
+    producer = threading.Thread(target=s.produce, kwargs={"pace_s": 0.25})
     producer.start()
     rng = random.Random(7)
     kills = 0
     while kills < 12:
         proc = s.start(log_name=f"run{kills}")
-        time.sleep(rng.uniform(0.4, 2.5))
+        time.sleep(rng.uniform(0.5, 2.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
     producer.join()
     stats = s.run_to_end()
     assert kills >= 10
-    assert 0 < stats["events"] < len(lines), "the last run should resume, not start over"
+    resumed = sum("restored checkpoint" in (s.spec.parent / f"crash-run{i}.log").read_text() for i in range(kills))
+    assert resumed >= 4, f"only {resumed} runs were killed after their first checkpoint"
+    assert stats["events"] < len(lines), "the last run should resume, not start over"
     check(s, expected, dead, filtered)
 
 

@@ -266,7 +266,10 @@ impl DeadLetterOut {
 
     pub fn write_event(&mut self, ev: &Event, error: &SinkError) -> Result<(), SinkError> {
         let key = format!("event/{}/{}", ev.partition, ev.offset);
-        self.emit(&key, serde_json::json!({"reason": format!("sink failed: {error}"), "key": ev.key, "value": ev.value}))
+        self.emit(
+            &key,
+            serde_json::json!({"reason": format!("sink failed: {error}"), "key": ev.key, "value": ev.value}),
+        )
     }
 
     pub fn flush(&mut self) -> Result<(), SinkError> {
@@ -319,7 +322,13 @@ pub fn decode(m: &BorrowedMessage<'_>, source: &KafkaSource) -> Result<Event, Bo
     let dead = |reason| {
         let value = serde_json::Value::String(String::from_utf8_lossy(payload).into_owned());
         Box::new(DeadLetter {
-            event: Event { key: record_key.clone(), value, timestamp_ms: record_ts.unwrap_or(0), partition: m.partition(), offset: m.offset() },
+            event: Event {
+                key: record_key.clone(),
+                value,
+                timestamp_ms: record_ts.unwrap_or(0),
+                partition: m.partition(),
+                offset: m.offset(),
+            },
             reason,
         })
     };
@@ -329,10 +338,14 @@ pub fn decode(m: &BorrowedMessage<'_>, source: &KafkaSource) -> Result<Event, Bo
         Some(f) => value.get(f).and_then(serde_json::Value::as_i64).ok_or_else(|| {
             dead(DeadLetterReason::BadField { field: f.clone(), detail: "missing or not an integer".into() })
         })?,
-        None => record_ts.ok_or_else(|| dead(DeadLetterReason::Undecodable { detail: "record has no timestamp".into() }))?,
+        None => {
+            record_ts.ok_or_else(|| dead(DeadLetterReason::Undecodable { detail: "record has no timestamp".into() }))?
+        }
     };
     let key = match &source.key_field {
-        Some(f) => value.get(f).and_then(|k| k.as_str().map(str::to_owned).or_else(|| (!k.is_null()).then(|| k.to_string()))),
+        Some(f) => {
+            value.get(f).and_then(|k| k.as_str().map(str::to_owned).or_else(|| (!k.is_null()).then(|| k.to_string())))
+        }
         None => record_key,
     };
     Ok(Event { key, value, timestamp_ms, partition: m.partition(), offset: m.offset() })
@@ -483,7 +496,8 @@ fn checkpoint(
     let mut checkpoints = Vec::with_capacity(tasks.len());
     for (&p, t) in tasks {
         let cp = t.pipeline.checkpoint(BTreeMap::from([(p, t.next_offset)]));
-        let bytes = cp.to_json().map_err(|e| RunError::Checkpoint { id: format!("{prefix}{p}"), detail: e.to_string() })?;
+        let bytes =
+            cp.to_json().map_err(|e| RunError::Checkpoint { id: format!("{prefix}{p}"), detail: e.to_string() })?;
         checkpoints.push((format!("{prefix}{p}"), bytes));
     }
     let batch = Batch { results: &pending.results, events: &pending.events, checkpoints: &checkpoints };

@@ -30,13 +30,17 @@ impl PostgresSink {
             }
             let mut client = config.connect(NoTls)?;
             let t = &self.table;
+            // The lock makes concurrent instances' CREATE TABLE IF NOT EXISTS safe (they race
+            // on the catalog otherwise).
             client.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {t} (
+                "BEGIN; SELECT pg_advisory_xact_lock(7010656);
+                 CREATE TABLE IF NOT EXISTS {t} (
                      key TEXT NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL,
                      value DOUBLE PRECISION NOT NULL, count BIGINT NOT NULL, final BOOLEAN NOT NULL DEFAULT true,
                      PRIMARY KEY (key, window_start));
                  CREATE TABLE IF NOT EXISTS weir_checkpoints (id TEXT PRIMARY KEY, data BYTEA NOT NULL,
-                     updated_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+                     updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+                 COMMIT;"
             ))?;
             self.client = Some(client);
         }

@@ -19,7 +19,7 @@ pub enum SinkError {
     TableName(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_detail(.0))]
     Postgres(#[from] postgres::Error),
     #[error("kafka: {0}")]
     Kafka(String),
@@ -45,6 +45,16 @@ pub trait Sink: Send {
     fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError>;
     /// Forgets every checkpoint whose id starts with `prefix` (a rewind with `--from`).
     fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError>;
+}
+
+/// The server's message ("db error" alone says nothing).
+fn postgres_detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            format!("{}: {}{}", db.severity(), db.message(), db.detail().map(|d| format!(" ({d})")).unwrap_or_default())
+        }
+        None => e.to_string(),
+    }
 }
 
 pub(crate) fn check_table_name(table: &str) -> Result<(), SinkError> {
@@ -103,7 +113,8 @@ impl CheckpointDir {
     pub fn clear(&self, prefix: &str) -> Result<(), SinkError> {
         let stem = self.file(prefix);
         let stem = stem.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
-        let entries = std::fs::read_dir(&self.dir).map_err(|source| SinkError::Io { path: self.dir.clone(), source })?;
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|source| SinkError::Io { path: self.dir.clone(), source })?;
         for e in entries.flatten() {
             if e.file_name().to_str().is_some_and(|n| n.starts_with(&stem)) {
                 std::fs::remove_file(e.path()).map_err(|source| SinkError::Io { path: e.path(), source })?;

@@ -17,11 +17,11 @@
 //! Validation compiles every expression and reports errors with the line they are on.
 
 use crate::aggregate::Aggregate;
-use crate::kafka::{DeadLetterOut, KafkaSource, RunConfig, SinkErrorPolicy, StartFrom};
-use crate::sink::{Batch, CheckpointDir, JsonlSink, Sink};
 use crate::event::Event;
 use crate::jsonl::JsonlFormat;
+use crate::kafka::{DeadLetterOut, KafkaSource, RunConfig, SinkErrorPolicy, StartFrom};
 use crate::pipeline::{Pipeline, PipelineBuilder};
+use crate::sink::{Batch, CheckpointDir, JsonlSink, Sink};
 use crate::window::Window;
 use crate::windowed::WindowSpec;
 use serde::Deserialize;
@@ -259,7 +259,8 @@ impl Spec {
             return Err(err("source:", "source needs exactly one of jsonl, kafka".into()));
         }
         let sink = &self.sink;
-        let kinds = [sink.sqlite.is_some(), sink.postgres.is_some(), sink.jsonl.is_some(), sink.kafka.is_some(), sink.stdout];
+        let kinds =
+            [sink.sqlite.is_some(), sink.postgres.is_some(), sink.jsonl.is_some(), sink.kafka.is_some(), sink.stdout];
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(err("sink:", "sink needs exactly one of sqlite, postgres, jsonl, kafka, stdout".into()));
         }
@@ -419,7 +420,8 @@ pub fn open_sink(spec: &Spec, base: &std::path::Path) -> Result<Box<dyn Sink>, S
     } else if let Some(conninfo) = &s.postgres {
         Box::new(crate::postgres::PostgresSink::open(conninfo, table).map_err(|e| io_err("postgres sink", &e))?)
     } else if let Some(k) = &s.kafka {
-        let brokers = k.brokers.as_deref().or(spec.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default();
+        let brokers =
+            k.brokers.as_deref().or(spec.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default();
         Box::new(crate::kafka::KafkaSink::new(brokers, &k.topic, checkpoints()?).map_err(|e| io_err("kafka sink", &e))?)
     } else if let Some(p) = &s.jsonl {
         Box::new(JsonlSink::file(&base.join(p), checkpoints()?).map_err(|e| io_err("jsonl sink", &e))?)
@@ -432,7 +434,8 @@ pub fn open_sink(spec: &Spec, base: &std::path::Path) -> Result<Box<dyn Sink>, S
 pub fn open_dead_letters(spec: &Spec, base: &std::path::Path) -> Result<DeadLetterOut, SpecError> {
     let Some(d) = &spec.dead_letters else { return Ok(DeadLetterOut::Stderr) };
     if let Some(topic) = &d.topic {
-        let brokers = d.brokers.as_deref().or(spec.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default();
+        let brokers =
+            d.brokers.as_deref().or(spec.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default();
         let p = crate::kafka::KafkaProducer::new(brokers, topic).map_err(|e| io_err("dead-letter topic", &e))?;
         return Ok(DeadLetterOut::Topic(p));
     }
