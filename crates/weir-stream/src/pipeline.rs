@@ -105,6 +105,7 @@ impl PipelineBuilder {
             steps: self.steps,
             window,
             watermarks: Watermarks::new(self.out_of_orderness_ms, self.idle_timeout_ms),
+            scratch: (Vec::new(), Vec::new()),
         })
     }
 }
@@ -113,6 +114,8 @@ pub struct Pipeline {
     steps: Vec<Step>,
     window: Option<WindowOperator>,
     watermarks: Watermarks,
+    /// Reused between events: steps pass events through these instead of fresh Vecs.
+    scratch: (Vec<Event>, Vec<Event>),
 }
 
 /// Everything a pipeline must remember to continue after a restart, together with the source
@@ -155,10 +158,12 @@ impl Pipeline {
         // The watermark before this event decides lateness; the event then advances it.
         let watermark = self.watermarks.current();
         let new_watermark = self.watermarks.observe(event.partition, event.timestamp_ms, now_ms);
-        let mut batch = vec![event];
+        let (mut batch, mut next) = std::mem::take(&mut self.scratch);
+        batch.clear();
+        batch.push(event);
         for step in &mut self.steps {
-            let mut next = Vec::with_capacity(batch.len());
-            for ev in batch {
+            next.clear();
+            for ev in batch.drain(..) {
                 match step {
                     Step::Filter(f) => {
                         if f(&ev) {
@@ -185,8 +190,7 @@ impl Pipeline {
                             .push(DeadLetter { event: e, reason: DeadLetterReason::Expression { detail } }),
                     },
                     Step::Dedup(d) => {
-                        let key = ev.key.clone().unwrap_or_default();
-                        if d.admit(&key, ev.timestamp_ms)? {
+                        if d.admit(ev.key.as_deref().unwrap_or_default(), ev.timestamp_ms)? {
                             next.push(ev);
                         } else {
                             out.duplicates += 1;
@@ -194,16 +198,17 @@ impl Pipeline {
                     }
                 }
             }
-            batch = next;
+            std::mem::swap(&mut batch, &mut next);
         }
-        match &mut self.window {
-            Some(w) => {
-                for ev in batch {
-                    w.process(ev, watermark, &mut out.dead_letters)?;
-                }
+        let result = match &mut self.window {
+            Some(w) => batch.drain(..).try_for_each(|ev| w.process(ev, watermark, &mut out.dead_letters)),
+            None => {
+                out.events.extend(batch.drain(..));
+                Ok(())
             }
-            None => out.events.extend(batch),
-        }
+        };
+        self.scratch = (batch, next);
+        result?;
         if new_watermark > watermark {
             out.absorb(self.fire(new_watermark));
         }

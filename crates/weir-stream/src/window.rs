@@ -12,27 +12,21 @@ pub enum Window {
 }
 
 impl Window {
-    /// The [start, end) of every fixed window containing `t` (empty for sessions, which
-    /// are assigned by merging).
-    pub fn assign(&self, t: i64) -> Vec<(i64, i64)> {
-        match *self {
-            Window::Tumbling { size_ms } => {
-                let start = t.div_euclid(size_ms) * size_ms;
-                vec![(start, start + size_ms)]
-            }
-            Window::Sliding { size_ms, slide_ms } => {
-                let last_start = t.div_euclid(slide_ms) * slide_ms;
-                let mut out = Vec::new();
-                let mut start = last_start;
-                while start > t - size_ms {
-                    out.push((start, start + size_ms));
-                    start -= slide_ms;
-                }
-                out.reverse();
-                out
-            }
-            Window::Session { .. } => Vec::new(),
-        }
+    /// The [start, end) of every fixed window containing `t`, in ascending order, without
+    /// allocating (empty for sessions, which are assigned by merging).
+    pub fn assign(&self, t: i64) -> impl Iterator<Item = (i64, i64)> {
+        let (size, slide) = match *self {
+            Window::Tumbling { size_ms } => (size_ms, size_ms),
+            Window::Sliding { size_ms, slide_ms } => (size_ms, slide_ms),
+            Window::Session { .. } => (0, 1),
+        };
+        let last_start = t.div_euclid(slide) * slide;
+        // Starts last_start − k·slide for k = 0.. while start > t − size.
+        let n = if size <= 0 { 0 } else { (last_start - t + size + slide - 1).div_euclid(slide) };
+        (0..n).rev().map(move |k| {
+            let start = last_start - k * slide;
+            (start, start + size)
+        })
     }
 
     pub fn validate(&self) -> Result<(), &'static str> {

@@ -6,7 +6,7 @@ use crate::aggregate::{Accumulator, Aggregate};
 use crate::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
 use crate::window::Window;
 use crate::StreamError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone)]
 pub struct WindowSpec {
@@ -31,8 +31,15 @@ pub(crate) struct Open {
 #[derive(Debug)]
 pub(crate) struct WindowOperator {
     spec: WindowSpec,
-    /// (key, window start) -> state. Sessions use the same map, merged on insert.
-    open: BTreeMap<(String, i64), Open>,
+    /// key -> window start -> state. Looked up by `&str`, so an event for an existing key and
+    /// window allocates nothing.
+    open: BTreeMap<String, BTreeMap<i64, Open>>,
+    open_count: usize,
+    /// (end + allowed lateness, key, start): the order windows close in. Firing pops from the
+    /// front instead of scanning every open window.
+    deadlines: BTreeSet<(i64, String, i64)>,
+    /// (end, key, start) of windows still owed an early update.
+    early: BTreeSet<(i64, String, i64)>,
 }
 
 impl WindowOperator {
@@ -41,37 +48,58 @@ impl WindowOperator {
         if spec.aggregate.needs_field() && spec.field.is_none() {
             return Err(StreamError::InvalidSpec("this aggregate needs a field"));
         }
-        Ok(Self { spec, open: BTreeMap::new() })
+        Ok(Self { spec, open: BTreeMap::new(), open_count: 0, deadlines: BTreeSet::new(), early: BTreeSet::new() })
     }
 
     pub fn open_windows(&self) -> usize {
-        self.open.len()
+        self.open_count
     }
 
     /// Open windows as (key, start, state), for checkpoints.
     pub fn export(&self) -> Vec<(String, i64, Open)> {
-        self.open.iter().map(|((k, s), o)| (k.clone(), *s, o.clone())).collect()
+        self.open.iter().flat_map(|(k, w)| w.iter().map(move |(s, o)| (k.clone(), *s, o.clone()))).collect()
     }
 
     pub fn import(&mut self, windows: Vec<(String, i64, Open)>) {
-        self.open = windows.into_iter().map(|(k, s, o)| ((k, s), o)).collect();
+        self.open.clear();
+        self.open_count = 0;
+        self.deadlines.clear();
+        self.early.clear();
+        for (k, s, o) in windows {
+            self.track(&k, s, &o);
+            self.open.entry(k).or_default().insert(s, o);
+            self.open_count += 1;
+        }
     }
 
-    fn value_of(&self, ev: &Event) -> Result<(f64, String), DeadLetterReason> {
-        let Some(field) = &self.spec.field else { return Ok((1.0, String::new())) };
+    fn track(&mut self, key: &str, start: i64, o: &Open) {
+        self.deadlines.insert((o.end_ms.saturating_add(self.spec.allowed_lateness_ms), key.to_owned(), start));
+        if self.spec.early_updates && !o.early_sent {
+            self.early.insert((o.end_ms, key.to_owned(), start));
+        }
+    }
+
+    fn untrack(&mut self, key: &str, start: i64, o: &Open) {
+        let lateness = self.spec.allowed_lateness_ms;
+        self.deadlines.remove(&(o.end_ms.saturating_add(lateness), key.to_owned(), start));
+        self.early.remove(&(o.end_ms, key.to_owned(), start));
+    }
+
+    /// The number the aggregate reads, and (for count-distinct only) the value's JSON text.
+    fn value_of(&self, ev: &Event) -> Result<(f64, Option<String>), DeadLetterReason> {
+        let Some(field) = &self.spec.field else { return Ok((1.0, None)) };
         let v = ev
             .value
             .get(field)
             .ok_or_else(|| DeadLetterReason::BadField { field: field.clone(), detail: "missing".into() })?;
-        let raw = v.to_string();
         if self.spec.aggregate == Aggregate::CountDistinct {
-            return Ok((0.0, raw));
+            return Ok((0.0, Some(v.to_string())));
         }
         let x = v.as_f64().ok_or_else(|| DeadLetterReason::BadField {
             field: field.clone(),
-            detail: format!("{raw} is not a number"),
+            detail: format!("{v} is not a number"),
         })?;
-        Ok((x, raw))
+        Ok((x, None))
     }
 
     /// Adds an event, or dead-letters it when it is late or lacks its field.
@@ -83,97 +111,125 @@ impl WindowOperator {
                 return Ok(());
             }
         };
-        let key = ev.key.clone().unwrap_or_default();
+        let raw = raw.as_deref().unwrap_or_default();
+        let kind = self.spec.aggregate;
         let lateness = self.spec.allowed_lateness_ms;
         let closed = |end: i64| end.saturating_add(lateness) <= watermark_ms;
         let t = ev.timestamp_ms;
+        let key = ev.key.as_deref().unwrap_or_default();
+        let late = || DeadLetterReason::Late { watermark_ms, allowed_lateness_ms: lateness };
         match self.spec.window {
             Window::Session { gap_ms } => {
                 if closed(t + gap_ms) {
-                    dead.push(DeadLetter {
-                        event: ev,
-                        reason: DeadLetterReason::Late { watermark_ms, allowed_lateness_ms: lateness },
-                    });
+                    let reason = late();
+                    dead.push(DeadLetter { event: ev, reason });
                     return Ok(());
                 }
                 let mut start = t;
                 let mut end = t + gap_ms;
                 let mut acc = Accumulator::default();
-                acc.add(x, &raw, self.spec.aggregate);
+                acc.add(x, raw, kind);
                 // Merge every session of this key that the new one touches.
-                let touching: Vec<i64> = self
-                    .open
-                    .range((key.clone(), i64::MIN)..=(key.clone(), i64::MAX))
-                    .filter(|(&(_, s), o)| s <= end && t <= o.end_ms)
-                    .map(|(&(_, s), _)| s)
-                    .collect();
-                for s in touching {
-                    if let Some(o) = self.open.remove(&(key.clone(), s)) {
-                        start = start.min(s);
-                        end = end.max(o.end_ms);
-                        acc.merge(o.acc);
+                let mut merged = Vec::new();
+                if let Some(sessions) = self.open.get_mut(key) {
+                    let touching: Vec<i64> =
+                        sessions.range(..=end).filter(|(_, o)| t <= o.end_ms).map(|(&s, _)| s).collect();
+                    for s in touching {
+                        if let Some(o) = sessions.remove(&s) {
+                            merged.push((s, o));
+                        }
                     }
+                }
+                for (s, o) in merged {
+                    self.untrack(key, s, &o);
+                    self.open_count -= 1;
+                    start = start.min(s);
+                    end = end.max(o.end_ms);
+                    acc.merge(o.acc);
                 }
                 self.insert(key, start, Open { end_ms: end, acc, early_sent: false })?;
             }
             w => {
-                let windows = w.assign(t);
-                let open: Vec<(i64, i64)> = windows.into_iter().filter(|&(_, end)| !closed(end)).collect();
-                if open.is_empty() {
-                    dead.push(DeadLetter {
-                        event: ev,
-                        reason: DeadLetterReason::Late { watermark_ms, allowed_lateness_ms: lateness },
-                    });
-                    return Ok(());
-                }
-                for (start, end) in open {
-                    match self.open.get_mut(&(key.clone(), start)) {
-                        Some(o) => o.acc.add(x, &raw, self.spec.aggregate),
+                let mut any = false;
+                for (start, end) in w.assign(t) {
+                    if closed(end) {
+                        continue;
+                    }
+                    any = true;
+                    match self.open.get_mut(key).and_then(|m| m.get_mut(&start)) {
+                        Some(o) => o.acc.add(x, raw, kind),
                         None => {
                             let mut acc = Accumulator::default();
-                            acc.add(x, &raw, self.spec.aggregate);
-                            self.insert(key.clone(), start, Open { end_ms: end, acc, early_sent: false })?;
+                            acc.add(x, raw, kind);
+                            self.insert(key, start, Open { end_ms: end, acc, early_sent: false })?;
                         }
                     }
+                }
+                if !any {
+                    let reason = late();
+                    dead.push(DeadLetter { event: ev, reason });
                 }
             }
         }
         Ok(())
     }
 
-    fn insert(&mut self, key: String, start: i64, open: Open) -> Result<(), StreamError> {
-        if self.open.len() >= self.spec.max_open_windows {
-            return Err(StreamError::StateTooLarge { open_windows: self.open.len(), max: self.spec.max_open_windows });
+    fn insert(&mut self, key: &str, start: i64, open: Open) -> Result<(), StreamError> {
+        if self.open_count >= self.spec.max_open_windows {
+            return Err(StreamError::StateTooLarge { open_windows: self.open_count, max: self.spec.max_open_windows });
         }
-        self.open.insert((key, start), open);
+        self.track(key, start, &open);
+        match self.open.get_mut(key) {
+            Some(m) => {
+                m.insert(start, open);
+            }
+            None => {
+                self.open.insert(key.to_owned(), BTreeMap::from([(start, open)]));
+            }
+        }
+        self.open_count += 1;
         Ok(())
     }
 
     /// Emits early updates for windows whose end the watermark passed, and final results
-    /// (removing the state) for windows closed by the allowed lateness.
+    /// (removing the state) for windows closed by the allowed lateness. Costs O(windows that
+    /// fire), not O(open windows).
     pub fn on_watermark(&mut self, watermark_ms: i64, out: &mut Vec<WindowResult>) {
-        let lateness = self.spec.allowed_lateness_ms;
         let kind = self.spec.aggregate;
-        let mut done = Vec::new();
-        for ((key, start), o) in self.open.iter_mut() {
-            let result = |is_final| WindowResult {
-                key: key.clone(),
-                window_start_ms: *start,
+        let lateness = self.spec.allowed_lateness_ms;
+        while self.early.first().is_some_and(|(end, _, _)| *end <= watermark_ms) {
+            let Some((_, key, start)) = self.early.pop_first() else { break };
+            if let Some(o) = self.open.get_mut(&key).and_then(|m| m.get_mut(&start)) {
+                o.early_sent = true;
+                if o.end_ms.saturating_add(lateness) <= watermark_ms {
+                    continue; // the final result goes out now anyway
+                }
+                out.push(WindowResult {
+                    window_start_ms: start,
+                    window_end_ms: o.end_ms,
+                    value: o.acc.result(kind),
+                    count: o.acc.count,
+                    is_final: false,
+                    key,
+                });
+            }
+        }
+        while self.deadlines.first().is_some_and(|(deadline, _, _)| *deadline <= watermark_ms) {
+            let Some((_, key, start)) = self.deadlines.pop_first() else { break };
+            let Some(windows) = self.open.get_mut(&key) else { continue };
+            let Some(o) = windows.remove(&start) else { continue };
+            if windows.is_empty() {
+                self.open.remove(&key);
+            }
+            self.open_count -= 1;
+            out.push(WindowResult {
+                window_start_ms: start,
                 window_end_ms: o.end_ms,
                 value: o.acc.result(kind),
                 count: o.acc.count,
-                is_final,
-            };
-            if o.end_ms.saturating_add(lateness) <= watermark_ms {
-                out.push(result(true));
-                done.push((key.clone(), *start));
-            } else if self.spec.early_updates && !o.early_sent && o.end_ms <= watermark_ms {
-                out.push(result(false));
-                o.early_sent = true;
-            }
-        }
-        for k in done {
-            self.open.remove(&k);
+                is_final: true,
+                key,
+            });
         }
     }
 }
