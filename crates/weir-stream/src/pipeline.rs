@@ -203,7 +203,7 @@ impl Pipeline {
         let result = match &mut self.window {
             Some(w) => batch.drain(..).try_for_each(|ev| w.process(ev, watermark, &mut out.dead_letters)),
             None => {
-                out.events.extend(batch.drain(..));
+                out.events.append(&mut batch);
                 Ok(())
             }
         };
