@@ -107,27 +107,73 @@ impl WindowJoin {
 
     fn fire(&mut self, watermark: i64) -> Vec<Joined> {
         let mut out = Vec::new();
-        let closed: Vec<(i64, String)> = self
-            .windows
-            .keys()
-            .filter(|(start, _)| (start + self.size_ms).saturating_add(self.allowed_lateness_ms) <= watermark)
-            .cloned()
-            .collect();
-        for k in closed {
-            let Some(b) = self.windows.remove(&k) else { continue };
-            self.buffered -= b.left.len() + b.right.len();
-            for l in &b.left {
-                for r in &b.right {
-                    out.push(Joined {
-                        key: k.1.clone(),
-                        window_start_ms: k.0,
-                        window_end_ms: k.0 + self.size_ms,
-                        left: l.clone(),
-                        right: r.clone(),
-                    });
-                }
+        // Windows are ordered by start: closed ones are at the front.
+        while let Some(entry) = self.windows.first_entry() {
+            if (entry.key().0 + self.size_ms).saturating_add(self.allowed_lateness_ms) > watermark {
+                break;
             }
+            let Some((k, b)) = self.windows.pop_first() else { break };
+            self.buffered -= b.left.len() + b.right.len();
+            emit(&mut out, &k, self.size_ms, &b);
         }
         out
+    }
+}
+
+fn emit(out: &mut Vec<Joined>, k: &(i64, String), size_ms: i64, b: &Buffers) {
+    for l in &b.left {
+        for r in &b.right {
+            out.push(Joined {
+                key: k.1.clone(),
+                window_start_ms: k.0,
+                window_end_ms: k.0 + size_ms,
+                left: l.clone(),
+                right: r.clone(),
+            });
+        }
+    }
+}
+
+/// Unwindowed inner join (a "regular join"): every left event pairs with every right event of
+/// the same key, whichever arrives first. Both sides are kept, up to `max_entries` events in
+/// all; exceeding that is an error, not an OOM.
+pub struct TableJoin {
+    sides: std::collections::HashMap<String, Buffers>,
+    entries: usize,
+    max_entries: usize,
+}
+
+impl TableJoin {
+    pub fn new(max_entries: usize) -> Self {
+        Self { sides: std::collections::HashMap::new(), entries: 0, max_entries }
+    }
+
+    /// Stores the value and calls `on_pair(left, right)` for each match it makes.
+    pub fn push(
+        &mut self,
+        side: Side,
+        key: &str,
+        value: Value,
+        mut on_pair: impl FnMut(&Value, &Value),
+    ) -> Result<(), StreamError> {
+        if self.entries >= self.max_entries {
+            return Err(StreamError::StateTooLarge { open_windows: self.entries, max: self.max_entries });
+        }
+        let b = match self.sides.get_mut(key) {
+            Some(b) => b,
+            None => self.sides.entry(key.to_owned()).or_default(),
+        };
+        match side {
+            Side::Left => {
+                b.right.iter().for_each(|r| on_pair(&value, r));
+                b.left.push(value);
+            }
+            Side::Right => {
+                b.left.iter().for_each(|l| on_pair(l, &value));
+                b.right.push(value);
+            }
+        }
+        self.entries += 1;
+        Ok(())
     }
 }
