@@ -474,3 +474,138 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
         Ok(report)
     })
 }
+
+/// One Nexmark query's run.
+#[derive(Debug, Clone)]
+pub struct NexmarkReport {
+    pub query: String,
+    /// `in-process` (generator → engine) or `via-topic` (topic → client → engine).
+    pub mode: &'static str,
+    pub events: u64,
+    pub outputs: u64,
+    pub seconds: f64,
+}
+
+impl NexmarkReport {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.seconds.max(1e-9)
+    }
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"query": self.query, "mode": self.mode, "events": self.events, "outputs": self.outputs,
+            "seconds": self.seconds, "events_per_second": self.events_per_second()})
+    }
+}
+
+/// Nexmark queries with the generator in-process: only the engine is timed (generation and the
+/// conversion to JSON events happen before the clock starts). One thread: events/s per core.
+pub fn nexmark_in_process(queries: &[&str], events: usize, rate: usize) -> Result<Vec<NexmarkReport>, BenchError> {
+    let mut out = Vec::new();
+    for q in queries {
+        let (o, secs) = weir_stream::nexmark::run_in_process(q, events, rate, false)
+            .map_err(|e| BenchError::Setup(format!("{q}: {e}")))?;
+        out.push(NexmarkReport {
+            query: (*q).to_owned(),
+            mode: "in-process",
+            events: events as u64,
+            outputs: o.count,
+            seconds: secs,
+        });
+    }
+    Ok(out)
+}
+
+/// Nexmark through a broker: the generator's events are produced as JSON to a fresh
+/// one-partition topic, then each query reads them back with a Kafka client, decodes the JSON
+/// and runs. Timed per query from the first poll to the last output.
+pub fn nexmark_via_topic(
+    bootstrap: &str,
+    queries: &[&str],
+    events: usize,
+    rate: usize,
+) -> Result<(f64, Vec<NexmarkReport>), BenchError> {
+    let topic = format!("nexmark-{}", std::process::id());
+    let cfg = BenchConfig {
+        mode: Mode::Produce,
+        bootstrap: bootstrap.to_owned(),
+        topic: topic.clone(),
+        partitions: 1,
+        producers: 1,
+        consumers: 1,
+        message_bytes: 0,
+        batch_bytes: 1_000_000,
+        linger_ms: 5,
+        acks: "all".into(),
+        compression: "none".into(),
+        idempotence: false,
+        duration: Duration::from_secs(3600),
+        messages: None,
+        rate: None,
+    };
+    ensure_topic(&cfg)?;
+    let producer: BaseProducer = producer_config(&cfg).create()?;
+    let started = Instant::now();
+    let mut buf = Vec::with_capacity(512);
+    for (i, e) in weir_stream::nexmark::generator(rate).take(events).enumerate() {
+        buf.clear();
+        serde_json::to_writer(&mut buf, &weir_stream::nexmark::to_event(&e, i as i64).value)
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let mut record = BaseRecord::<(), [u8]>::to(&topic).payload(&buf[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, r)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                    producer.poll(Duration::from_millis(1));
+                    record = r;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    let produce_secs = started.elapsed().as_secs_f64();
+    let mut out = Vec::new();
+    for q in queries {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("nexmark-{q}-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "16777216")
+            .create()?;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)?;
+        c.assign(&tpl)?;
+        let mut query = weir_stream::nexmark::Query::new(q, weir_stream::nexmark::Output::default())
+            .map_err(|e| BenchError::Setup(format!("{q}: {e}")))?;
+        let mut seen = 0usize;
+        let mut clock: Option<Instant> = None;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while seen < events {
+            if Instant::now() > deadline {
+                return Err(BenchError::Setup(format!("{q}: read {seen} of {events} events in 600 s")));
+            }
+            let Some(m) = c.poll(Duration::from_millis(100)) else { continue };
+            let m = m?;
+            clock.get_or_insert_with(Instant::now);
+            let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())
+                .map_err(|e| BenchError::Setup(format!("offset {}: {e}", m.offset())))?;
+            let ev = weir_stream::nexmark::from_json(value, m.offset())
+                .ok_or_else(|| BenchError::Setup(format!("offset {}: no date_time", m.offset())))?;
+            query.push(ev).map_err(|e| BenchError::Setup(format!("{q}: {e}")))?;
+            seen += 1;
+        }
+        query.finish();
+        let secs = clock.map_or(0.0, |c| c.elapsed().as_secs_f64());
+        out.push(NexmarkReport {
+            query: (*q).to_owned(),
+            mode: "via-topic",
+            events: events as u64,
+            outputs: query.output.count,
+            seconds: secs,
+        });
+    }
+    Ok((produce_secs, out))
+}

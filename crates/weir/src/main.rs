@@ -102,6 +102,8 @@ enum BenchMode {
     Produce,
     Consume,
     E2e,
+    /// Nexmark queries on the stream engine (generator in-process, or via a topic with --via-topic)
+    Nexmark,
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,14 +150,68 @@ struct BenchArgs {
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
+    /// Nexmark: queries to run, comma-separated (q0,q1,q2,q3,q4,q5,q7,q8,q11), or all
+    #[arg(long, default_value = "all")]
+    query: String,
+    /// Nexmark: events to generate
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Nexmark: generator rate in event time (events per second of event time)
+    #[arg(long, default_value_t = 10_000)]
+    event_rate: usize,
+    /// Nexmark: produce the events to a topic on --bootstrap and read them back with a Kafka client
+    #[arg(long)]
+    via_topic: bool,
+}
+
+fn nexmark(a: &BenchArgs) -> anyhow::Result<()> {
+    let queries: Vec<&str> = if a.query == "all" {
+        weir_stream::nexmark::QUERIES.to_vec()
+    } else {
+        a.query.split(',').map(str::trim).collect()
+    };
+    let reports = if a.via_topic {
+        let (produce_secs, r) = weir_bench::nexmark_via_topic(&a.bootstrap, &queries, a.events, a.event_rate)?;
+        eprintln!(
+            "produced {} events in {produce_secs:.2}s ({:.0} events/s)",
+            a.events,
+            a.events as f64 / produce_secs
+        );
+        r
+    } else {
+        weir_bench::nexmark_in_process(&queries, a.events, a.event_rate)?
+    };
+    if a.json {
+        println!("{}", serde_json::Value::Array(reports.iter().map(weir_bench::NexmarkReport::to_json).collect()));
+    } else {
+        println!(
+            "{:<6} {:<11} {:>10} {:>10} {:>9} {:>14}",
+            "query", "mode", "events", "outputs", "seconds", "events/s/core"
+        );
+        for r in &reports {
+            println!(
+                "{:<6} {:<11} {:>10} {:>10} {:>9.2} {:>14.0}",
+                r.query,
+                r.mode,
+                r.events,
+                r.outputs,
+                r.seconds,
+                r.events_per_second()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    if let BenchMode::Nexmark = a.mode {
+        return nexmark(&a);
+    }
     let cfg = weir_bench::BenchConfig {
         mode: match a.mode {
             BenchMode::Produce => weir_bench::Mode::Produce,
             BenchMode::Consume => weir_bench::Mode::Consume,
-            BenchMode::E2e => weir_bench::Mode::E2e,
+            BenchMode::E2e | BenchMode::Nexmark => weir_bench::Mode::E2e,
         },
         bootstrap: a.bootstrap,
         topic: a.topic.unwrap_or_else(|| match a.mode {
