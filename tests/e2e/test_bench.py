@@ -22,3 +22,18 @@ def test_bench_produce_consume_e2e(weir):
     assert e["messages"] >= 14_000 and e["latency_us"]["p99"] > 0
     print(f"bench: produce {p['messages_per_second']:.0f} msg/s, consume {c['messages_per_second']:.0f} msg/s, "
           f"e2e p50 {e['latency_us']['p50']} us p99 {e['latency_us']['p99']} us")
+
+
+def test_nexmark_via_a_topic_gives_the_in_process_outputs(weir):
+    """The Rust test checks every query against an independent computation; this checks that
+    going through a Weir topic and a real Kafka client changes nothing."""
+    args = ["nexmark", "--events", "50000", "--event-rate", "1000"]
+    local = {r["query"]: r for r in bench(weir, *args)}
+    remote = {r["query"]: r for r in bench(weir, *args, "--via-topic")}
+    assert sorted(local) == sorted(remote) == sorted(["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q11"])
+    for q, r in local.items():
+        assert r["outputs"] > 0, q
+        assert remote[q]["events"] == r["events"] == 50_000
+        assert remote[q]["outputs"] == r["outputs"], q
+    print("nexmark events/s: " + ", ".join(
+        f"{q} {local[q]['events_per_second']:.0f}/{remote[q]['events_per_second']:.0f}" for q in sorted(local)))
