@@ -385,6 +385,7 @@ pub fn run(
     let mut eof: BTreeSet<i32> = BTreeSet::new();
     let mut last_checkpoint = Instant::now();
     let mut dirty = false;
+    let mut first_event: Option<Instant> = None;
     loop {
         if cfg.stop.load(Ordering::Acquire) {
             break;
@@ -402,6 +403,7 @@ pub fn run(
             Some(Ok(m)) => {
                 let p = m.partition();
                 eof.remove(&p);
+                first_event.get_or_insert_with(Instant::now);
                 if let Some(task) = tasks.get_mut(&p) {
                     if m.offset() >= task.next_offset {
                         task.next_offset = m.offset() + 1;
@@ -442,6 +444,7 @@ pub fn run(
         checkpoint(&consumer, source, &prefix, &tasks, &mut pending, sink, dead, cfg)?;
     }
     consumer.unsubscribe();
+    stats.active_ms = first_event.map_or(0, |t| t.elapsed().as_millis() as u64);
     Ok(stats)
 }
 

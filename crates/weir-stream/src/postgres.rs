@@ -57,17 +57,33 @@ impl Sink for PostgresSink {
         let result = (|| -> Result<(), SinkError> {
             let client = self.client()?;
             let mut tx = client.transaction()?;
+            // One statement per 5,000 rows (arrays unnested server-side) instead of a round
+            // trip per row. A statement may not touch a row twice, so keep one result per
+            // (key, window start): the last, but never an early update over a final one.
             let upsert = tx.prepare(&format!(
-                "INSERT INTO {t} (key, window_start, window_end, value, count, final) VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO {t} (key, window_start, window_end, value, count, final)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::bigint[], $6::bool[])
                  ON CONFLICT (key, window_start) DO UPDATE SET window_end = EXCLUDED.window_end,
                  value = EXCLUDED.value, count = EXCLUDED.count, final = EXCLUDED.final
                  WHERE NOT {t}.final OR EXCLUDED.final"
             ))?;
+            let mut latest: std::collections::HashMap<(&str, i64), &crate::event::WindowResult> =
+                std::collections::HashMap::with_capacity(batch.results.len());
             for r in batch.results {
-                tx.execute(
-                    &upsert,
-                    &[&r.key, &r.window_start_ms, &r.window_end_ms, &r.value, &(r.count as i64), &r.is_final],
-                )?;
+                let slot = latest.entry((r.key.as_str(), r.window_start_ms)).or_insert(r);
+                if r.is_final || !slot.is_final {
+                    *slot = r;
+                }
+            }
+            let rows: Vec<&crate::event::WindowResult> = latest.into_values().collect();
+            for chunk in rows.chunks(5_000) {
+                let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();
+                let starts: Vec<i64> = chunk.iter().map(|r| r.window_start_ms).collect();
+                let ends: Vec<i64> = chunk.iter().map(|r| r.window_end_ms).collect();
+                let values: Vec<f64> = chunk.iter().map(|r| r.value).collect();
+                let counts: Vec<i64> = chunk.iter().map(|r| r.count as i64).collect();
+                let finals: Vec<bool> = chunk.iter().map(|r| r.is_final).collect();
+                tx.execute(&upsert, &[&keys, &starts, &ends, &values, &counts, &finals])?;
             }
             if !batch.checkpoints.is_empty() {
                 let cp = tx.prepare(

@@ -288,6 +288,10 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
         stats.dead_letters,
         stats.duplicates
     );
+    if stats.active_ms > 0 {
+        let secs = stats.active_ms as f64 / 1000.0;
+        eprintln!("from the first event: {secs:.2}s ({:.0} events/s)", stats.events as f64 / secs);
+    }
     Ok(())
 }
 
