@@ -321,3 +321,34 @@ def test_sink_error_policy_retry_waits_until_the_sink_works(weir, pg, tmp_path):
     wait_for(lambda: s.rows() == expected, timeout=60, interval=0.3, what="the retried write")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
+
+
+def test_kafka_sink_topic_holds_the_same_results(weir, pg, tmp_path):
+    lines = make_orders(4_000, seed=8)
+    expected, dead, filtered = expected_results(lines)
+    s = Setup(weir, pg, tmp_path, "tokafka", lines)
+    results_topic = "sums_tokafka_topic"
+    admin = AdminClient({"bootstrap.servers": weir.bootstrap})
+    admin.create_topics([NewTopic(results_topic, 1, 1)])[results_topic].result(timeout=30)
+    s.spec.write_text(s.spec.read_text().replace(
+        f'sink: {{ postgres: "{pg}", table: {s.table} }}', f"sink: {{ kafka: {{ topic: {results_topic} }} }}"))
+    s.spec.write_text(s.spec.read_text().replace("checkpoint: { interval: 300ms }",
+                                                 f"checkpoint: {{ interval: 300ms, dir: {tmp_path}/cp }}"))
+    s.produce()
+    assert s.run_to_end()["events"] == len(lines)
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "reader", "enable.partition.eof": True})
+    c.assign([TopicPartition(results_topic, 0, 0)])
+    latest = {}
+    while True:
+        m = c.poll(10)
+        assert m is not None
+        if m.error():
+            break
+        v = json.loads(m.value())
+        assert m.key().decode() == f"{v['key']}@{v['window_start']}"
+        latest[m.key()] = v
+    c.close()
+    rows = sorted((v["key"], v["window_start"], v["value"], v["count"]) for v in latest.values() if v["final"])
+    assert rows == expected
+    assert {(int(k.split("/")[1]), int(k.split("/")[2])) for k, _ in s.dead_letters()} == dead
+    assert os.listdir(tmp_path / "cp"), "checkpoint files for a non-database sink"

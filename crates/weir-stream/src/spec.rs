@@ -227,12 +227,35 @@ impl Expr {
         }
         ROOT.with(|root| {
             let mut ctx = root.new_inner_scope();
-            ctx.add_variable_from_value("event", cel::to_value(&ev.value).map_err(|e| e.to_string())?);
-            ctx.add_variable_from_value("key", cel::to_value(&ev.key).map_err(|e| e.to_string())?);
+            ctx.add_variable_from_value("event", json_to_cel(&ev.value));
+            ctx.add_variable_from_value("key", ev.key.as_ref().map_or(cel::Value::Null, |k| k.clone().into()));
             ctx.add_variable_from_value("ts", cel::Value::Int(ev.timestamp_ms));
             let v = self.program.execute(&ctx).map_err(|e| e.to_string())?;
             v.json().map_err(|e| e.to_string())
         })
+    }
+}
+
+/// JSON to CEL, with every integer that fits in i64 as `int` (CEL's default integer type), so
+/// `event.amount * 100` works on JSON's `12` (serde would make it a `uint`, and CEL refuses
+/// `uint * int`).
+fn json_to_cel(v: &serde_json::Value) -> cel::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => cel::Value::Null,
+        J::Bool(b) => cel::Value::Bool(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => s.clone().into(),
+        J::Array(a) => cel::Value::List(Arc::new(a.iter().map(json_to_cel).collect())),
+        J::Object(o) => {
+            let map: std::collections::HashMap<String, cel::Value> =
+                o.iter().map(|(k, v)| (k.clone(), json_to_cel(v))).collect();
+            map.into()
+        }
     }
 }
 

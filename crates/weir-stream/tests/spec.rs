@@ -61,3 +61,36 @@ fn validation_errors_point_at_the_line() {
     let two_steps = SPEC.replace("  - dedup: { horizon: 1m }", "  - { filter: \"true\", map: \"event\" }");
     assert!(spec::load(&two_steps).is_err());
 }
+
+#[test]
+fn json_integers_are_cel_ints_so_arithmetic_with_literals_works() {
+    use serde_json::json;
+    let e = spec::Expr::compile("{'cents': event.amount * 100, 'big': event.n > 1, 'k': key}").unwrap();
+    let ev = weir_stream::Event::new(Some("alice"), json!({"amount": 12, "n": 18446744073709551615u64}), 0);
+    assert_eq!(e.eval(&ev).unwrap(), json!({"cents": 1200, "big": true, "k": "alice"}));
+    let neg = weir_stream::Event::new(None, json!({"amount": -3, "n": 2}), 0);
+    assert_eq!(e.eval(&neg).unwrap(), json!({"cents": -300, "big": true, "k": null}));
+}
+
+#[test]
+fn kafka_specs_validate_sinks_dead_letters_and_intervals() {
+    let kafka = r#"name: k
+source: { kafka: { brokers: 127.0.0.1:9092, topic: orders } }
+window: { tumbling: 1m, aggregate: count }
+sink: { postgres: "host=127.0.0.1", table: t }
+dead_letters: { topic: dlq }
+checkpoint: { interval: 2s }
+on_sink_error: dead_letter
+"#;
+    assert!(spec::load(kafka).is_ok());
+    let no_window = kafka.replace("window: { tumbling: 1m, aggregate: count }\n", "");
+    assert!(spec::load(&no_window).err().unwrap().message.contains("window"));
+    let two_sinks = kafka.replace("table: t }", "table: t, jsonl: x }");
+    assert_eq!(spec::load(&two_sinks).err().unwrap().line, Some(4));
+    let bad_interval = kafka.replace("interval: 2s", "interval: never");
+    assert_eq!(spec::load(&bad_interval).err().unwrap().line, Some(6));
+    let bad_policy = kafka.replace("on_sink_error: dead_letter", "on_sink_error: shrug");
+    assert_eq!(spec::load(&bad_policy).err().unwrap().line, Some(7));
+    let two_sources = kafka.replace("topic: orders } }", "topic: orders }, jsonl: x }");
+    assert!(spec::load(&two_sources).is_err());
+}

@@ -69,3 +69,31 @@ fn sink_table_equals_a_sql_group_by_and_replays_do_not_duplicate() {
     assert_eq!(got, expected);
     assert!(SqliteSink::open(&db, "bad; name").is_err());
 }
+
+#[test]
+fn early_updates_never_overwrite_final_rows_and_checkpoints_share_the_transaction() {
+    use weir_stream::sink::{Batch, Sink};
+    use weir_stream::WindowResult;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut sink = SqliteSink::open(&db, "t").unwrap();
+    let r = |value: f64, is_final| WindowResult {
+        key: "k".into(),
+        window_start_ms: 0,
+        window_end_ms: 60_000,
+        value,
+        count: value as u64,
+        is_final,
+    };
+    let cps = vec![("p/orders/0".to_owned(), b"{\"a\":1}".to_vec())];
+    Sink::write(&mut sink, &Batch { results: &[r(1.0, false)], events: &[], checkpoints: &cps }).unwrap();
+    sink.write(&[r(5.0, true)]).unwrap();
+    sink.write(&[r(2.0, false)]).unwrap(); // a replayed early update
+    let conn = Connection::open(&db).unwrap();
+    let row: (f64, bool) = conn.query_row("SELECT value, final FROM t", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(row, (5.0, true));
+    assert_eq!(sink.load_checkpoint("p/orders/0").unwrap().unwrap(), b"{\"a\":1}");
+    assert!(sink.load_checkpoint("p/orders/1").unwrap().is_none());
+    sink.clear_checkpoints("p/").unwrap();
+    assert!(sink.load_checkpoint("p/orders/0").unwrap().is_none());
+}
