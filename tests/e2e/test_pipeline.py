@@ -19,6 +19,7 @@ import zlib
 
 import psycopg
 import pytest
+import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -302,23 +303,39 @@ def test_sink_error_policy_dead_letter_skips_refused_rows(weir, pg, tmp_path):
     assert refused and all("sink failed" in v["reason"] for k, v in s.dead_letters() if k.startswith("result/"))
 
 
+def metrics(log):
+    """The pipeline's /metrics as {name{labels}: value}, from the address in its log."""
+    m = re.search(r"pipeline metrics on (http://\S+)", log.read_text())
+    assert m, "no metrics address in the log"
+    text = requests.get(m.group(1), timeout=5).text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
 def test_sink_error_policy_retry_waits_until_the_sink_works(weir, pg, tmp_path):
     lines = make_orders(3_000, seed=6)
-    expected, _, _ = expected_results(lines)
+    expected, dead, _ = expected_results(lines)
     s = Setup(weir, pg, tmp_path, "retry", lines)
     with psycopg.connect(pg, autocommit=True) as c:
         c.execute(f"CREATE TABLE {s.table} (key TEXT NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL,"
                   " value DOUBLE PRECISION NOT NULL CONSTRAINT small CHECK (value < 1000), count BIGINT NOT NULL,"
                   " final BOOLEAN NOT NULL DEFAULT true, PRIMARY KEY (key, window_start))")
     s.produce()
-    proc = s.start()
+    proc = s.start("--metrics-listen", "127.0.0.1:0")
     log = s.spec.parent / "retry-pipeline.log"
     wait_for(lambda: "sink write failed" in log.read_text(), timeout=60, interval=0.2, what="a failed write")
     time.sleep(1)
     assert s.rows() == [] and proc.poll() is None  # waiting, not skipping
+    before = metrics(log)
+    assert before["weir_pipeline_sink_failures_total"] >= 2
     with psycopg.connect(pg, autocommit=True) as c:
         c.execute(f"ALTER TABLE {s.table} DROP CONSTRAINT small")
     wait_for(lambda: s.rows() == expected, timeout=60, interval=0.3, what="the retried write")
+    after = metrics(log)
+    assert after["weir_pipeline_events_total"] == len(lines)
+    assert after["weir_pipeline_checkpoints_total"] >= 1 and after["weir_pipeline_partitions"] == PARTITIONS
+    by_reason = {k: v for k, v in after.items() if k.startswith("weir_pipeline_dead_letters_total")}
+    assert sum(by_reason.values()) == len(dead) and by_reason['weir_pipeline_dead_letters_total{reason="late"}'] > 0
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
 

@@ -251,6 +251,7 @@ impl DeadLetterOut {
     }
 
     pub fn write(&mut self, source_topic: &str, d: &DeadLetter) -> Result<(), SinkError> {
+        crate::metrics::dead_letter(&d.reason);
         let e = &d.event;
         let key = format!("{source_topic}/{}/{}", e.partition, e.offset);
         let value = serde_json::json!({"reason": d.reason.to_string(), "topic": source_topic,
@@ -260,11 +261,13 @@ impl DeadLetterOut {
 
     /// A result the sink refused (policy `dead_letter`).
     pub fn write_result(&mut self, r: &WindowResult, error: &SinkError) -> Result<(), SinkError> {
+        crate::metrics::DEAD_SINK.inc();
         let key = format!("result/{}@{}", r.key, r.window_start_ms);
         self.emit(&key, serde_json::json!({"reason": format!("sink failed: {error}"), "result": result_json(r)}))
     }
 
     pub fn write_event(&mut self, ev: &Event, error: &SinkError) -> Result<(), SinkError> {
+        crate::metrics::DEAD_SINK.inc();
         let key = format!("event/{}/{}", ev.partition, ev.offset);
         self.emit(
             &key,
@@ -408,6 +411,7 @@ pub fn run(
                     if m.offset() >= task.next_offset {
                         task.next_offset = m.offset() + 1;
                         stats.events += 1;
+                        crate::metrics::EVENTS.inc();
                         dirty = true;
                         match decode(&m, source) {
                             Ok(ev) => {
@@ -417,6 +421,7 @@ pub fn run(
                                 }
                                 stats.dead_letters += out.dead_letters.len() as u64;
                                 stats.duplicates += out.duplicates;
+                                crate::metrics::DUPLICATES.add(out.duplicates);
                                 stats.results += out.results.len() as u64;
                                 pending.results.extend(out.results);
                                 pending.events.extend(out.events);
@@ -461,6 +466,7 @@ fn sync_tasks(
     let assigned: BTreeSet<i32> =
         consumer.assignment()?.elements_for_topic(topic).iter().map(|e| e.partition()).collect();
     tasks.retain(|p, _| assigned.contains(p));
+    crate::metrics::PARTITIONS.set(assigned.len() as i64);
     for p in assigned {
         if tasks.contains_key(&p) {
             continue;
@@ -495,6 +501,7 @@ fn checkpoint(
     dead: &mut DeadLetterOut,
     cfg: &RunConfig,
 ) -> Result<(), RunError> {
+    let started = Instant::now();
     dead.flush()?;
     let mut checkpoints = Vec::with_capacity(tasks.len());
     for (&p, t) in tasks {
@@ -505,6 +512,8 @@ fn checkpoint(
     }
     let batch = Batch { results: &pending.results, events: &pending.events, checkpoints: &checkpoints };
     write_with_policy(sink, &batch, dead, cfg)?;
+    crate::metrics::OUTPUTS.add((pending.results.len() + pending.events.len()) as u64);
+    crate::metrics::OPEN_WINDOWS.set(tasks.values().map(|t| t.pipeline.open_windows() as i64).sum());
     pending.results.clear();
     pending.events.clear();
     let mut tpl = TopicPartitionList::new();
@@ -520,6 +529,8 @@ fn checkpoint(
             tracing::warn!(error = %e, "offset commit failed");
         }
     }
+    crate::metrics::CHECKPOINTS.inc();
+    crate::metrics::CHECKPOINT_SECONDS.observe(started.elapsed());
     Ok(())
 }
 
@@ -533,6 +544,7 @@ pub fn write_with_policy(
 ) -> Result<(), RunError> {
     let mut backoff = Duration::from_millis(100);
     let mut retry = |e: SinkError| -> Result<(), RunError> {
+        crate::metrics::SINK_FAILURES.inc();
         if cfg.stop.load(Ordering::Acquire) {
             return Err(e.into());
         }
@@ -546,6 +558,7 @@ pub fn write_with_policy(
         match cfg.policy {
             SinkErrorPolicy::Retry => retry(e)?,
             SinkErrorPolicy::DeadLetter => {
+                crate::metrics::SINK_FAILURES.inc();
                 tracing::warn!(error = %e, "sink write failed; writing one item at a time");
                 for r in batch.results {
                     if let Err(e) = sink.write(&Batch { results: std::slice::from_ref(r), ..Batch::default() }) {

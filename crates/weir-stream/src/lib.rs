@@ -19,6 +19,7 @@ pub mod event;
 pub mod join;
 pub mod jsonl;
 pub mod kafka;
+pub mod metrics;
 pub mod nexmark;
 pub mod pipeline;
 pub mod postgres;

@@ -256,6 +256,9 @@ enum PipelineCommand {
         /// Stop once every assigned partition is read to its end (bounded runs, benchmarks).
         #[arg(long)]
         until_end: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9645; port 0 picks one)
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
 }
 
@@ -272,9 +275,12 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
     }
     let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let mut opts = weir_stream::spec::RunOptions::default();
-    if let PipelineCommand::Run { from, until_end, .. } = cmd {
+    if let PipelineCommand::Run { from, until_end, metrics_listen, .. } = cmd {
         opts.from = from;
         opts.stop_at_end = until_end;
+        if let Some(addr) = metrics_listen {
+            serve_pipeline_metrics(addr)?;
+        }
     }
     stop_on_signal(opts.stop.clone());
     let started = std::time::Instant::now();
@@ -292,6 +298,29 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
         let secs = stats.active_ms as f64 / 1000.0;
         eprintln!("from the first event: {secs:.2}s ({:.0} events/s)", stats.events as f64 / secs);
     }
+    Ok(())
+}
+
+/// Serves the pipeline's metrics on a background thread; returns once the port is bound.
+fn serve_pipeline_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    listener.set_nonblocking(true)?;
+    eprintln!("weir: pipeline metrics on http://{}/metrics", listener.local_addr()?);
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(|| async {
+                    ([("content-type", "text/plain; version=0.0.4")], weir_stream::metrics::render())
+                }),
+            );
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "metrics server stopped");
+            }
+        });
+    });
     Ok(())
 }
 
