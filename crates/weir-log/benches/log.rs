@@ -65,6 +65,20 @@ fn disk_probe() {
     );
 }
 
+/// memcpy bandwidth: 256 MiB copied between two buffers (beyond any cache), best of 10.
+fn memcpy_probe() {
+    let src = vec![0x5au8; 256 << 20];
+    let mut dst = vec![0u8; 256 << 20];
+    let mut best = f64::MAX;
+    for _ in 0..10 {
+        let t = Instant::now();
+        dst.copy_from_slice(&src);
+        std::hint::black_box(&mut dst);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    println!("memcpy probe: {:.1} GB/s (256 MiB, best of 10)", 256.0 * 1.048576 / 1000.0 / best);
+}
+
 /// Appends `iters` batches into a fresh log with `writers` threads, each waiting for
 /// durability when `durability` is Always; returns the time spent appending. The log is
 /// deleted afterwards so dirty pages never pile up across samples (bursts fit in memory).
@@ -94,6 +108,7 @@ fn timed_appends(bytes: &[u8], iters: u64, durability: Durability, writers: u64)
 }
 
 fn appends(c: &mut Criterion) {
+    memcpy_probe();
     disk_probe();
     let mut g = c.benchmark_group("append");
     g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
