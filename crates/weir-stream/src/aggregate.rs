@@ -10,12 +10,24 @@ pub enum Aggregate {
     Max,
     Avg,
     CountDistinct,
+    /// A user-defined aggregate in Rust (`PipelineBuilder::window_with`).
+    Custom,
+}
+
+/// A user-defined aggregate. Its state is a JSON value, so checkpoints can hold it; `merge`
+/// combines two states when session windows merge.
+pub trait UserAggregate: Send + Sync {
+    fn init(&self) -> serde_json::Value;
+    fn add(&self, state: &mut serde_json::Value, event: &crate::Event);
+    fn merge(&self, into: &mut serde_json::Value, other: serde_json::Value);
+    /// The window's result.
+    fn result(&self, state: &serde_json::Value) -> f64;
 }
 
 impl Aggregate {
     /// Whether the aggregate reads a field of the event.
     pub fn needs_field(self) -> bool {
-        !matches!(self, Aggregate::Count)
+        !matches!(self, Aggregate::Count | Aggregate::Custom)
     }
 }
 
@@ -28,6 +40,9 @@ pub struct Accumulator {
     max: Option<f64>,
     /// For count-distinct: the distinct values' JSON text.
     distinct: BTreeSet<String>,
+    /// For a user-defined aggregate: its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) custom: Option<serde_json::Value>,
 }
 
 impl Accumulator {
@@ -69,6 +84,8 @@ impl Accumulator {
                 }
             }
             Aggregate::CountDistinct => self.distinct.len() as f64,
+            // Computed by the operator, which holds the implementation.
+            Aggregate::Custom => f64::NAN,
         }
     }
 }

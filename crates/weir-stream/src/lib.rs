@@ -30,7 +30,7 @@ pub mod watermark;
 pub mod window;
 mod windowed;
 
-pub use aggregate::Aggregate;
+pub use aggregate::{Aggregate, UserAggregate};
 pub use driver::TestDriver;
 pub use event::{DeadLetter, DeadLetterReason, Event, WindowResult};
 pub use join::{Joined, Side, WindowJoin};

@@ -2,6 +2,7 @@
 //! windowed aggregation, driven by events and watermarks. Building is separate from
 //! running: `Pipeline::builder()...build()` validates the spec once.
 
+use crate::aggregate::UserAggregate;
 use crate::dedup::Dedup;
 use crate::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
 use crate::watermark::Watermarks;
@@ -51,6 +52,7 @@ pub struct PipelineBuilder {
     window: Option<WindowSpec>,
     out_of_orderness_ms: i64,
     idle_timeout_ms: i64,
+    custom: Option<std::sync::Arc<dyn UserAggregate>>,
 }
 
 impl PipelineBuilder {
@@ -89,6 +91,13 @@ impl PipelineBuilder {
         self.window = Some(spec);
         self
     }
+    /// A window with a user-defined aggregate (`spec.aggregate` is set to `Custom`).
+    pub fn window_with(mut self, mut spec: WindowSpec, aggregate: impl UserAggregate + 'static) -> Self {
+        spec.aggregate = crate::Aggregate::Custom;
+        self.window = Some(spec);
+        self.custom = Some(std::sync::Arc::new(aggregate));
+        self
+    }
     /// Watermark = max event time per partition minus this.
     pub fn out_of_orderness(mut self, ms: i64) -> Self {
         self.out_of_orderness_ms = ms;
@@ -100,7 +109,8 @@ impl PipelineBuilder {
         self
     }
     pub fn build(self) -> Result<Pipeline, StreamError> {
-        let window = self.window.map(WindowOperator::new).transpose()?;
+        let custom = self.custom;
+        let window = self.window.map(|w| WindowOperator::new(w, custom)).transpose()?;
         Ok(Pipeline {
             steps: self.steps,
             window,
@@ -141,7 +151,13 @@ impl Checkpoint {
 
 impl Pipeline {
     pub fn builder() -> PipelineBuilder {
-        PipelineBuilder { steps: Vec::new(), window: None, out_of_orderness_ms: 0, idle_timeout_ms: 60_000 }
+        PipelineBuilder {
+            steps: Vec::new(),
+            window: None,
+            out_of_orderness_ms: 0,
+            idle_timeout_ms: 60_000,
+            custom: None,
+        }
     }
 
     pub fn watermark(&self) -> i64 {

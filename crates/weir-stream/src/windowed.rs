@@ -2,7 +2,7 @@
 //! A window's final result is emitted when the watermark passes its end plus the allowed
 //! lateness; events arriving after that go to the dead-letter output.
 
-use crate::aggregate::{Accumulator, Aggregate};
+use crate::aggregate::{Accumulator, Aggregate, UserAggregate};
 use crate::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
 use crate::window::Window;
 use crate::StreamError;
@@ -28,9 +28,9 @@ pub(crate) struct Open {
     early_sent: bool,
 }
 
-#[derive(Debug)]
 pub(crate) struct WindowOperator {
     spec: WindowSpec,
+    custom: Option<std::sync::Arc<dyn UserAggregate>>,
     /// key -> window start -> state. Looked up by `&str`, so an event for an existing key and
     /// window allocates nothing.
     open: BTreeMap<String, BTreeMap<i64, Open>>,
@@ -43,12 +43,22 @@ pub(crate) struct WindowOperator {
 }
 
 impl WindowOperator {
-    pub fn new(spec: WindowSpec) -> Result<Self, StreamError> {
+    pub fn new(spec: WindowSpec, custom: Option<std::sync::Arc<dyn UserAggregate>>) -> Result<Self, StreamError> {
         spec.window.validate().map_err(StreamError::InvalidSpec)?;
         if spec.aggregate.needs_field() && spec.field.is_none() {
             return Err(StreamError::InvalidSpec("this aggregate needs a field"));
         }
-        Ok(Self { spec, open: BTreeMap::new(), open_count: 0, deadlines: BTreeSet::new(), early: BTreeSet::new() })
+        if (spec.aggregate == Aggregate::Custom) != custom.is_some() {
+            return Err(StreamError::InvalidSpec("a custom aggregate needs its implementation (window_with)"));
+        }
+        Ok(Self {
+            spec,
+            custom,
+            open: BTreeMap::new(),
+            open_count: 0,
+            deadlines: BTreeSet::new(),
+            early: BTreeSet::new(),
+        })
     }
 
     pub fn open_windows(&self) -> usize {
@@ -85,6 +95,32 @@ impl WindowOperator {
         self.early.remove(&(o.end_ms, key.to_owned(), start));
     }
 
+    /// Adds one event to an accumulator (the built-in aggregates, or the user's).
+    fn accumulate(
+        custom: &Option<std::sync::Arc<dyn UserAggregate>>,
+        acc: &mut Accumulator,
+        x: f64,
+        raw: &str,
+        kind: Aggregate,
+        ev: &Event,
+    ) {
+        match custom {
+            Some(u) => {
+                acc.count += 1;
+                let state = acc.custom.get_or_insert_with(|| u.init());
+                u.add(state, ev);
+            }
+            None => acc.add(x, raw, kind),
+        }
+    }
+
+    fn result_of(custom: &Option<std::sync::Arc<dyn UserAggregate>>, acc: &Accumulator, kind: Aggregate) -> f64 {
+        match custom {
+            Some(u) => acc.custom.as_ref().map_or_else(|| u.result(&u.init()), |s| u.result(s)),
+            None => acc.result(kind),
+        }
+    }
+
     /// The number the aggregate reads, and (for count-distinct only) the value's JSON text.
     fn value_of(&self, ev: &Event) -> Result<(f64, Option<String>), DeadLetterReason> {
         let Some(field) = &self.spec.field else { return Ok((1.0, None)) };
@@ -116,6 +152,7 @@ impl WindowOperator {
         let lateness = self.spec.allowed_lateness_ms;
         let closed = |end: i64| end.saturating_add(lateness) <= watermark_ms;
         let t = ev.timestamp_ms;
+        let custom = self.custom.clone();
         let key = ev.key.as_deref().unwrap_or_default();
         let late = || DeadLetterReason::Late { watermark_ms, allowed_lateness_ms: lateness };
         match self.spec.window {
@@ -128,7 +165,7 @@ impl WindowOperator {
                 let mut start = t;
                 let mut end = t + gap_ms;
                 let mut acc = Accumulator::default();
-                acc.add(x, raw, kind);
+                Self::accumulate(&custom, &mut acc, x, raw, kind, &ev);
                 // Merge every session of this key that the new one touches.
                 let mut merged = Vec::new();
                 if let Some(sessions) = self.open.get_mut(key) {
@@ -145,7 +182,14 @@ impl WindowOperator {
                     self.open_count -= 1;
                     start = start.min(s);
                     end = end.max(o.end_ms);
-                    acc.merge(o.acc);
+                    let mut other = o.acc;
+                    if let (Some(u), Some(theirs)) = (&custom, other.custom.take()) {
+                        match &mut acc.custom {
+                            Some(mine) => u.merge(mine, theirs),
+                            None => acc.custom = Some(theirs),
+                        }
+                    }
+                    acc.merge(other);
                 }
                 self.insert(key, start, Open { end_ms: end, acc, early_sent: false })?;
             }
@@ -157,10 +201,10 @@ impl WindowOperator {
                     }
                     any = true;
                     match self.open.get_mut(key).and_then(|m| m.get_mut(&start)) {
-                        Some(o) => o.acc.add(x, raw, kind),
+                        Some(o) => Self::accumulate(&custom, &mut o.acc, x, raw, kind, &ev),
                         None => {
                             let mut acc = Accumulator::default();
-                            acc.add(x, raw, kind);
+                            Self::accumulate(&custom, &mut acc, x, raw, kind, &ev);
                             self.insert(key, start, Open { end_ms: end, acc, early_sent: false })?;
                         }
                     }
@@ -196,6 +240,7 @@ impl WindowOperator {
     /// fire), not O(open windows).
     pub fn on_watermark(&mut self, watermark_ms: i64, out: &mut Vec<WindowResult>) {
         let kind = self.spec.aggregate;
+        let custom = self.custom.clone();
         let lateness = self.spec.allowed_lateness_ms;
         while self.early.first().is_some_and(|(end, _, _)| *end <= watermark_ms) {
             let Some((_, key, start)) = self.early.pop_first() else { break };
@@ -207,7 +252,7 @@ impl WindowOperator {
                 out.push(WindowResult {
                     window_start_ms: start,
                     window_end_ms: o.end_ms,
-                    value: o.acc.result(kind),
+                    value: Self::result_of(&custom, &o.acc, kind),
                     count: o.acc.count,
                     is_final: false,
                     key,
@@ -225,7 +270,7 @@ impl WindowOperator {
             out.push(WindowResult {
                 window_start_ms: start,
                 window_end_ms: o.end_ms,
-                value: o.acc.result(kind),
+                value: Self::result_of(&custom, &o.acc, kind),
                 count: o.acc.count,
                 is_final: true,
                 key,
