@@ -456,7 +456,9 @@ pub fn open_sink(spec: &Spec, base: &std::path::Path) -> Result<Box<dyn Sink>, S
             k.brokers.as_deref().or(spec.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default();
         Box::new(crate::kafka::KafkaSink::new(brokers, &k.topic, checkpoints()?).map_err(|e| io_err("kafka sink", &e))?)
     } else if let Some(p) = &s.jsonl {
-        Box::new(JsonlSink::file(&base.join(p), checkpoints()?).map_err(|e| io_err("jsonl sink", &e))?)
+        // A JSON Lines source is read whole on every run: its output file starts empty.
+        let truncate = spec.source.jsonl.is_some();
+        Box::new(JsonlSink::file(&base.join(p), checkpoints()?, truncate).map_err(|e| io_err("jsonl sink", &e))?)
     } else {
         Box::new(JsonlSink::stdout(checkpoints()?))
     })
@@ -472,7 +474,7 @@ pub fn open_dead_letters(spec: &Spec, base: &std::path::Path) -> Result<DeadLett
         return Ok(DeadLetterOut::Topic(p));
     }
     let path = base.join(d.jsonl.as_deref().unwrap_or_default());
-    DeadLetterOut::file(&path).map_err(|e| io_err("dead letters", &e))
+    DeadLetterOut::file(&path, spec.source.jsonl.is_some()).map_err(|e| io_err("dead letters", &e))
 }
 
 /// Runs a compiled spec: a JSON Lines source to its end (closing every window), a Kafka

@@ -46,6 +46,12 @@ fn a_spec_runs_into_sqlite_with_dead_letters() {
     assert_eq!(rows, vec![("a".into(), 0, 150.0), ("c".into(), 60000, 400.0)]);
     let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
     assert!(dlq.contains("undecodable") && dlq.contains("expression failed") && dlq.contains("late"), "{dlq}");
+    assert_eq!(dlq.lines().count(), 3);
+    // Running a bounded input again rewrites its outputs; nothing is doubled.
+    spec::run(spec::load(SPEC).unwrap(), dir.path(), &spec::RunOptions::default()).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap(), dlq);
+    let n: i64 = conn.query_row("SELECT count(*) FROM cents_per_minute", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 2);
 }
 
 #[test]
