@@ -225,6 +225,28 @@ fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
+/// Sends a record, serving delivery reports while the client's queue is full.
+fn send_waiting<
+    'a,
+    C: ProducerContext,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) -> Result<(), BenchError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, r)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                producer.poll(Duration::from_millis(1));
+                record = r;
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
 struct ProduceOutcome {
     sent: u64,
     acked: u64,
@@ -270,17 +292,7 @@ fn produce_loop(
             None => producer.context().started.elapsed().as_micros() as u64,
         };
         payload[..8].copy_from_slice(&now_ns().to_be_bytes());
-        let mut record = BaseRecord::with_opaque_to(&cfg.topic, Box::new(due_us)).payload(&payload).key(&key);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
-                    producer.poll(Duration::from_millis(1));
-                    record = r;
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        send_waiting(&producer, BaseRecord::with_opaque_to(&cfg.topic, Box::new(due_us)).payload(&payload).key(&key))?;
         sent += 1;
         if sent.is_multiple_of(64) {
             producer.poll(Duration::ZERO);
@@ -549,17 +561,7 @@ pub fn nexmark_via_topic(
         buf.clear();
         serde_json::to_writer(&mut buf, &weir_stream::nexmark::to_event(&e, i as i64).value)
             .map_err(|e| BenchError::Setup(e.to_string()))?;
-        let mut record = BaseRecord::<(), [u8]>::to(&topic).payload(&buf[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
-                    producer.poll(Duration::from_millis(1));
-                    record = r;
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        send_waiting(&producer, BaseRecord::<(), [u8]>::to(&topic).payload(&buf[..]))?;
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }

@@ -230,14 +230,7 @@ pub enum DeadLetterOut {
 impl DeadLetterOut {
     /// Appends to `path`; with `truncate`, starts it empty.
     pub fn file(path: &std::path::Path, truncate: bool) -> Result<Self, SinkError> {
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true);
-        if truncate {
-            options.write(true).truncate(true);
-        } else {
-            options.append(true);
-        }
-        let f = options.open(path).map_err(|source| SinkError::Io { path: path.to_owned(), source })?;
+        let f = crate::sink::open_output(path, truncate)?;
         Ok(DeadLetterOut::File { file: std::io::BufWriter::new(f), path: path.to_owned() })
     }
 

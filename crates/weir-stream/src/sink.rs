@@ -124,6 +124,18 @@ impl CheckpointDir {
     }
 }
 
+/// Opens an output file for appending, or empty with `truncate`; creates it if missing.
+pub(crate) fn open_output(path: &Path, truncate: bool) -> Result<std::fs::File, SinkError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true);
+    if truncate {
+        options.write(true).truncate(true);
+    } else {
+        options.append(true);
+    }
+    options.open(path).map_err(|source| SinkError::Io { path: path.to_owned(), source })
+}
+
 /// The JSON line written for a window result.
 pub fn result_json(r: &WindowResult) -> serde_json::Value {
     serde_json::json!({"key": r.key, "window_start": r.window_start_ms, "window_end": r.window_end_ms,
