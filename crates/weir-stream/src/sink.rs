@@ -158,14 +158,7 @@ pub struct JsonlSink {
 impl JsonlSink {
     /// Appends to `path`; with `truncate`, starts it empty (a bounded input's one-shot run).
     pub fn file(path: &Path, checkpoints: CheckpointDir, truncate: bool) -> Result<Self, SinkError> {
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true);
-        if truncate {
-            options.write(true).truncate(true);
-        } else {
-            options.append(true);
-        }
-        let f = options.open(path).map_err(|source| SinkError::Io { path: path.to_owned(), source })?;
+        let f = open_output(path, truncate)?;
         let clone = f.try_clone().map_err(|source| SinkError::Io { path: path.to_owned(), source })?;
         Ok(Self { out: Box::new(std::io::BufWriter::new(f)), file: Some(clone), path: path.to_owned(), checkpoints })
     }
