@@ -39,9 +39,7 @@ impl JsonlFormat {
         })?;
         let t =
             v.get(&self.time_field).and_then(Value::as_i64).ok_or_else(|| bad("missing or not an integer".into()))?;
-        let key = v
-            .get(&self.key_field)
-            .and_then(|k| k.as_str().map(str::to_owned).or_else(|| (!k.is_null()).then(|| k.to_string())));
+        let key = crate::event::key_from_field(&v, &self.key_field);
         Ok(Event { key, value: v, timestamp_ms: t, partition: 0, offset })
     }
 
@@ -60,12 +58,7 @@ impl JsonlFormat {
 
 /// Writes window results as JSON lines.
 pub fn write_result(out: &mut (impl Write + ?Sized), r: &WindowResult) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{}",
-        json!({"key": r.key, "window_start": r.window_start_ms, "window_end": r.window_end_ms,
-               "value": r.value, "count": r.count, "final": r.is_final})
-    )
+    writeln!(out, "{}", crate::sink::result_json(r))
 }
 
 /// Writes a dead letter as a JSON line with its reason.

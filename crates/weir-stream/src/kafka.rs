@@ -343,9 +343,7 @@ pub fn decode(m: &BorrowedMessage<'_>, source: &KafkaSource) -> Result<Event, Bo
         }
     };
     let key = match &source.key_field {
-        Some(f) => {
-            value.get(f).and_then(|k| k.as_str().map(str::to_owned).or_else(|| (!k.is_null()).then(|| k.to_string())))
-        }
+        Some(f) => crate::event::key_from_field(&value, f),
         None => record_key,
     };
     Ok(Event { key, value, timestamp_ms, partition: m.partition(), offset: m.offset() })
@@ -508,7 +506,7 @@ fn checkpoint(
         checkpoints.push((format!("{prefix}{p}"), bytes));
     }
     let batch = Batch { results: &pending.results, events: &pending.events, checkpoints: &checkpoints };
-    write_with_policy(sink, &batch, dead, cfg)?;
+    write_with_policy(sink, &batch, dead, cfg.policy, &cfg.stop)?;
     crate::metrics::OUTPUTS.add((pending.results.len() + pending.events.len()) as u64);
     crate::metrics::OPEN_WINDOWS.set(tasks.values().map(|t| t.pipeline.open_windows() as i64).sum());
     pending.results.clear();
@@ -537,12 +535,13 @@ pub fn write_with_policy(
     sink: &mut dyn Sink,
     batch: &Batch<'_>,
     dead: &mut DeadLetterOut,
-    cfg: &RunConfig,
+    policy: SinkErrorPolicy,
+    stop: &AtomicBool,
 ) -> Result<(), RunError> {
     let mut backoff = Duration::from_millis(100);
     let mut retry = |e: SinkError| -> Result<(), RunError> {
         crate::metrics::SINK_FAILURES.inc();
-        if cfg.stop.load(Ordering::Acquire) {
+        if stop.load(Ordering::Acquire) {
             return Err(e.into());
         }
         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sink write failed");
@@ -552,7 +551,7 @@ pub fn write_with_policy(
     };
     loop {
         let Err(e) = sink.write(batch) else { return Ok(()) };
-        match cfg.policy {
+        match policy {
             SinkErrorPolicy::Retry => retry(e)?,
             SinkErrorPolicy::DeadLetter => {
                 crate::metrics::SINK_FAILURES.inc();

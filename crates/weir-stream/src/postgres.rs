@@ -4,12 +4,20 @@
 //! A broken connection is re-opened on the next write.
 
 use crate::sink::{check_table_name, Batch, Sink, SinkError};
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 pub struct PostgresSink {
     conninfo: String,
     table: String,
-    client: Option<Client>,
+    conn: Option<Conn>,
+}
+
+/// A connection with the sink's two statements, prepared once when it opens.
+struct Conn {
+    client: Client,
+    /// Upserts one array per column, unnested server-side.
+    upsert: Statement,
+    checkpoint: Statement,
 }
 
 impl PostgresSink {
@@ -17,34 +25,51 @@ impl PostgresSink {
     /// tables.
     pub fn open(conninfo: &str, table: &str) -> Result<Self, SinkError> {
         check_table_name(table)?;
-        let mut s = Self { conninfo: conninfo.to_owned(), table: table.to_owned(), client: None };
-        s.client()?;
+        let mut s = Self { conninfo: conninfo.to_owned(), table: table.to_owned(), conn: None };
+        s.conn()?;
         Ok(s)
     }
 
-    fn client(&mut self) -> Result<&mut Client, SinkError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            let mut config: postgres::Config = self.conninfo.parse()?;
-            if config.get_connect_timeout().is_none() {
-                config.connect_timeout(std::time::Duration::from_secs(10));
-            }
-            let mut client = config.connect(NoTls)?;
-            let t = &self.table;
-            // The lock makes concurrent instances' CREATE TABLE IF NOT EXISTS safe (they race
-            // on the catalog otherwise).
-            client.batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock(7010656);
-                 CREATE TABLE IF NOT EXISTS {t} (
-                     key TEXT NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL,
-                     value DOUBLE PRECISION NOT NULL, count BIGINT NOT NULL, final BOOLEAN NOT NULL DEFAULT true,
-                     PRIMARY KEY (key, window_start));
-                 CREATE TABLE IF NOT EXISTS weir_checkpoints (id TEXT PRIMARY KEY, data BYTEA NOT NULL,
-                     updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
-                 COMMIT;"
-            ))?;
-            self.client = Some(client);
+    /// The open connection, or a new one when there is none or it broke.
+    fn conn(&mut self) -> Result<&mut Conn, SinkError> {
+        let conn = match self.conn.take() {
+            Some(c) if !c.client.is_closed() => c,
+            _ => self.connect()?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    fn connect(&self) -> Result<Conn, SinkError> {
+        let mut config: postgres::Config = self.conninfo.parse()?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
         }
-        self.client.as_mut().ok_or_else(|| SinkError::Kafka("unreachable: client just set".into()))
+        let mut client = config.connect(NoTls)?;
+        let t = &self.table;
+        // The lock makes concurrent instances' CREATE TABLE IF NOT EXISTS safe (they race
+        // on the catalog otherwise).
+        client.batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(7010656);
+             CREATE TABLE IF NOT EXISTS {t} (
+                 key TEXT NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL,
+                 value DOUBLE PRECISION NOT NULL, count BIGINT NOT NULL, final BOOLEAN NOT NULL DEFAULT true,
+                 PRIMARY KEY (key, window_start));
+             CREATE TABLE IF NOT EXISTS weir_checkpoints (id TEXT PRIMARY KEY, data BYTEA NOT NULL,
+                 updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             COMMIT;"
+        ))?;
+        let upsert = client.prepare(&format!(
+            "INSERT INTO {t} (key, window_start, window_end, value, count, final)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::bigint[], $6::bool[])
+             ON CONFLICT (key, window_start) DO UPDATE SET window_end = EXCLUDED.window_end,
+             value = EXCLUDED.value, count = EXCLUDED.count, final = EXCLUDED.final
+             WHERE NOT {t}.final OR EXCLUDED.final"
+        ))?;
+        let checkpoint = client.prepare(
+            "INSERT INTO weir_checkpoints (id, data) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
+        )?;
+        Ok(Conn { client, upsert, checkpoint })
     }
 }
 
@@ -53,20 +78,12 @@ impl Sink for PostgresSink {
         if !batch.events.is_empty() {
             return Err(SinkError::NeedsWindow);
         }
-        let t = self.table.clone();
         let result = (|| -> Result<(), SinkError> {
-            let client = self.client()?;
+            let Conn { client, upsert, checkpoint } = self.conn()?;
             let mut tx = client.transaction()?;
-            // One statement per 5,000 rows (arrays unnested server-side) instead of a round
-            // trip per row. A statement may not touch a row twice, so keep one result per
-            // (key, window start): the last, but never an early update over a final one.
-            let upsert = tx.prepare(&format!(
-                "INSERT INTO {t} (key, window_start, window_end, value, count, final)
-                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::bigint[], $6::bool[])
-                 ON CONFLICT (key, window_start) DO UPDATE SET window_end = EXCLUDED.window_end,
-                 value = EXCLUDED.value, count = EXCLUDED.count, final = EXCLUDED.final
-                 WHERE NOT {t}.final OR EXCLUDED.final"
-            ))?;
+            // One statement per 5,000 rows instead of a round trip per row. A statement may not
+            // touch a row twice, so keep one result per (key, window start): the last, but
+            // never an early update over a final one.
             let mut latest: std::collections::HashMap<(&str, i64), &crate::event::WindowResult> =
                 std::collections::HashMap::with_capacity(batch.results.len());
             for r in batch.results {
@@ -83,34 +100,28 @@ impl Sink for PostgresSink {
                 let values: Vec<f64> = chunk.iter().map(|r| r.value).collect();
                 let counts: Vec<i64> = chunk.iter().map(|r| r.count as i64).collect();
                 let finals: Vec<bool> = chunk.iter().map(|r| r.is_final).collect();
-                tx.execute(&upsert, &[&keys, &starts, &ends, &values, &counts, &finals])?;
+                tx.execute(&*upsert, &[&keys, &starts, &ends, &values, &counts, &finals])?;
             }
-            if !batch.checkpoints.is_empty() {
-                let cp = tx.prepare(
-                    "INSERT INTO weir_checkpoints (id, data) VALUES ($1, $2)
-                     ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
-                )?;
-                for (id, data) in batch.checkpoints {
-                    tx.execute(&cp, &[id, data])?;
-                }
+            for (id, data) in batch.checkpoints {
+                tx.execute(&*checkpoint, &[id, data])?;
             }
             tx.commit()?;
             Ok(())
         })();
         if result.is_err() {
             // Reconnect next time; a failed transaction left nothing behind.
-            self.client = None;
+            self.conn = None;
         }
         result
     }
 
     fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
-        let row = self.client()?.query_opt("SELECT data FROM weir_checkpoints WHERE id = $1", &[&id])?;
+        let row = self.conn()?.client.query_opt("SELECT data FROM weir_checkpoints WHERE id = $1", &[&id])?;
         Ok(row.map(|r| r.get(0)))
     }
 
     fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
-        self.client()?.execute("DELETE FROM weir_checkpoints WHERE starts_with(id, $1)", &[&prefix])?;
+        self.conn()?.client.execute("DELETE FROM weir_checkpoints WHERE starts_with(id, $1)", &[&prefix])?;
         Ok(())
     }
 }

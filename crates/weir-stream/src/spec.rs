@@ -318,6 +318,12 @@ impl Spec {
         Ok(Compiled { spec: self, text: text.to_owned(), pipeline })
     }
 
+    /// Brokers for a sink or dead-letter topic: its own, else the Kafka source's (validation
+    /// makes sure one exists).
+    fn brokers<'a>(&'a self, own: Option<&'a str>) -> &'a str {
+        own.or(self.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default()
+    }
+
     /// Compiles expressions and windows into a pipeline.
     fn build_pipeline(&self, text: &str) -> Result<Pipeline, SpecError> {
         let err = |needle: &str, message: String| SpecError { line: line_of(text, needle), message };
@@ -452,8 +458,7 @@ pub fn open_sink(spec: &Spec, base: &std::path::Path) -> Result<Box<dyn Sink>, S
     } else if let Some(conninfo) = &s.postgres {
         Box::new(crate::postgres::PostgresSink::open(conninfo, table).map_err(|e| io_err("postgres sink", &e))?)
     } else if let Some(k) = &s.kafka {
-        let brokers =
-            k.brokers.as_deref().or(spec.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default();
+        let brokers = spec.brokers(k.brokers.as_deref());
         Box::new(crate::kafka::KafkaSink::new(brokers, &k.topic, checkpoints()?).map_err(|e| io_err("kafka sink", &e))?)
     } else if let Some(p) = &s.jsonl {
         // A JSON Lines source is read whole on every run: its output file starts empty.
@@ -468,8 +473,7 @@ pub fn open_sink(spec: &Spec, base: &std::path::Path) -> Result<Box<dyn Sink>, S
 pub fn open_dead_letters(spec: &Spec, base: &std::path::Path) -> Result<DeadLetterOut, SpecError> {
     let Some(d) = &spec.dead_letters else { return Ok(DeadLetterOut::Stderr) };
     if let Some(topic) = &d.topic {
-        let brokers =
-            d.brokers.as_deref().or(spec.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default();
+        let brokers = spec.brokers(d.brokers.as_deref());
         let p = crate::kafka::KafkaProducer::new(brokers, topic).map_err(|e| io_err("dead-letter topic", &e))?;
         return Ok(DeadLetterOut::Topic(p));
     }
@@ -534,17 +538,9 @@ pub fn run(compiled: Compiled, base: &std::path::Path, opts: &RunOptions) -> Res
         stats.dead_letters += 1;
         dead.write(jsonl, d).map_err(|e| io_err("dead letters", &e))?;
     }
-    let cfg = RunConfig {
-        name: spec.name.clone(),
-        checkpoint_interval: std::time::Duration::ZERO,
-        policy: spec.on_sink_error,
-        from: StartFrom::Committed,
-        stop_at_end: true,
-        stop: opts.stop.clone(),
-        max_pending: usize::MAX,
-    };
     let batch = Batch { results: &results, events: driver.events(), checkpoints: &[] };
-    crate::kafka::write_with_policy(sink.as_mut(), &batch, &mut dead, &cfg).map_err(|e| io_err("sink", &e))?;
+    crate::kafka::write_with_policy(sink.as_mut(), &batch, &mut dead, spec.on_sink_error, &opts.stop)
+        .map_err(|e| io_err("sink", &e))?;
     dead.flush().map_err(|e| io_err("dead letters", &e))?;
     Ok(stats)
 }
