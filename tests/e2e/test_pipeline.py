@@ -37,7 +37,7 @@ def pg():
     conninfo = os.environ.get("WEIR_TEST_POSTGRES")
     if not conninfo:
         script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "postgres")
-        conninfo = subprocess.run([script], check=True, capture_output=True, text=True).stdout.strip()
+        conninfo = subprocess.run([script], check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
     return conninfo
 
 
