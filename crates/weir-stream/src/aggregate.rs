@@ -51,12 +51,12 @@ impl Accumulator {
         self.sum += x;
         self.min = Some(self.min.map_or(x, |m| m.min(x)));
         self.max = Some(self.max.map_or(x, |m| m.max(x)));
-        if kind == Aggregate::CountDistinct {
+        if kind == Aggregate::CountDistinct && !self.distinct.contains(raw) {
             self.distinct.insert(raw.to_owned());
         }
     }
 
-    pub fn merge(&mut self, other: Accumulator) {
+    pub fn merge(&mut self, mut other: Accumulator) {
         self.count += other.count;
         self.sum += other.sum;
         self.min = match (self.min, other.min) {
@@ -67,6 +67,10 @@ impl Accumulator {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        // Into the larger set: merging into an empty accumulator moves, not copies.
+        if other.distinct.len() > self.distinct.len() {
+            std::mem::swap(&mut self.distinct, &mut other.distinct);
+        }
         self.distinct.extend(other.distinct);
     }
 

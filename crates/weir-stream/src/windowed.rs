@@ -21,11 +21,30 @@ pub struct WindowSpec {
     pub max_open_windows: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Open {
     end_ms: i64,
     acc: Accumulator,
     early_sent: bool,
+    /// Where the window sits in `deadlines` and `early`. A session that grows keeps its place
+    /// until the watermark reaches it, then moves to its real end (see `on_watermark`), so
+    /// growing costs no index update. Not checkpointed: rebuilt on import.
+    #[serde(skip)]
+    deadline_at: i64,
+    #[serde(skip)]
+    early_at: i64,
+}
+
+impl Open {
+    fn new(end_ms: i64, acc: Accumulator) -> Self {
+        Self { end_ms, acc, early_sent: false, deadline_at: 0, early_at: 0 }
+    }
+}
+
+impl PartialEq for Open {
+    fn eq(&self, other: &Self) -> bool {
+        (self.end_ms, &self.acc, self.early_sent) == (other.end_ms, &other.acc, other.early_sent)
+    }
 }
 
 pub(crate) struct WindowOperator {
@@ -40,7 +59,15 @@ pub(crate) struct WindowOperator {
     deadlines: BTreeSet<(i64, String, i64)>,
     /// (end, key, start) of windows still owed an early update.
     early: BTreeSet<(i64, String, i64)>,
+    /// Key strings taken out of the indexes, reused for lookups and new entries, so moving a
+    /// window in the indexes (a session that grows) allocates nothing.
+    spare_keys: Vec<String>,
+    /// Starts of the sessions an event touches (reused).
+    touching: Vec<i64>,
 }
+
+/// Spare key strings kept at most.
+const SPARE_KEYS: usize = 64;
 
 impl WindowOperator {
     pub fn new(spec: WindowSpec, custom: Option<std::sync::Arc<dyn UserAggregate>>) -> Result<Self, StreamError> {
@@ -58,6 +85,8 @@ impl WindowOperator {
             open_count: 0,
             deadlines: BTreeSet::new(),
             early: BTreeSet::new(),
+            spare_keys: Vec::new(),
+            touching: Vec::new(),
         })
     }
 
@@ -75,24 +104,47 @@ impl WindowOperator {
         self.open_count = 0;
         self.deadlines.clear();
         self.early.clear();
-        for (k, s, o) in windows {
-            self.track(&k, s, &o);
+        for (k, s, mut o) in windows {
+            self.track(&k, s, &mut o);
             self.open.entry(k).or_default().insert(s, o);
             self.open_count += 1;
         }
     }
 
-    fn track(&mut self, key: &str, start: i64, o: &Open) {
-        self.deadlines.insert((o.end_ms.saturating_add(self.spec.allowed_lateness_ms), key.to_owned(), start));
+    /// `key` as an owned string, reusing a spare one.
+    fn owned_key(&mut self, key: &str) -> String {
+        let mut k = self.spare_keys.pop().unwrap_or_default();
+        k.clear();
+        k.push_str(key);
+        k
+    }
+
+    fn spare(&mut self, k: String) {
+        if self.spare_keys.len() < SPARE_KEYS {
+            self.spare_keys.push(k);
+        }
+    }
+
+    fn track(&mut self, key: &str, start: i64, o: &mut Open) {
+        let k = self.owned_key(key);
+        o.deadline_at = o.end_ms.saturating_add(self.spec.allowed_lateness_ms);
+        self.deadlines.insert((o.deadline_at, k, start));
         if self.spec.early_updates && !o.early_sent {
-            self.early.insert((o.end_ms, key.to_owned(), start));
+            let k = self.owned_key(key);
+            o.early_at = o.end_ms;
+            self.early.insert((o.early_at, k, start));
         }
     }
 
     fn untrack(&mut self, key: &str, start: i64, o: &Open) {
-        let lateness = self.spec.allowed_lateness_ms;
-        self.deadlines.remove(&(o.end_ms.saturating_add(lateness), key.to_owned(), start));
-        self.early.remove(&(o.end_ms, key.to_owned(), start));
+        let probe = (o.deadline_at, self.owned_key(key), start);
+        let removed = self.deadlines.take(&probe);
+        let probe = (o.early_at, probe.1, start);
+        let removed_early = self.early.take(&probe);
+        self.spare(probe.1);
+        for (_, k, _) in removed.into_iter().chain(removed_early) {
+            self.spare(k);
+        }
     }
 
     /// Adds one event to an accumulator (the built-in aggregates, or the user's).
@@ -165,19 +217,27 @@ impl WindowOperator {
                 let mut start = t;
                 let mut end = t + gap_ms;
                 let mut acc = Accumulator::default();
-                Self::accumulate(&custom, &mut acc, x, raw, kind, &ev);
-                // Merge every session of this key that the new one touches.
-                let mut merged = Vec::new();
-                if let Some(sessions) = self.open.get_mut(key) {
-                    let touching: Vec<i64> =
-                        sessions.range(..=end).filter(|(_, o)| t <= o.end_ms).map(|(&s, _)| s).collect();
-                    for s in touching {
-                        if let Some(o) = sessions.remove(&s) {
-                            merged.push((s, o));
+                let mut touching = std::mem::take(&mut self.touching);
+                touching.clear();
+                if let Some(sessions) = self.open.get(key) {
+                    touching.extend(sessions.range(..=end).filter(|(_, o)| t <= o.end_ms).map(|(&s, _)| s));
+                }
+                // The common case: the event falls in or extends one session without moving its
+                // start. Update it in place; its index entries catch up lazily.
+                if let [s] = touching[..] {
+                    let early = self.spec.early_updates;
+                    if let Some(o) = self.open.get_mut(key).and_then(|m| m.get_mut(&s)) {
+                        if s <= t && !(early && o.early_sent) {
+                            o.end_ms = o.end_ms.max(end);
+                            Self::accumulate(&custom, &mut o.acc, x, raw, kind, &ev);
+                            self.touching = touching;
+                            return Ok(());
                         }
                     }
                 }
-                for (s, o) in merged {
+                // Otherwise merge every session of this key that the new one touches.
+                for &s in &touching {
+                    let Some(o) = self.open.get_mut(key).and_then(|m| m.remove(&s)) else { continue };
                     self.untrack(key, s, &o);
                     self.open_count -= 1;
                     start = start.min(s);
@@ -191,7 +251,11 @@ impl WindowOperator {
                     }
                     acc.merge(other);
                 }
-                self.insert(key, start, Open { end_ms: end, acc, early_sent: false })?;
+                self.touching = touching;
+                // After the merge, so the event goes into the existing state instead of the
+                // existing state being copied into a new one.
+                Self::accumulate(&custom, &mut acc, x, raw, kind, &ev);
+                self.insert(key, start, Open::new(end, acc))?;
             }
             w => {
                 let mut any = false;
@@ -205,7 +269,7 @@ impl WindowOperator {
                         None => {
                             let mut acc = Accumulator::default();
                             Self::accumulate(&custom, &mut acc, x, raw, kind, &ev);
-                            self.insert(key, start, Open { end_ms: end, acc, early_sent: false })?;
+                            self.insert(key, start, Open::new(end, acc))?;
                         }
                     }
                 }
@@ -218,11 +282,11 @@ impl WindowOperator {
         Ok(())
     }
 
-    fn insert(&mut self, key: &str, start: i64, open: Open) -> Result<(), StreamError> {
+    fn insert(&mut self, key: &str, start: i64, mut open: Open) -> Result<(), StreamError> {
         if self.open_count >= self.spec.max_open_windows {
             return Err(StreamError::StateTooLarge { open_windows: self.open_count, max: self.spec.max_open_windows });
         }
-        self.track(key, start, &open);
+        self.track(key, start, &mut open);
         match self.open.get_mut(key) {
             Some(m) => {
                 m.insert(start, open);
@@ -245,6 +309,12 @@ impl WindowOperator {
         while self.early.first().is_some_and(|(end, _, _)| *end <= watermark_ms) {
             let Some((_, key, start)) = self.early.pop_first() else { break };
             if let Some(o) = self.open.get_mut(&key).and_then(|m| m.get_mut(&start)) {
+                if o.end_ms > o.early_at {
+                    // A session that grew since it was indexed: move it to its real end.
+                    o.early_at = o.end_ms;
+                    self.early.insert((o.early_at, key, start));
+                    continue;
+                }
                 o.early_sent = true;
                 if o.end_ms.saturating_add(lateness) <= watermark_ms {
                     continue; // the final result goes out now anyway
@@ -262,6 +332,15 @@ impl WindowOperator {
         while self.deadlines.first().is_some_and(|(deadline, _, _)| *deadline <= watermark_ms) {
             let Some((_, key, start)) = self.deadlines.pop_first() else { break };
             let Some(windows) = self.open.get_mut(&key) else { continue };
+            if let Some(o) = windows.get_mut(&start) {
+                let deadline = o.end_ms.saturating_add(lateness);
+                if deadline > o.deadline_at {
+                    // A session that grew since it was indexed: move it to its real deadline.
+                    o.deadline_at = deadline;
+                    self.deadlines.insert((deadline, key, start));
+                    continue;
+                }
+            }
             let Some(o) = windows.remove(&start) else { continue };
             if windows.is_empty() {
                 self.open.remove(&key);

@@ -1,5 +1,5 @@
-//! The window update allocates nothing per record: an event that lands in an open window costs
-//! 0 heap allocations (counted with a counting global allocator); allocations happen per window
+//! The window update allocates nothing per record: an event that lands in an open window (or
+//! extends an open session) costs 0 heap allocations (counted with a counting global allocator); allocations happen per window
 //! opened or closed, never per event.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -44,6 +44,9 @@ fn events_into_open_windows_allocate_nothing() {
         (Window::Tumbling { size_ms: 3_600_000 }, Aggregate::Sum),
         (Window::Sliding { size_ms: 3_600_000, slide_ms: 1_800_000 }, Aggregate::Max),
         (Window::Tumbling { size_ms: 3_600_000 }, Aggregate::Avg),
+        // Every event extends its key's session: the session moves in the close-order index.
+        (Window::Session { gap_ms: 3_600_000 }, Aggregate::Sum),
+        (Window::Session { gap_ms: 60_000 }, Aggregate::Count),
     ] {
         let mut p = pipeline(window, aggregate);
         let evs = events(11_000, 50, 1);

@@ -418,3 +418,101 @@ fn user_defined_aggregates_in_tumbling_and_merged_session_windows_survive_a_chec
     let bare = Pipeline::builder().window(spec(Window::Tumbling { size_ms: S }, Aggregate::Custom, 0)).build();
     assert!(matches!(bare, Err(StreamError::InvalidSpec(_))));
 }
+
+/// A plain model of session windows (a list of open sessions, scanned in full) to check the
+/// operator's indexed, lazily re-scheduled sessions against: same finals, same early updates,
+/// same late events, on random out-of-order input with merges.
+#[derive(Default)]
+struct SessionModel {
+    gap: i64,
+    lateness: i64,
+    out_of_orderness: i64,
+    early: bool,
+    wm: Option<i64>,
+    /// (key, start, end, sum, count, early_sent)
+    open: Vec<(String, i64, i64, f64, u64, bool)>,
+    finals: Vec<(String, i64, i64, f64, u64)>,
+    earlies: Vec<(String, i64, i64, f64, u64)>,
+    late: usize,
+}
+
+impl SessionModel {
+    fn push(&mut self, key: &str, amount: f64, t: i64) {
+        let before = self.wm.unwrap_or(i64::MIN);
+        if (t + self.gap).saturating_add(self.lateness) <= before {
+            self.late += 1;
+        } else {
+            let (mut start, mut end, mut sum, mut count) = (t, t + self.gap, amount, 1);
+            let (touching, rest): (Vec<_>, Vec<_>) =
+                self.open.drain(..).partition(|o| o.0 == key && o.1 <= t + self.gap && t <= o.2);
+            self.open = rest;
+            for o in touching {
+                start = start.min(o.1);
+                end = end.max(o.2);
+                sum += o.3;
+                count += o.4;
+            }
+            self.open.push((key.to_owned(), start, end, sum, count, false));
+        }
+        let wm = before.max(t - self.out_of_orderness);
+        if wm > before {
+            self.wm = Some(wm);
+            self.fire(wm);
+        }
+    }
+
+    fn fire(&mut self, wm: i64) {
+        if self.early {
+            for o in &mut self.open {
+                if !o.5 && o.2 <= wm {
+                    o.5 = true;
+                    if o.2.saturating_add(self.lateness) > wm {
+                        self.earlies.push((o.0.clone(), o.1, o.2, o.3, o.4));
+                    }
+                }
+            }
+        }
+        let lateness = self.lateness;
+        let (done, open): (Vec<_>, Vec<_>) = self.open.drain(..).partition(|o| o.2.saturating_add(lateness) <= wm);
+        self.open = open;
+        self.finals.extend(done.into_iter().map(|o| (o.0, o.1, o.2, o.3, o.4)));
+    }
+}
+
+#[test]
+fn session_windows_match_a_plain_model_on_random_out_of_order_input() {
+    use rand::{Rng, SeedableRng};
+    let sorted = |mut v: Vec<(String, i64, i64, f64, u64)>| {
+        v.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+        v
+    };
+    for (seed, early) in [(1, false), (2, true), (3, true), (4, false)] {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (gap, lateness, ooo) = (10 * S, rng.gen_range(0..8) * S, rng.gen_range(0..20) * S);
+        let mut s = spec(Window::Session { gap_ms: gap }, Aggregate::Sum, lateness);
+        s.early_updates = early;
+        let mut d = TestDriver::new(Pipeline::builder().out_of_orderness(ooo).window(s).build().unwrap());
+        let mut m = SessionModel { gap, lateness, out_of_orderness: ooo, early, ..SessionModel::default() };
+        let mut t = 0;
+        for _ in 0..5_000 {
+            t += rng.gen_range(0..3 * S);
+            // Mostly a little out of order; now and then far behind (late, or bridging sessions).
+            let behind = if rng.gen_ratio(1, 20) { rng.gen_range(0..60 * S) } else { rng.gen_range(0..5 * S) };
+            let (key, amount, at) = (format!("k{}", rng.gen_range(0..8)), f64::from(rng.gen_range(1..9)), t - behind);
+            d.push(ev(&key, amount, at)).unwrap();
+            m.push(&key, amount, at);
+        }
+        d.advance_watermark(t + 1_000 * S);
+        m.wm = Some(t + 1_000 * S);
+        m.fire(t + 1_000 * S);
+        assert_eq!(sorted(finals(&d)), sorted(m.finals.clone()), "seed {seed}: final results");
+        let early_results =
+            d.early_results().into_iter().map(|r| (r.key, r.window_start_ms, r.window_end_ms, r.value, r.count));
+        assert_eq!(sorted(early_results.collect()), sorted(m.earlies.clone()), "seed {seed}: early updates");
+        assert_eq!(d.dead_letters().len(), m.late, "seed {seed}: late events");
+        assert!(m.finals.len() > 100 && m.late > 0, "seed {seed}: the input exercises sessions and lateness");
+        if early {
+            assert!(!m.earlies.is_empty(), "seed {seed}: the input exercises early updates");
+        }
+    }
+}
