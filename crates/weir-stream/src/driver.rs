@@ -49,7 +49,12 @@ impl TestDriver {
     }
 
     pub fn early_results(&self) -> Vec<WindowResult> {
-        self.collected.results.iter().filter(|r| !r.is_final).cloned().collect()
+        self.collected.results.iter().filter(|r| !r.is_final && !r.retraction).cloned().collect()
+    }
+
+    /// Early updates withdrawn (session windows that merged), in emission order.
+    pub fn retractions(&self) -> Vec<WindowResult> {
+        self.collected.results.iter().filter(|r| r.retraction).cloned().collect()
     }
 
     pub fn events(&self) -> &[Event] {

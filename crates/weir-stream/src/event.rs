@@ -75,4 +75,8 @@ pub struct WindowResult {
     pub count: u64,
     /// False for an early update; the final result has `true`.
     pub is_final: bool,
+    /// Withdraws the early update sent for (key, window start): a session window whose start
+    /// moved (an earlier event merged into it) or that merged into another session. Sinks
+    /// delete that row if it is not final; value and count are 0.
+    pub retraction: bool,
 }

@@ -158,7 +158,15 @@ impl KafkaProducer {
     }
 
     pub fn send(&self, key: &[u8], payload: &[u8]) -> Result<(), SinkError> {
-        let mut record = BaseRecord::to(&self.topic).key(key).payload(payload);
+        self.send_record(BaseRecord::to(&self.topic).key(key).payload(payload))
+    }
+
+    /// A record with no value: deletes the key from a compacted topic.
+    pub fn send_tombstone(&self, key: &[u8]) -> Result<(), SinkError> {
+        self.send_record(BaseRecord::to(&self.topic).key(key))
+    }
+
+    fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SinkError> {
         loop {
             match self.inner.send(record) {
                 Ok(()) => return Ok(()),
@@ -197,7 +205,11 @@ impl Sink for KafkaSink {
     fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
         for r in batch.results {
             let key = format!("{}@{}", r.key, r.window_start_ms);
-            self.producer.send(key.as_bytes(), result_json(r).to_string().as_bytes())?;
+            if r.retraction {
+                self.producer.send_tombstone(key.as_bytes())?;
+            } else {
+                self.producer.send(key.as_bytes(), result_json(r).to_string().as_bytes())?;
+            }
         }
         for ev in batch.events {
             let value = serde_json::to_vec(&ev.value).map_err(|e| SinkError::Kafka(e.to_string()))?;

@@ -217,7 +217,9 @@ impl Pipeline {
             std::mem::swap(&mut batch, &mut next);
         }
         let result = match &mut self.window {
-            Some(w) => batch.drain(..).try_for_each(|ev| w.process(ev, watermark, &mut out.dead_letters)),
+            Some(w) => {
+                batch.drain(..).try_for_each(|ev| w.process(ev, watermark, &mut out.results, &mut out.dead_letters))
+            }
             None => {
                 out.events.append(&mut batch);
                 Ok(())

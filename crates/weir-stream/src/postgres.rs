@@ -17,6 +17,8 @@ struct Conn {
     client: Client,
     /// Upserts one array per column, unnested server-side.
     upsert: Statement,
+    /// Deletes withdrawn early updates (never a final row).
+    retract: Statement,
     checkpoint: Statement,
 }
 
@@ -69,7 +71,11 @@ impl PostgresSink {
             "INSERT INTO weir_checkpoints (id, data) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
         )?;
-        Ok(Conn { client, upsert, checkpoint })
+        let retract = client.prepare(&format!(
+            "DELETE FROM {t} WHERE NOT final AND (key, window_start) IN
+             (SELECT * FROM UNNEST($1::text[], $2::bigint[]))"
+        ))?;
+        Ok(Conn { client, upsert, retract, checkpoint })
     }
 }
 
@@ -79,11 +85,11 @@ impl Sink for PostgresSink {
             return Err(SinkError::NeedsWindow);
         }
         let result = (|| -> Result<(), SinkError> {
-            let Conn { client, upsert, checkpoint } = self.conn()?;
+            let Conn { client, upsert, retract, checkpoint } = self.conn()?;
             let mut tx = client.transaction()?;
             // One statement per 5,000 rows instead of a round trip per row. A statement may not
             // touch a row twice, so keep one result per (key, window start): the last, but
-            // never an early update over a final one.
+            // never an early update or a retraction over a final one.
             let mut latest: std::collections::HashMap<(&str, i64), &crate::event::WindowResult> =
                 std::collections::HashMap::with_capacity(batch.results.len());
             for r in batch.results {
@@ -92,7 +98,13 @@ impl Sink for PostgresSink {
                     *slot = r;
                 }
             }
-            let rows: Vec<&crate::event::WindowResult> = latest.into_values().collect();
+            let (retractions, rows): (Vec<&crate::event::WindowResult>, Vec<_>) =
+                latest.into_values().partition(|r| r.retraction);
+            for chunk in retractions.chunks(5_000) {
+                let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();
+                let starts: Vec<i64> = chunk.iter().map(|r| r.window_start_ms).collect();
+                tx.execute(&*retract, &[&keys, &starts])?;
+            }
             for chunk in rows.chunks(5_000) {
                 let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();
                 let starts: Vec<i64> = chunk.iter().map(|r| r.window_start_ms).collect();

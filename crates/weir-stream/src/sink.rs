@@ -138,6 +138,9 @@ pub(crate) fn open_output(path: &Path, truncate: bool) -> Result<std::fs::File, 
 
 /// The JSON line written for a window result.
 pub fn result_json(r: &WindowResult) -> serde_json::Value {
+    if r.retraction {
+        return serde_json::json!({"key": r.key, "window_start": r.window_start_ms, "retract": true});
+    }
     serde_json::json!({"key": r.key, "window_start": r.window_start_ms, "window_end": r.window_end_ms,
                        "value": r.value, "count": r.count, "final": r.is_final})
 }

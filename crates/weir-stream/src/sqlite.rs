@@ -11,6 +11,7 @@ pub use crate::sink::SinkError;
 pub struct SqliteSink {
     conn: Connection,
     upsert: String,
+    retract: String,
 }
 
 impl SqliteSink {
@@ -34,7 +35,8 @@ impl SqliteSink {
              value = excluded.value, count = excluded.count, final = excluded.final
              WHERE NOT {table}.final OR excluded.final"
         );
-        Ok(Self { conn, upsert })
+        let retract = format!("DELETE FROM {table} WHERE key = ?1 AND window_start = ?2 AND NOT final");
+        Ok(Self { conn, upsert, retract })
     }
 
     /// Writes results in one transaction; returns once they are committed.
@@ -51,8 +53,20 @@ impl Sink for SqliteSink {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(&self.upsert)?;
+            let mut retract = tx.prepare_cached(&self.retract)?;
             for r in batch.results {
-                stmt.execute(params![r.key, r.window_start_ms, r.window_end_ms, r.value, r.count as i64, r.is_final])?;
+                if r.retraction {
+                    retract.execute(params![r.key, r.window_start_ms])?;
+                } else {
+                    stmt.execute(params![
+                        r.key,
+                        r.window_start_ms,
+                        r.window_end_ms,
+                        r.value,
+                        r.count as i64,
+                        r.is_final
+                    ])?;
+                }
             }
             let mut cp = tx.prepare_cached(
                 "INSERT INTO weir_checkpoints (id, data) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET data = excluded.data",

@@ -191,7 +191,14 @@ impl WindowOperator {
     }
 
     /// Adds an event, or dead-letters it when it is late or lacks its field.
-    pub fn process(&mut self, ev: Event, watermark_ms: i64, dead: &mut Vec<DeadLetter>) -> Result<(), StreamError> {
+    /// Retractions of early updates (sessions that merged) go to `results`.
+    pub fn process(
+        &mut self,
+        ev: Event,
+        watermark_ms: i64,
+        results: &mut Vec<WindowResult>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<(), StreamError> {
         let (x, raw) = match self.value_of(&ev) {
             Ok(v) => v,
             Err(reason) => {
@@ -236,10 +243,23 @@ impl WindowOperator {
                     }
                 }
                 // Otherwise merge every session of this key that the new one touches.
+                let new_start = touching.first().map_or(t, |&s| s.min(t));
                 for &s in &touching {
                     let Some(o) = self.open.get_mut(key).and_then(|m| m.remove(&s)) else { continue };
                     self.untrack(key, s, &o);
                     self.open_count -= 1;
+                    if o.early_sent && s != new_start {
+                        // Its early update was sent under a start that no longer exists.
+                        results.push(WindowResult {
+                            key: key.to_owned(),
+                            window_start_ms: s,
+                            window_end_ms: o.end_ms,
+                            value: 0.0,
+                            count: 0,
+                            is_final: false,
+                            retraction: true,
+                        });
+                    }
                     start = start.min(s);
                     end = end.max(o.end_ms);
                     let mut other = o.acc;
@@ -325,6 +345,7 @@ impl WindowOperator {
                     value: Self::result_of(&custom, &o.acc, kind),
                     count: o.acc.count,
                     is_final: false,
+                    retraction: false,
                     key,
                 });
             }
@@ -352,6 +373,7 @@ impl WindowOperator {
                 value: Self::result_of(&custom, &o.acc, kind),
                 count: o.acc.count,
                 is_final: true,
+                retraction: false,
                 key,
             });
         }

@@ -84,6 +84,7 @@ fn early_updates_never_overwrite_final_rows_and_checkpoints_share_the_transactio
         value,
         count: value as u64,
         is_final,
+        retraction: false,
     };
     let cps = vec![("p/orders/0".to_owned(), b"{\"a\":1}".to_vec())];
     Sink::write(&mut sink, &Batch { results: &[r(1.0, false)], events: &[], checkpoints: &cps }).unwrap();
@@ -96,4 +97,32 @@ fn early_updates_never_overwrite_final_rows_and_checkpoints_share_the_transactio
     assert!(sink.load_checkpoint("p/orders/1").unwrap().is_none());
     sink.clear_checkpoints("p/").unwrap();
     assert!(sink.load_checkpoint("p/orders/0").unwrap().is_none());
+}
+
+#[test]
+fn a_retraction_deletes_an_early_row_but_never_a_final_one() {
+    use weir_stream::WindowResult;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut sink = SqliteSink::open(&db, "t").unwrap();
+    let r = |key: &str, start: i64, is_final: bool, retraction: bool| WindowResult {
+        key: key.into(),
+        window_start_ms: start,
+        window_end_ms: start + 10,
+        value: if retraction { 0.0 } else { 1.0 },
+        count: u64::from(!retraction),
+        is_final,
+        retraction,
+    };
+    // An early update, then withdrawn in the same batch and re-sent under a new start; a final
+    // row that a (wrong) retraction must not touch; an early update withdrawn in a later batch.
+    sink.write(&[r("a", 5, false, false), r("a", 5, false, true), r("a", 2, false, false), r("b", 0, true, false)])
+        .unwrap();
+    sink.write(&[r("c", 7, false, false)]).unwrap();
+    sink.write(&[r("b", 0, false, true), r("c", 7, false, true), r("a", 2, true, false)]).unwrap();
+    let conn = Connection::open(&db).unwrap();
+    let mut stmt = conn.prepare("SELECT key, window_start, final FROM t ORDER BY key, window_start").unwrap();
+    let rows: Vec<(String, i64, bool)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    assert_eq!(rows, vec![("a".into(), 2, true), ("b".into(), 0, true)]);
 }

@@ -433,6 +433,8 @@ struct SessionModel {
     open: Vec<(String, i64, i64, f64, u64, bool)>,
     finals: Vec<(String, i64, i64, f64, u64)>,
     earlies: Vec<(String, i64, i64, f64, u64)>,
+    /// (key, start) of early updates withdrawn.
+    retractions: Vec<(String, i64)>,
     late: usize,
 }
 
@@ -446,7 +448,11 @@ impl SessionModel {
             let (touching, rest): (Vec<_>, Vec<_>) =
                 self.open.drain(..).partition(|o| o.0 == key && o.1 <= t + self.gap && t <= o.2);
             self.open = rest;
+            let new_start = touching.iter().map(|o| o.1).min().map_or(t, |s| s.min(t));
             for o in touching {
+                if o.5 && o.1 != new_start {
+                    self.retractions.push((o.0.clone(), o.1));
+                }
                 start = start.min(o.1);
                 end = end.max(o.2);
                 sum += o.3;
@@ -488,7 +494,7 @@ fn session_windows_match_a_plain_model_on_random_out_of_order_input() {
     };
     for (seed, early) in [(1, false), (2, true), (3, true), (4, false)] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let (gap, lateness, ooo) = (10 * S, rng.gen_range(0..8) * S, rng.gen_range(0..20) * S);
+        let (gap, lateness, ooo) = (10 * S, rng.gen_range(3..12) * S, rng.gen_range(0..10) * S);
         let mut s = spec(Window::Session { gap_ms: gap }, Aggregate::Sum, lateness);
         s.early_updates = early;
         let mut d = TestDriver::new(Pipeline::builder().out_of_orderness(ooo).window(s).build().unwrap());
@@ -497,7 +503,7 @@ fn session_windows_match_a_plain_model_on_random_out_of_order_input() {
         for _ in 0..5_000 {
             t += rng.gen_range(0..3 * S);
             // Mostly a little out of order; now and then far behind (late, or bridging sessions).
-            let behind = if rng.gen_ratio(1, 20) { rng.gen_range(0..60 * S) } else { rng.gen_range(0..5 * S) };
+            let behind = if rng.gen_ratio(1, 5) { rng.gen_range(0..40 * S) } else { rng.gen_range(0..5 * S) };
             let (key, amount, at) = (format!("k{}", rng.gen_range(0..8)), f64::from(rng.gen_range(1..9)), t - behind);
             d.push(ev(&key, amount, at)).unwrap();
             m.push(&key, amount, at);
@@ -510,9 +516,31 @@ fn session_windows_match_a_plain_model_on_random_out_of_order_input() {
             d.early_results().into_iter().map(|r| (r.key, r.window_start_ms, r.window_end_ms, r.value, r.count));
         assert_eq!(sorted(early_results.collect()), sorted(m.earlies.clone()), "seed {seed}: early updates");
         assert_eq!(d.dead_letters().len(), m.late, "seed {seed}: late events");
+        let mut retractions: Vec<(String, i64)> =
+            d.retractions().into_iter().map(|r| (r.key, r.window_start_ms)).collect();
+        retractions.sort();
+        m.retractions.sort();
+        assert_eq!(retractions, m.retractions, "seed {seed}: withdrawn early updates");
         assert!(m.finals.len() > 100 && m.late > 0, "seed {seed}: the input exercises sessions and lateness");
         if early {
             assert!(!m.earlies.is_empty(), "seed {seed}: the input exercises early updates");
+            assert!(!m.retractions.is_empty(), "seed {seed}: the input exercises retractions");
         }
     }
+}
+
+#[test]
+fn an_early_update_of_a_session_whose_start_moves_is_withdrawn() {
+    let mut s = spec(Window::Session { gap_ms: 10 * S }, Aggregate::Sum, 30 * S);
+    s.early_updates = true;
+    let mut d = TestDriver::new(Pipeline::builder().window(s).build().unwrap());
+    d.push(ev("u", 1.0, 20 * S)).unwrap(); // session [20, 30)
+    d.advance_watermark(31 * S);
+    let early: Vec<_> = d.early_results().into_iter().map(|r| (r.window_start_ms, r.value)).collect();
+    assert_eq!(early, vec![(20 * S, 1.0)]);
+    d.push(ev("u", 2.0, 12 * S)).unwrap(); // within the lateness: the session is now [12, 30)
+    let withdrawn: Vec<_> = d.retractions().into_iter().map(|r| (r.key, r.window_start_ms)).collect();
+    assert_eq!(withdrawn, vec![("u".to_owned(), 20 * S)]);
+    d.advance_watermark(100 * S);
+    assert_eq!(finals(&d), vec![("u".to_owned(), 12 * S, 30 * S, 3.0, 2)]);
 }
