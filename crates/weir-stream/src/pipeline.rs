@@ -16,6 +16,8 @@ type KeyFn = Box<dyn Fn(&Event) -> Option<String> + Send>;
 /// Fallible steps: an error sends the event to the dead-letter output with the reason.
 type TryFilterFn = Box<dyn Fn(&Event) -> Result<bool, String> + Send>;
 type TryMapFn = Box<dyn Fn(Event) -> Result<Event, (Event, String)> + Send>;
+/// Appends the events it makes to the Vec (so no Vec per event), or fails.
+type TryFlatMapFn = Box<dyn Fn(Event, &mut Vec<Event>) -> Result<(), (Event, String)> + Send>;
 
 enum Step {
     Filter(FilterFn),
@@ -24,6 +26,7 @@ enum Step {
     KeyBy(KeyFn),
     TryFilter(TryFilterFn),
     TryMap(TryMapFn),
+    TryFlatMap(TryFlatMapFn),
     Dedup(Dedup),
 }
 
@@ -76,6 +79,15 @@ impl PipelineBuilder {
     /// A map that can fail on an event; failures are dead-lettered with the original event.
     pub fn try_map(mut self, f: impl Fn(Event) -> Result<Event, (Event, String)> + Send + 'static) -> Self {
         self.steps.push(Step::TryMap(Box::new(f)));
+        self
+    }
+    /// A flat_map that can fail on an event (the event is dead-lettered with the reason). It
+    /// appends its events to the Vec it is given.
+    pub fn try_flat_map(
+        mut self,
+        f: impl Fn(Event, &mut Vec<Event>) -> Result<(), (Event, String)> + Send + 'static,
+    ) -> Self {
+        self.steps.push(Step::TryFlatMap(Box::new(f)));
         self
     }
     pub fn key_by(mut self, f: impl Fn(&Event) -> Option<String> + Send + 'static) -> Self {
@@ -199,6 +211,12 @@ impl Pipeline {
                             .dead_letters
                             .push(DeadLetter { event: ev, reason: DeadLetterReason::Expression { detail } }),
                     },
+                    Step::TryFlatMap(f) => {
+                        if let Err((e, detail)) = f(ev, &mut next) {
+                            out.dead_letters
+                                .push(DeadLetter { event: e, reason: DeadLetterReason::Expression { detail } });
+                        }
+                    }
                     Step::TryMap(f) => match f(ev) {
                         Ok(e) => next.push(e),
                         Err((e, detail)) => out

@@ -96,6 +96,8 @@ fn default_interval() -> String {
 pub struct StepSpec {
     pub filter: Option<String>,
     pub map: Option<String>,
+    /// A CEL expression returning a list: each element becomes an event (same key and time).
+    pub flat_map: Option<String>,
     pub key_by: Option<String>,
     pub dedup: Option<DedupSpec>,
 }
@@ -329,9 +331,18 @@ impl Spec {
         let err = |needle: &str, message: String| SpecError { line: line_of(text, needle), message };
         let mut b: PipelineBuilder = Pipeline::builder();
         for step in &self.steps {
-            let set = [step.filter.is_some(), step.map.is_some(), step.key_by.is_some(), step.dedup.is_some()];
+            let set = [
+                step.filter.is_some(),
+                step.map.is_some(),
+                step.flat_map.is_some(),
+                step.key_by.is_some(),
+                step.dedup.is_some(),
+            ];
             if set.iter().filter(|x| **x).count() != 1 {
-                return Err(err("steps:", "each step needs exactly one of filter, map, key_by, dedup".into()));
+                return Err(err(
+                    "steps:",
+                    "each step needs exactly one of filter, map, flat_map, key_by, dedup".into(),
+                ));
             }
             b = match step {
                 StepSpec { filter: Some(src), .. } => {
@@ -349,6 +360,17 @@ impl Spec {
                             ev.value = v;
                             Ok(ev)
                         }
+                        Err(detail) => Err((ev, detail)),
+                    })
+                }
+                StepSpec { flat_map: Some(src), .. } => {
+                    let e = Expr::compile(src).map_err(|m| err(src, format!("flat_map {src:?}: {m}")))?;
+                    b.try_flat_map(move |ev, out| match e.eval(&ev) {
+                        Ok(serde_json::Value::Array(items)) => {
+                            out.extend(items.into_iter().map(|value| Event { value, key: ev.key.clone(), ..ev }));
+                            Ok(())
+                        }
+                        Ok(other) => Err((ev, format!("flat_map returned {other}, not a list"))),
                         Err(detail) => Err((ev, detail)),
                     })
                 }

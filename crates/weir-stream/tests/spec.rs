@@ -100,3 +100,43 @@ on_sink_error: dead_letter
     let two_sources = kafka.replace("topic: orders } }", "topic: orders }, jsonl: x }");
     assert!(spec::load(&two_sources).is_err());
 }
+
+#[test]
+fn flat_map_turns_one_event_into_many_and_dead_letters_a_non_list() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orders.jsonl"),
+        [
+            r#"{"order":"o1","ts":1000,"items":[{"sku":"x","qty":2},{"sku":"y","qty":1}]}"#,
+            r#"{"order":"o2","ts":2000,"items":[{"sku":"x","qty":5}]}"#,
+            r#"{"order":"o3","ts":3000,"items":[]}"#,
+            r#"{"order":"o4","ts":4000,"items":"none"}"#, // not a list: dead letter
+            r#"{"order":"o5","ts":5000}"#,                // no items: dead letter
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let yaml = r#"name: items
+source: { jsonl: orders.jsonl, time_field: ts, key_field: order }
+steps:
+  - flat_map: "event.items"
+  - key_by: "event.sku"
+window: { tumbling: 1m, aggregate: sum, field: qty }
+sink: { sqlite: out.db, table: qty }
+dead_letters: { jsonl: dlq.jsonl }
+"#;
+    let stats = spec::run(spec::load(yaml).unwrap(), dir.path(), &spec::RunOptions::default()).unwrap();
+    assert_eq!((stats.events, stats.results, stats.dead_letters), (5, 2, 2));
+    let conn = rusqlite::Connection::open(dir.path().join("out.db")).unwrap();
+    let rows: Vec<(String, f64, i64)> = conn
+        .prepare("SELECT key, value, count FROM qty ORDER BY key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, vec![("x".into(), 7.0, 2), ("y".into(), 1.0, 1)]);
+    let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
+    assert!(dlq.contains("not a list") && dlq.contains("o4") && dlq.contains("o5"), "{dlq}");
+    assert!(spec::load(&yaml.replace("event.items", "event.items[")).err().unwrap().line == Some(4));
+}
