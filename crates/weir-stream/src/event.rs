@@ -80,3 +80,18 @@ pub struct WindowResult {
     /// delete that row if it is not final; value and count are 0.
     pub retraction: bool,
 }
+
+impl WindowResult {
+    /// Withdraws the early update sent for (key, start).
+    pub fn retraction(key: &str, start_ms: i64, end_ms: i64) -> Self {
+        Self {
+            key: key.to_owned(),
+            window_start_ms: start_ms,
+            window_end_ms: end_ms,
+            value: 0.0,
+            count: 0,
+            is_final: false,
+            retraction: true,
+        }
+    }
+}

@@ -166,6 +166,26 @@ impl WindowOperator {
         }
     }
 
+    /// A window's early (`is_final` false) or final result.
+    fn result(
+        custom: &Option<std::sync::Arc<dyn UserAggregate>>,
+        kind: Aggregate,
+        key: String,
+        start: i64,
+        o: &Open,
+        is_final: bool,
+    ) -> WindowResult {
+        WindowResult {
+            key,
+            window_start_ms: start,
+            window_end_ms: o.end_ms,
+            value: Self::result_of(custom, &o.acc, kind),
+            count: o.acc.count,
+            is_final,
+            retraction: false,
+        }
+    }
+
     fn result_of(custom: &Option<std::sync::Arc<dyn UserAggregate>>, acc: &Accumulator, kind: Aggregate) -> f64 {
         match custom {
             Some(u) => acc.custom.as_ref().map_or_else(|| u.result(&u.init()), |s| u.result(s)),
@@ -221,20 +241,17 @@ impl WindowOperator {
                     dead.push(DeadLetter { event: ev, reason });
                     return Ok(());
                 }
-                let mut start = t;
                 let mut end = t + gap_ms;
-                let mut acc = Accumulator::default();
                 let mut touching = std::mem::take(&mut self.touching);
                 touching.clear();
-                if let Some(sessions) = self.open.get(key) {
+                if let Some(sessions) = self.open.get_mut(key) {
                     touching.extend(sessions.range(..=end).filter(|(_, o)| t <= o.end_ms).map(|(&s, _)| s));
-                }
-                // The common case: the event falls in or extends one session without moving its
-                // start. Update it in place; its index entries catch up lazily.
-                if let [s] = touching[..] {
-                    let early = self.spec.early_updates;
-                    if let Some(o) = self.open.get_mut(key).and_then(|m| m.get_mut(&s)) {
-                        if s <= t && !(early && o.early_sent) {
+                    // The common case: the event falls in or extends one session without moving
+                    // its start. Update it in place; its index entries catch up lazily.
+                    if let [s] = touching[..] {
+                        if let Some(o) =
+                            sessions.get_mut(&s).filter(|o| s <= t && !(self.spec.early_updates && o.early_sent))
+                        {
                             o.end_ms = o.end_ms.max(end);
                             Self::accumulate(&custom, &mut o.acc, x, raw, kind, &ev);
                             self.touching = touching;
@@ -242,25 +259,18 @@ impl WindowOperator {
                         }
                     }
                 }
-                // Otherwise merge every session of this key that the new one touches.
-                let new_start = touching.first().map_or(t, |&s| s.min(t));
+                // Otherwise merge every session of this key that the new one touches (`touching`
+                // is in start order).
+                let start = touching.first().map_or(t, |&s| s.min(t));
+                let mut acc = Accumulator::default();
                 for &s in &touching {
                     let Some(o) = self.open.get_mut(key).and_then(|m| m.remove(&s)) else { continue };
                     self.untrack(key, s, &o);
                     self.open_count -= 1;
-                    if o.early_sent && s != new_start {
+                    if o.early_sent && s != start {
                         // Its early update was sent under a start that no longer exists.
-                        results.push(WindowResult {
-                            key: key.to_owned(),
-                            window_start_ms: s,
-                            window_end_ms: o.end_ms,
-                            value: 0.0,
-                            count: 0,
-                            is_final: false,
-                            retraction: true,
-                        });
+                        results.push(WindowResult::retraction(key, s, o.end_ms));
                     }
-                    start = start.min(s);
                     end = end.max(o.end_ms);
                     let mut other = o.acc;
                     if let (Some(u), Some(theirs)) = (&custom, other.custom.take()) {
@@ -339,15 +349,7 @@ impl WindowOperator {
                 if o.end_ms.saturating_add(lateness) <= watermark_ms {
                     continue; // the final result goes out now anyway
                 }
-                out.push(WindowResult {
-                    window_start_ms: start,
-                    window_end_ms: o.end_ms,
-                    value: Self::result_of(&custom, &o.acc, kind),
-                    count: o.acc.count,
-                    is_final: false,
-                    retraction: false,
-                    key,
-                });
+                out.push(Self::result(&custom, kind, key, start, o, false));
             }
         }
         while self.deadlines.first().is_some_and(|(deadline, _, _)| *deadline <= watermark_ms) {
@@ -367,15 +369,7 @@ impl WindowOperator {
                 self.open.remove(&key);
             }
             self.open_count -= 1;
-            out.push(WindowResult {
-                window_start_ms: start,
-                window_end_ms: o.end_ms,
-                value: Self::result_of(&custom, &o.acc, kind),
-                count: o.acc.count,
-                is_final: true,
-                retraction: false,
-                key,
-            });
+            out.push(Self::result(&custom, kind, key, start, &o, true));
         }
     }
 }

@@ -4,6 +4,14 @@
 
 use weir_stream::spec;
 
+/// Every row of a query, read with `row`.
+fn query<T>(db: &std::path::Path, sql: &str, row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> Vec<T> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let rows = stmt.query_map([], row).unwrap().map(Result::unwrap).collect();
+    rows
+}
+
 const SPEC: &str = r#"name: paid-order-sums
 source: { jsonl: orders.jsonl, time_field: ts, key_field: customer }
 steps:
@@ -35,14 +43,11 @@ fn a_spec_runs_into_sqlite_with_dead_letters() {
     let compiled = spec::load(SPEC).unwrap();
     let stats = spec::run(compiled, dir.path(), &spec::RunOptions::default()).unwrap();
     assert_eq!((stats.events, stats.results, stats.dead_letters, stats.duplicates), (7, 2, 3, 1));
-    let conn = rusqlite::Connection::open(dir.path().join("out.db")).unwrap();
-    let rows: Vec<(String, i64, f64)> = conn
-        .prepare("SELECT key, window_start, value FROM cents_per_minute ORDER BY key")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let db = dir.path().join("out.db");
+    let rows: Vec<(String, i64, f64)> =
+        query(&db, "SELECT key, window_start, value FROM cents_per_minute ORDER BY key", |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        });
     assert_eq!(rows, vec![("a".into(), 0, 150.0), ("c".into(), 60000, 400.0)]);
     let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
     assert!(dlq.contains("undecodable") && dlq.contains("expression failed") && dlq.contains("late"), "{dlq}");
@@ -50,8 +55,7 @@ fn a_spec_runs_into_sqlite_with_dead_letters() {
     // Running a bounded input again rewrites its outputs; nothing is doubled.
     spec::run(spec::load(SPEC).unwrap(), dir.path(), &spec::RunOptions::default()).unwrap();
     assert_eq!(std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap(), dlq);
-    let n: i64 = conn.query_row("SELECT count(*) FROM cents_per_minute", [], |r| r.get(0)).unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(query(&db, "SELECT count(*) FROM cents_per_minute", |r| r.get::<_, i64>(0)), vec![2]);
 }
 
 #[test]
@@ -127,14 +131,10 @@ dead_letters: { jsonl: dlq.jsonl }
 "#;
     let stats = spec::run(spec::load(yaml).unwrap(), dir.path(), &spec::RunOptions::default()).unwrap();
     assert_eq!((stats.events, stats.results, stats.dead_letters), (5, 2, 2));
-    let conn = rusqlite::Connection::open(dir.path().join("out.db")).unwrap();
-    let rows: Vec<(String, f64, i64)> = conn
-        .prepare("SELECT key, value, count FROM qty ORDER BY key")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(String, f64, i64)> =
+        query(&dir.path().join("out.db"), "SELECT key, value, count FROM qty ORDER BY key", |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        });
     assert_eq!(rows, vec![("x".into(), 7.0, 2), ("y".into(), 1.0, 1)]);
     let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
     assert!(dlq.contains("not a list") && dlq.contains("o4") && dlq.contains("o5"), "{dlq}");
