@@ -513,7 +513,7 @@ impl NexmarkReport {
 pub fn nexmark_in_process(queries: &[&str], events: usize, rate: usize) -> Result<Vec<NexmarkReport>, BenchError> {
     let mut out = Vec::new();
     for q in queries {
-        let (o, secs) = weir_stream::nexmark::run_in_process(q, events, rate, false)
+        let (o, secs) = weir_pipeline::nexmark::run_in_process(q, events, rate, false)
             .map_err(|e| BenchError::Setup(format!("{q}: {e}")))?;
         out.push(NexmarkReport {
             query: (*q).to_owned(),
@@ -557,9 +557,9 @@ pub fn nexmark_via_topic(
     let producer: BaseProducer = producer_config(&cfg).create()?;
     let started = Instant::now();
     let mut buf = Vec::with_capacity(512);
-    for (i, e) in weir_stream::nexmark::generator(rate).take(events).enumerate() {
+    for (i, e) in weir_pipeline::nexmark::generator(rate).take(events).enumerate() {
         buf.clear();
-        serde_json::to_writer(&mut buf, &weir_stream::nexmark::to_event(&e, i as i64).value)
+        serde_json::to_writer(&mut buf, &weir_pipeline::nexmark::to_event(&e, i as i64).value)
             .map_err(|e| BenchError::Setup(e.to_string()))?;
         send_waiting(&producer, BaseRecord::<(), [u8]>::to(&topic).payload(&buf[..]))?;
         if i % 1024 == 0 {
@@ -580,7 +580,7 @@ pub fn nexmark_via_topic(
         let mut tpl = rdkafka::TopicPartitionList::new();
         tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)?;
         c.assign(&tpl)?;
-        let mut query = weir_stream::nexmark::Query::new(q, weir_stream::nexmark::Output::default())
+        let mut query = weir_pipeline::nexmark::Query::new(q, weir_pipeline::nexmark::Output::default())
             .map_err(|e| BenchError::Setup(format!("{q}: {e}")))?;
         let mut seen = 0usize;
         let mut clock: Option<Instant> = None;
@@ -594,7 +594,7 @@ pub fn nexmark_via_topic(
             clock.get_or_insert_with(Instant::now);
             let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())
                 .map_err(|e| BenchError::Setup(format!("offset {}: {e}", m.offset())))?;
-            let ev = weir_stream::nexmark::from_json(value, m.offset())
+            let ev = weir_pipeline::nexmark::from_json(value, m.offset())
                 .ok_or_else(|| BenchError::Setup(format!("offset {}: no date_time", m.offset())))?;
             query.push(ev).map_err(|e| BenchError::Setup(format!("{q}: {e}")))?;
             seen += 1;

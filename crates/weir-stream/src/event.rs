@@ -27,7 +27,7 @@ impl Event {
 }
 
 /// The key held in a JSON field: a string as it is, any other non-null value as its JSON text.
-pub(crate) fn key_from_field(value: &Value, field: &str) -> Option<String> {
+pub fn key_from_field(value: &Value, field: &str) -> Option<String> {
     value.get(field).and_then(|k| k.as_str().map(str::to_owned).or_else(|| (!k.is_null()).then(|| k.to_string())))
 }
 

@@ -1,31 +1,18 @@
-//! weir-stream: stream processing over Kafka-protocol logs — filter, map, flat_map, key_by,
-//! dedup, and windowed aggregation (tumbling, sliding, session) in event time, with
-//! per-partition watermarks, allowed lateness and a dead-letter output for late or
-//! malformed events (never silently dropped). `TestDriver` runs a pipeline with controlled
-//! event and processing times.
+//! weir-stream: the stream engine. Stages of operators — filter, map, flat_map, key_by, dedup,
+//! windowed aggregation (tumbling, sliding, session; several aggregates and top-N per window),
+//! joins — driven by events and event-time watermarks, with allowed lateness and dead letters
+//! for late or malformed events (never silently dropped), and checkpointable state.
+//! `TestDriver` runs a pipeline with controlled event and processing times.
 //!
-//! Sources: a Kafka topic through a consumer group (`kafka`, via rdkafka), JSON Lines files
-//! (`jsonl`) and the Nexmark generator (`nexmark`). Sinks (`sink`): Kafka, PostgreSQL, SQLite
-//! (upsert by key, checkpoints in the same transaction), JSON Lines and stdout. YAML specs with
-//! CEL expressions (`spec`).
-//!
-//! Architecture invariant: depends on no broker crate — pipelines reach brokers only through
-//! a Kafka client, so they run against any Kafka cluster.
+//! Architecture invariant: knows nothing of sources, sinks, Kafka clients, databases or YAML.
+//! Front ends (YAML, SQL) compile to its stages; weir-pipeline runs them.
 
 pub mod aggregate;
 mod dedup;
 pub mod driver;
 pub mod event;
 pub mod join;
-pub mod jsonl;
-pub mod kafka;
-pub mod metrics;
-pub mod nexmark;
 pub mod pipeline;
-pub mod postgres;
-pub mod sink;
-pub mod spec;
-pub mod sqlite;
 pub mod watermark;
 pub mod window;
 mod windowed;

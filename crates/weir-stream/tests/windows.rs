@@ -296,18 +296,6 @@ fn tumbling_sums_equal_a_plain_group_by_on_random_in_order_input() {
 }
 
 #[test]
-fn jsonl_lines_become_events_or_dead_letters() {
-    use weir_stream::jsonl::JsonlFormat;
-    let input =
-        "{\"key\":\"a\",\"timestamp\":5,\"amount\":1}\nnot json\n{\"key\":7,\"timestamp\":6}\n{\"key\":\"a\"}\n";
-    let parsed = JsonlFormat::default().read_all(std::io::Cursor::new(input)).unwrap();
-    assert_eq!(parsed.len(), 4);
-    let ok: Vec<_> = parsed.iter().filter_map(|p| p.as_ref().ok()).map(|e| (e.key.clone(), e.timestamp_ms)).collect();
-    assert_eq!(ok, vec![(Some("a".into()), 5), (Some("7".into()), 6)]);
-    assert_eq!(parsed.iter().filter(|p| p.is_err()).count(), 2);
-}
-
-#[test]
 fn a_pipeline_restored_from_a_checkpoint_finishes_like_an_uninterrupted_one() {
     use rand::{Rng, SeedableRng};
     let build = || {

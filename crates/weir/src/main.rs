@@ -166,7 +166,7 @@ struct BenchArgs {
 
 fn nexmark(a: &BenchArgs) -> anyhow::Result<()> {
     let queries: Vec<&str> = if a.query == "all" {
-        weir_stream::nexmark::QUERIES.to_vec()
+        weir_pipeline::nexmark::QUERIES.to_vec()
     } else {
         a.query.split(',').map(str::trim).collect()
     };
@@ -252,7 +252,7 @@ enum PipelineCommand {
         /// the group's offsets and forgets the pipeline's checkpoints; run it with no other
         /// instance of the group active.
         #[arg(long, default_value = "committed")]
-        from: weir_stream::kafka::StartFrom,
+        from: weir_pipeline::kafka::StartFrom,
         /// Stop once every assigned partition is read to its end (bounded runs, benchmarks).
         #[arg(long)]
         until_end: bool,
@@ -268,13 +268,13 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
         PipelineCommand::Run { spec, .. } => (spec, true),
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let compiled = weir_stream::spec::load(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let compiled = weir_pipeline::yaml::load(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if !run {
         println!("{}: pipeline {:?} is valid", path.display(), compiled.spec.name);
         return Ok(());
     }
     let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    let mut opts = weir_stream::spec::RunOptions::default();
+    let mut opts = weir_pipeline::yaml::RunOptions::default();
     if let PipelineCommand::Run { from, until_end, metrics_listen, .. } = cmd {
         opts.from = from;
         opts.stop_at_end = until_end;
@@ -284,7 +284,7 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
     }
     stop_on_signal(opts.stop.clone());
     let started = std::time::Instant::now();
-    let stats = weir_stream::spec::run(compiled, &base, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stats = weir_pipeline::yaml::run(compiled, &base, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     eprintln!(
         "{} events in {secs:.2}s ({:.0} events/s): {} results, {} dead letters, {} duplicates dropped",
@@ -313,7 +313,7 @@ fn serve_pipeline_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
             let app = axum::Router::new().route(
                 "/metrics",
                 axum::routing::get(|| async {
-                    ([("content-type", "text/plain; version=0.0.4")], weir_stream::metrics::render())
+                    ([("content-type", "text/plain; version=0.0.4")], weir_pipeline::metrics::render())
                 }),
             );
             if let Err(e) = axum::serve(listener, app).await {

@@ -3,8 +3,8 @@
 //! when it is missing).
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use weir_stream::postgres::PostgresSink;
-use weir_stream::sink::{Batch, Sink};
+use weir_pipeline::postgres::PostgresSink;
+use weir_pipeline::sink::{Batch, Sink};
 use weir_stream::WindowResult;
 
 fn conninfo() -> Option<String> {

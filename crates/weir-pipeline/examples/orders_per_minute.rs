@@ -6,7 +6,7 @@
 //! With no input on stdin it runs on a small built-in sample.
 
 use std::io::{BufRead, IsTerminal, Write};
-use weir_stream::jsonl::{write_dead_letter, write_result, JsonlFormat};
+use weir_pipeline::jsonl::{write_dead_letter, write_result, JsonlFormat};
 use weir_stream::{Aggregate, Pipeline, TestDriver, Window, WindowSpec};
 
 const SAMPLE: &str = r#"{"key":"alice","timestamp":1000,"status":"paid","amount":12.5}

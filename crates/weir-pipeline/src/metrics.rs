@@ -1,8 +1,8 @@
 //! Process-wide pipeline metrics (one atomic add per observation), rendered as Prometheus text
 //! by `weir pipeline run --metrics-listen`.
 
-use crate::event::DeadLetterReason;
 use weir_metrics::{Counter, Gauge, Histogram, Text};
+use weir_stream::event::DeadLetterReason;
 
 /// Records read from the source (decodable or not).
 pub static EVENTS: Counter = Counter::new();

@@ -4,7 +4,7 @@
 
 use nexmark::event::Event as N;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use weir_stream::nexmark::{generator, run_events, to_event, QUERIES};
+use weir_pipeline::nexmark::{generator, run_events, to_event, QUERIES};
 
 const EVENTS: usize = 60_000;
 const RATE: usize = 500; // 120 s of event time: a dozen 10 s windows

@@ -90,7 +90,7 @@ impl Sink for PostgresSink {
             // One statement per 5,000 rows instead of a round trip per row. A statement may not
             // touch a row twice, so keep one result per (key, window start): the last, but
             // never an early update or a retraction over a final one.
-            let mut latest: std::collections::HashMap<(&str, i64), &crate::event::WindowResult> =
+            let mut latest: std::collections::HashMap<(&str, i64), &weir_stream::WindowResult> =
                 std::collections::HashMap::with_capacity(batch.results.len());
             for r in batch.results {
                 let slot = latest.entry((r.key.as_str(), r.window_start_ms)).or_insert(r);
@@ -98,7 +98,7 @@ impl Sink for PostgresSink {
                     *slot = r;
                 }
             }
-            let (retractions, rows): (Vec<&crate::event::WindowResult>, Vec<_>) =
+            let (retractions, rows): (Vec<&weir_stream::WindowResult>, Vec<_>) =
                 latest.into_values().partition(|r| r.retraction);
             for chunk in retractions.chunks(5_000) {
                 let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();

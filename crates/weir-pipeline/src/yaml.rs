@@ -16,16 +16,16 @@
 //! Inside expressions the event's JSON value is `event`, its key `key` and its time `ts`.
 //! Validation compiles every expression and reports errors with the line they are on.
 
-use crate::aggregate::Aggregate;
-use crate::event::Event;
 use crate::jsonl::JsonlFormat;
 use crate::kafka::{DeadLetterOut, KafkaSource, RunConfig, SinkErrorPolicy, StartFrom};
-use crate::pipeline::{Pipeline, PipelineBuilder};
 use crate::sink::{Batch, CheckpointDir, JsonlSink, Sink};
-use crate::window::Window;
-use crate::windowed::WindowSpec;
 use serde::Deserialize;
 use std::sync::Arc;
+use weir_stream::aggregate::Aggregate;
+use weir_stream::event::Event;
+use weir_stream::pipeline::{Pipeline, PipelineBuilder};
+use weir_stream::window::Window;
+use weir_stream::WindowSpec;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -539,7 +539,7 @@ pub fn run(compiled: Compiled, base: &std::path::Path, opts: &RunOptions) -> Res
         key_field: spec.source.key_field.clone().unwrap_or_else(|| "key".into()),
     };
     let input = std::fs::File::open(base.join(jsonl)).map_err(|e| io_err(jsonl, &e))?;
-    let mut driver = crate::TestDriver::new(compiled.pipeline);
+    let mut driver = weir_stream::TestDriver::new(compiled.pipeline);
     let mut stats = RunStats::default();
     for parsed in format.read_all(std::io::BufReader::new(input)).map_err(|e| io_err("reading the source", &e))? {
         stats.events += 1;

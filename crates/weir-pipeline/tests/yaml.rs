@@ -2,7 +2,7 @@
 //! fills the SQLite sink and the dead-letter file.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use weir_stream::spec;
+use weir_pipeline::yaml;
 
 /// Every row of a query, read with `row`.
 fn query<T>(db: &std::path::Path, sql: &str, row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> Vec<T> {
@@ -40,8 +40,8 @@ fn a_spec_runs_into_sqlite_with_dead_letters() {
         .join("\n"),
     )
     .unwrap();
-    let compiled = spec::load(SPEC).unwrap();
-    let stats = spec::run(compiled, dir.path(), &spec::RunOptions::default()).unwrap();
+    let compiled = yaml::load(SPEC).unwrap();
+    let stats = yaml::run(compiled, dir.path(), &yaml::RunOptions::default()).unwrap();
     assert_eq!((stats.events, stats.results, stats.dead_letters, stats.duplicates), (7, 2, 3, 1));
     let db = dir.path().join("out.db");
     let rows: Vec<(String, i64, f64)> =
@@ -53,7 +53,7 @@ fn a_spec_runs_into_sqlite_with_dead_letters() {
     assert!(dlq.contains("undecodable") && dlq.contains("expression failed") && dlq.contains("late"), "{dlq}");
     assert_eq!(dlq.lines().count(), 3);
     // Running a bounded input again rewrites its outputs; nothing is doubled.
-    spec::run(spec::load(SPEC).unwrap(), dir.path(), &spec::RunOptions::default()).unwrap();
+    yaml::run(yaml::load(SPEC).unwrap(), dir.path(), &yaml::RunOptions::default()).unwrap();
     assert_eq!(std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap(), dlq);
     assert_eq!(query(&db, "SELECT count(*) FROM cents_per_minute", |r| r.get::<_, i64>(0)), vec![2]);
 }
@@ -61,21 +61,21 @@ fn a_spec_runs_into_sqlite_with_dead_letters() {
 #[test]
 fn validation_errors_point_at_the_line() {
     let bad_expr = SPEC.replace("event.status == 'paid'", "event.status == ");
-    let e = spec::load(&bad_expr).err().unwrap();
+    let e = yaml::load(&bad_expr).err().unwrap();
     assert_eq!(e.line, Some(4), "{e}");
     let bad_field = SPEC.replace("sink:", "snik:");
-    assert_eq!(spec::load(&bad_field).err().unwrap().line, Some(8));
+    assert_eq!(yaml::load(&bad_field).err().unwrap().line, Some(8));
     let bad_window = SPEC.replace("tumbling: 1m", "tumbling: soon");
-    let e = spec::load(&bad_window).err().unwrap();
+    let e = yaml::load(&bad_window).err().unwrap();
     assert_eq!(e.line, Some(7), "{e}");
     let two_steps = SPEC.replace("  - dedup: { horizon: 1m }", "  - { filter: \"true\", map: \"event\" }");
-    assert!(spec::load(&two_steps).is_err());
+    assert!(yaml::load(&two_steps).is_err());
 }
 
 #[test]
 fn json_integers_are_cel_ints_so_arithmetic_with_literals_works() {
     use serde_json::json;
-    let e = spec::Expr::compile("{'cents': event.amount * 100, 'big': event.n > 1, 'k': key}").unwrap();
+    let e = yaml::Expr::compile("{'cents': event.amount * 100, 'big': event.n > 1, 'k': key}").unwrap();
     let ev = weir_stream::Event::new(Some("alice"), json!({"amount": 12, "n": 18446744073709551615u64}), 0);
     assert_eq!(e.eval(&ev).unwrap(), json!({"cents": 1200, "big": true, "k": "alice"}));
     let neg = weir_stream::Event::new(None, json!({"amount": -3, "n": 2}), 0);
@@ -92,17 +92,17 @@ dead_letters: { topic: dlq }
 checkpoint: { interval: 2s }
 on_sink_error: dead_letter
 "#;
-    assert!(spec::load(kafka).is_ok());
+    assert!(yaml::load(kafka).is_ok());
     let no_window = kafka.replace("window: { tumbling: 1m, aggregate: count }\n", "");
-    assert!(spec::load(&no_window).err().unwrap().message.contains("window"));
+    assert!(yaml::load(&no_window).err().unwrap().message.contains("window"));
     let two_sinks = kafka.replace("table: t }", "table: t, jsonl: x }");
-    assert_eq!(spec::load(&two_sinks).err().unwrap().line, Some(4));
+    assert_eq!(yaml::load(&two_sinks).err().unwrap().line, Some(4));
     let bad_interval = kafka.replace("interval: 2s", "interval: never");
-    assert_eq!(spec::load(&bad_interval).err().unwrap().line, Some(6));
+    assert_eq!(yaml::load(&bad_interval).err().unwrap().line, Some(6));
     let bad_policy = kafka.replace("on_sink_error: dead_letter", "on_sink_error: shrug");
-    assert_eq!(spec::load(&bad_policy).err().unwrap().line, Some(7));
+    assert_eq!(yaml::load(&bad_policy).err().unwrap().line, Some(7));
     let two_sources = kafka.replace("topic: orders } }", "topic: orders }, jsonl: x }");
-    assert!(spec::load(&two_sources).is_err());
+    assert!(yaml::load(&two_sources).is_err());
 }
 
 #[test]
@@ -129,7 +129,7 @@ window: { tumbling: 1m, aggregate: sum, field: qty }
 sink: { sqlite: out.db, table: qty }
 dead_letters: { jsonl: dlq.jsonl }
 "#;
-    let stats = spec::run(spec::load(yaml).unwrap(), dir.path(), &spec::RunOptions::default()).unwrap();
+    let stats = yaml::run(yaml::load(yaml).unwrap(), dir.path(), &yaml::RunOptions::default()).unwrap();
     assert_eq!((stats.events, stats.results, stats.dead_letters), (5, 2, 2));
     let rows: Vec<(String, f64, i64)> =
         query(&dir.path().join("out.db"), "SELECT key, value, count FROM qty ORDER BY key", |r| {
@@ -138,5 +138,5 @@ dead_letters: { jsonl: dlq.jsonl }
     assert_eq!(rows, vec![("x".into(), 7.0, 2), ("y".into(), 1.0, 1)]);
     let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
     assert!(dlq.contains("not a list") && dlq.contains("o4") && dlq.contains("o5"), "{dlq}");
-    assert!(spec::load(&yaml.replace("event.items", "event.items[")).err().unwrap().line == Some(4));
+    assert!(yaml::load(&yaml.replace("event.items", "event.items[")).err().unwrap().line == Some(4));
 }

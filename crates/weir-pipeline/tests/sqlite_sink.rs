@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rusqlite::Connection;
 use serde_json::json;
-use weir_stream::sqlite::SqliteSink;
+use weir_pipeline::sqlite::SqliteSink;
 use weir_stream::{Aggregate, Event, Pipeline, TestDriver, Window, WindowSpec};
 
 #[test]
@@ -72,7 +72,7 @@ fn sink_table_equals_a_sql_group_by_and_replays_do_not_duplicate() {
 
 #[test]
 fn early_updates_never_overwrite_final_rows_and_checkpoints_share_the_transaction() {
-    use weir_stream::sink::{Batch, Sink};
+    use weir_pipeline::sink::{Batch, Sink};
     use weir_stream::WindowResult;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");

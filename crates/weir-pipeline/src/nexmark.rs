@@ -17,15 +17,15 @@
 //! | q8 | new people who opened auctions in the same 10 s window | `WindowJoin` |
 //! | q11 | bids per bidder session (gap 10 s) | session count |
 
-use crate::aggregate::{Accumulator, Aggregate};
-use crate::event::{Event, WindowResult};
-use crate::join::{Side, TableJoin, WindowJoin};
-use crate::pipeline::Pipeline;
-use crate::window::Window;
-use crate::windowed::WindowSpec;
-use crate::StreamError;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use weir_stream::aggregate::{Accumulator, Aggregate};
+use weir_stream::event::{Event, WindowResult};
+use weir_stream::join::{Side, TableJoin, WindowJoin};
+use weir_stream::pipeline::Pipeline;
+use weir_stream::window::Window;
+use weir_stream::StreamError;
+use weir_stream::WindowSpec;
 
 pub const QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q11"];
 
@@ -298,7 +298,7 @@ fn hot_items(results: &[WindowResult], out: &mut Output) {
 }
 
 /// q8: distinct (person, window) among the joined pairs.
-fn new_users(pairs: &[crate::join::Joined], out: &mut Output) {
+fn new_users(pairs: &[weir_stream::Joined], out: &mut Output) {
     let distinct: BTreeSet<(i64, &str, i64)> =
         pairs.iter().map(|j| (int(&j.left, "id"), text(&j.left, "name"), j.window_start_ms)).collect();
     for (id, name, start) in distinct {

@@ -16,11 +16,8 @@
 //! then commit the offsets to the group. Committed offsets never run ahead of a checkpoint; on
 //! assignment a task restores its checkpoint and skips records below its offset.
 
-use crate::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
-use crate::pipeline::{Outputs, Pipeline};
 use crate::sink::{result_json, Batch, CheckpointDir, Sink, SinkError};
-use crate::spec::RunStats;
-use crate::StreamError;
+use crate::yaml::RunStats;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -32,6 +29,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weir_stream::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
+use weir_stream::pipeline::{Outputs, Pipeline};
+use weir_stream::StreamError;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -80,7 +80,7 @@ impl std::str::FromStr for StartFrom {
         match s {
             "earliest" | "beginning" => Ok(StartFrom::Earliest),
             "committed" => Ok(StartFrom::Committed),
-            d => crate::spec::parse_duration_ms(d)
+            d => crate::yaml::parse_duration_ms(d)
                 .map(StartFrom::Ago)
                 .ok_or_else(|| format!("--from {s:?}: use earliest, committed or a duration like 2h")),
         }
@@ -355,7 +355,7 @@ pub fn decode(m: &BorrowedMessage<'_>, source: &KafkaSource) -> Result<Event, Bo
         }
     };
     let key = match &source.key_field {
-        Some(f) => crate::event::key_from_field(&value, f),
+        Some(f) => weir_stream::event::key_from_field(&value, f),
         None => record_key,
     };
     Ok(Event { key, value, timestamp_ms, partition: m.partition(), offset: m.offset() })
@@ -482,7 +482,7 @@ fn sync_tasks(
         let id = format!("{prefix}{p}");
         let next_offset = match sink.load_checkpoint(&id)? {
             Some(bytes) => {
-                let cp = crate::Checkpoint::from_json(&bytes)
+                let cp = weir_stream::Checkpoint::from_json(&bytes)
                     .map_err(|e| RunError::Checkpoint { id: id.clone(), detail: e.to_string() })?;
                 let next = cp.source_offsets.get(&p).copied().unwrap_or(0);
                 pipeline.restore(cp);

@@ -3,9 +3,9 @@
 //! Source lines look like `{"key": "...", "timestamp": 1700000000000, "value": {...}}`, or any
 //! JSON object with the event time in a named field. Malformed lines become dead letters.
 
-use crate::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
+use weir_stream::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
 
 /// How to read events out of JSON lines.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ impl JsonlFormat {
         })?;
         let t =
             v.get(&self.time_field).and_then(Value::as_i64).ok_or_else(|| bad("missing or not an integer".into()))?;
-        let key = crate::event::key_from_field(&v, &self.key_field);
+        let key = weir_stream::event::key_from_field(&v, &self.key_field);
         Ok(Event { key, value: v, timestamp_ms: t, partition: 0, offset })
     }
 

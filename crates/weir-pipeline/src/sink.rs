@@ -8,9 +8,9 @@
 //! Results are upserted by (key, window start): replaying them after a crash overwrites rows
 //! and never duplicates them, and an early (non-final) update never overwrites a final row.
 
-use crate::event::{Event, WindowResult};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use weir_stream::event::{Event, WindowResult};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

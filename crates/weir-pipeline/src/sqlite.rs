@@ -2,9 +2,9 @@
 //! recovery overwrites the row instead of duplicating it. Checkpoints live in the same
 //! database (table `weir_checkpoints`) and are written in the same transaction.
 
-use crate::event::WindowResult;
 use crate::sink::{check_table_name, Batch, Sink};
 use rusqlite::{params, Connection, OptionalExtension};
+use weir_stream::event::WindowResult;
 
 pub use crate::sink::SinkError;
 

@@ -1,0 +1,20 @@
+//! weir-pipeline: runs weir-stream pipelines. Sources: a Kafka topic through a consumer group
+//! (`kafka`, via rdkafka), JSON Lines files (`jsonl`) and the Nexmark generator (`nexmark`).
+//! Sinks (`sink`): Kafka, PostgreSQL, SQLite (upsert by key, checkpoints in the same
+//! transaction), JSON Lines and stdout. The YAML front end (`yaml`, CEL expressions) compiles
+//! specs to weir-stream pipelines.
+//!
+//! Architecture invariant: depends on no broker crate — pipelines reach brokers only through
+//! a Kafka client, so they run against any Kafka cluster.
+
+pub mod jsonl;
+pub mod kafka;
+pub mod metrics;
+pub mod nexmark;
+pub mod postgres;
+pub mod sink;
+pub mod sqlite;
+pub mod yaml;
+
+/// The engine, for callers that build pipelines in Rust.
+pub use weir_stream as engine;
