@@ -7,6 +7,7 @@
 //! Architecture invariant: depends on no broker crate — pipelines reach brokers only through
 //! a Kafka client, so they run against any Kafka cluster.
 
+pub mod expr_check;
 pub mod jsonl;
 pub mod kafka;
 pub mod metrics;
