@@ -16,8 +16,7 @@
 //! copied from it: the answer cannot drift when the crate changes.
 
 use cel::common::ast::{
-    operators as op, CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue,
-    StructExpr,
+    operators as op, CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, StructExpr,
 };
 use cel::ExecutionError;
 
@@ -57,11 +56,7 @@ impl Expect {
 pub fn check(source: &str, vars: &[&str], expect: Expect) -> Result<(), String> {
     let program = cel::Program::compile(source).map_err(|e| e.to_string())?;
     let root = program.expression();
-    let mut checker = Checker {
-        vars,
-        scopes: Vec::new(),
-        macro_vars: Vec::new(),
-    };
+    let mut checker = Checker { vars, scopes: Vec::new(), macro_vars: Vec::new() };
     collect_macro_vars(root, &mut checker.macro_vars);
     let kinds = checker.infer(root)?;
     let want = expect.kinds();
@@ -69,7 +64,7 @@ pub fn check(source: &str, vars: &[&str], expect: Expect) -> Result<(), String> 
         Ok(())
     } else {
         Err(format!(
-            "`{}` has type {} ({}), but the step needs {}",
+            "`{}` has type {} ({}), expected {}",
             render(root),
             kinds.describe(),
             origin(root),
@@ -247,11 +242,8 @@ impl Kinds {
         if self == Kinds::ANY {
             return "any type".to_owned();
         }
-        let names: Vec<&str> = Kinds::NAMES
-            .iter()
-            .filter(|(k, _)| self.intersects(*k))
-            .map(|(_, name)| *name)
-            .collect();
+        let names: Vec<&str> =
+            Kinds::NAMES.iter().filter(|(k, _)| self.intersects(*k)).map(|(_, name)| *name).collect();
         match names.split_last() {
             None => "no type".to_owned(),
             Some((last, [])) => (*last).to_owned(),
@@ -327,9 +319,8 @@ fn apply_rules(rules: &[Rule], left: Kinds, right: Kinds) -> Kinds {
 /// function the crate provides may return anything.
 fn function_result(name: &str) -> Kinds {
     match name {
-        "size" | "getFullYear" | "getMonth" | "getDayOfYear" | "getDayOfMonth" | "getDate"
-        | "getDayOfWeek" | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds"
-        | "int" => Kinds::INT,
+        "size" | "getFullYear" | "getMonth" | "getDayOfYear" | "getDayOfMonth" | "getDate" | "getDayOfWeek"
+        | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds" | "int" => Kinds::INT,
         "uint" => Kinds::UINT,
         "double" => Kinds::DOUBLE,
         "string" => Kinds::STRING,
@@ -378,19 +369,13 @@ fn recognize(c: &ComprehensionExpr) -> Option<Macro<'_>> {
     };
     let appended = appended_element;
     match (&c.accu_init.expr, step.func_name.as_str(), step.args.as_slice()) {
-        (Expr::Literal(LiteralValue::Boolean(b)), op::LOGICAL_OR, [accu, pred])
-            if !*b.inner() && is_accu(accu) =>
-        {
+        (Expr::Literal(LiteralValue::Boolean(b)), op::LOGICAL_OR, [accu, pred]) if !*b.inner() && is_accu(accu) => {
             Some(Macro::Exists(pred))
         }
-        (Expr::Literal(LiteralValue::Boolean(b)), op::LOGICAL_AND, [accu, pred])
-            if *b.inner() && is_accu(accu) =>
-        {
+        (Expr::Literal(LiteralValue::Boolean(b)), op::LOGICAL_AND, [accu, pred]) if *b.inner() && is_accu(accu) => {
             Some(Macro::All(pred))
         }
-        (Expr::Literal(LiteralValue::Int(_)), op::CONDITIONAL, [pred, _, _]) => {
-            Some(Macro::ExistsOne(pred))
-        }
+        (Expr::Literal(LiteralValue::Int(_)), op::CONDITIONAL, [pred, _, _]) => Some(Macro::ExistsOne(pred)),
         (Expr::List(_), op::ADD, _) => appended(&c.loop_step).map(|f| Macro::Map(None, f)),
         (Expr::List(_), op::CONDITIONAL, [pred, then, otherwise]) if is_accu(otherwise) => {
             let element = appended(then)?;
@@ -435,21 +420,17 @@ impl Checker<'_> {
             Expr::Literal(literal) => Ok(literal_kinds(literal)),
             Expr::Ident(name) => self.ident(name),
             Expr::Select(select) => {
-                let segments = qualified_name(e);
+                let segments = if select.test { None } else { qualified_name(e) };
                 if let Some(root) = segments.as_ref().and_then(|s| s.first()) {
-                    if !select.test && !self.in_scope(root) {
-                        // `a.b` may name a type: only an error if it names nothing.
-                        return if probe(&e.expr).is_ok() {
-                            Ok(Kinds::ANY)
-                        } else {
-                            Err(self.unknown_ident(root))
-                        };
+                    // `a.b` may name a type: only an error if neither it nor `a` names anything.
+                    if !self.in_scope(root) && probe(&e.expr).is_ok() {
+                        return Ok(Kinds::ANY);
                     }
                 }
                 let operand = self.infer(&select.operand)?;
                 if !operand.intersects(Kinds::MAP.or(Kinds::OTHER)) {
                     return Err(format!(
-                        "`{}` selects the field `{}` of {}, which has type {} and no fields",
+                        "`{}` selects the field `{}` of `{}`, which has type {} and no fields",
                         render(e),
                         select.field,
                         render(&select.operand),
@@ -509,30 +490,18 @@ impl Checker<'_> {
     fn unknown_ident(&self, name: &str) -> String {
         let mut message = format!(
             "undeclared identifier `{name}`: an expression can read {}",
-            self.vars
-                .iter()
-                .map(|v| format!("`{v}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            self.vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
         );
         if self.macro_vars.iter().any(|v| v == name) {
-            message.push_str(&format!(
-                " (`{name}` is bound only inside the macro that declares it)"
-            ));
+            message.push_str(&format!(" (`{name}` is bound only inside the macro that declares it)"));
         }
         message
     }
 
     fn structure(&mut self, strct: &StructExpr) -> Result<Kinds, String> {
-        let empty = Expr::Struct(StructExpr {
-            type_name: strct.type_name.clone(),
-            entries: Vec::new(),
-        });
+        let empty = Expr::Struct(StructExpr { type_name: strct.type_name.clone(), entries: Vec::new() });
         if let Err(ExecutionError::UnexpectedType { .. }) = probe(&empty) {
-            return Err(format!(
-                "unknown message type `{}`: no struct types are declared",
-                strct.type_name
-            ));
+            return Err(format!("unknown message type `{}`: no struct types are declared", strct.type_name));
         }
         for entry in &strct.entries {
             if let EntryExpr::StructField(field) = &entry.expr {
@@ -599,12 +568,7 @@ impl Checker<'_> {
         if kinds.intersects(Kinds::BOOL) {
             Ok(())
         } else {
-            Err(format!(
-                "{role}, `{}`, has type {} ({}), not bool",
-                render(e),
-                kinds.describe(),
-                origin(e)
-            ))
+            Err(format!("{role}, `{}`, has type {} ({}), not bool", render(e), kinds.describe(), origin(e)))
         }
     }
 
@@ -828,21 +792,14 @@ thread_local! {
 /// Evaluates `expr` in the standard environment with no variables: asks the cel crate itself
 /// whether a name means anything.
 fn probe(expr: &Expr) -> Result<cel::Value, ExecutionError> {
-    let expr = IdedExpr {
-        id: 0,
-        expr: expr.clone(),
-    };
+    let expr = IdedExpr { id: 0, expr: expr.clone() };
     ROOT.with(|ctx| cel::Value::resolve(&expr, ctx))
 }
 
 /// Whether `name(...)` calls a function: with no arguments, a declared function fails on
 /// its overloads, an undeclared one as an undeclared reference to its name.
 fn provides_global(name: &str) -> bool {
-    let call = Expr::Call(CallExpr {
-        func_name: name.to_owned(),
-        target: None,
-        args: Vec::new(),
-    });
+    let call = Expr::Call(CallExpr { func_name: name.to_owned(), target: None, args: Vec::new() });
     !matches!(probe(&call), Err(ExecutionError::UndeclaredReference(n)) if n.as_str() == name)
 }
 
@@ -850,10 +807,7 @@ fn provides_global(name: &str) -> bool {
 fn provides_method(name: &str) -> bool {
     let call = Expr::Call(CallExpr {
         func_name: name.to_owned(),
-        target: Some(Box::new(IdedExpr {
-            id: 0,
-            expr: Expr::Literal(LiteralValue::Null),
-        })),
+        target: Some(Box::new(IdedExpr { id: 0, expr: Expr::Literal(LiteralValue::Null) })),
         args: Vec::new(),
     });
     !matches!(probe(&call), Err(ExecutionError::UndeclaredReference(n)) if n.as_str() == name)
@@ -1050,9 +1004,7 @@ fn write_comprehension(c: &ComprehensionExpr, out: &mut String) {
     out.push_str(&c.iter_var);
     out.push_str(", ");
     match m {
-        Macro::All(pred) | Macro::Exists(pred) | Macro::ExistsOne(pred) | Macro::Filter(pred) => {
-            write_expr(pred, out)
-        }
+        Macro::All(pred) | Macro::Exists(pred) | Macro::ExistsOne(pred) | Macro::Filter(pred) => write_expr(pred, out),
         Macro::Map(pred, f) => {
             if let Some(pred) = pred {
                 write_expr(pred, out);
@@ -1151,11 +1103,7 @@ mod tests {
             ("startsWith(event.s, 'a')", Expect::Any, &["`startsWith()`", "method"]),
             ("[1,2]", Expect::Map, &["list", "map"]),
             ("{'a': 1}", Expect::List, &["map", "list"]),
-            (
-                "event.items.exists(x, x > 2) && x > 1",
-                Expect::Bool,
-                &["`x`", "bound only inside"],
-            ),
+            ("event.items.exists(x, x > 2) && x > 1", Expect::Bool, &["`x`", "bound only inside"]),
             ("event.items.map(i, i.price) == i", Expect::Bool, &["`i`"]),
             ("event.items.exists(x, x + 2)", Expect::Bool, &["predicate of `exists`", "int"]),
             ("event.items.filter(x, 'a')", Expect::List, &["predicate of `filter`", "string"]),
@@ -1175,16 +1123,15 @@ mod tests {
             ("has(event.a) + 1", Expect::Any, &["`+`", "bool and int"]),
             ("{[1]: 2}", Expect::Map, &["map key"]),
             ("'abc'.x", Expect::Any, &["`x`", "string"]),
+            ("int.x", Expect::Any, &["`x`", "`int`", "type"]),
+            ("event.amount + 5", Expect::Map, &["expected map"]),
         ];
         for (source, expect, words) in table {
             let Err(message) = check(source, VARS, *expect) else {
                 panic!("{source} as {expect:?} was accepted");
             };
             for word in *words {
-                assert!(
-                    message.contains(word),
-                    "{source} as {expect:?}: {message:?} does not mention {word:?}"
-                );
+                assert!(message.contains(word), "{source} as {expect:?}: {message:?} does not mention {word:?}");
             }
         }
     }
@@ -1209,15 +1156,37 @@ mod tests {
     #[test]
     fn expr_check_standard_functions_exist() {
         for name in [
-            "size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
-            "timestamp", "duration", "matches",
+            "size",
+            "int",
+            "uint",
+            "double",
+            "string",
+            "bytes",
+            "bool",
+            "type",
+            "dyn",
+            "timestamp",
+            "duration",
+            "matches",
         ] {
             assert!(provides_global(name), "{name}()");
         }
         for name in [
-            "size", "contains", "startsWith", "endsWith", "matches", "getFullYear", "getMonth",
-            "getDayOfYear", "getDayOfMonth", "getDate", "getDayOfWeek", "getHours",
-            "getMinutes", "getSeconds", "getMilliseconds",
+            "size",
+            "contains",
+            "startsWith",
+            "endsWith",
+            "matches",
+            "getFullYear",
+            "getMonth",
+            "getDayOfYear",
+            "getDayOfMonth",
+            "getDate",
+            "getDayOfWeek",
+            "getHours",
+            "getMinutes",
+            "getSeconds",
+            "getMilliseconds",
         ] {
             assert!(provides_method(name), ".{name}()");
         }
@@ -1230,10 +1199,7 @@ mod tests {
     #[test]
     fn expr_check_map_literal_fields() {
         let table: &[(&str, Option<&[&str]>)] = &[
-            (
-                "{'customer': event.customer, 'amount': event.amount * 100}",
-                Some(&["customer", "amount"]),
-            ),
+            ("{'customer': event.customer, 'amount': event.amount * 100}", Some(&["customer", "amount"])),
             ("{}", Some(&[])),
             ("{'a': 1, 'a': 2, 'b': 3}", Some(&["a", "b"])),
             ("{'a': 1, event.k: 2}", None),
