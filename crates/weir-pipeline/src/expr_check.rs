@@ -488,10 +488,14 @@ impl Checker<'_> {
     }
 
     fn unknown_ident(&self, name: &str) -> String {
-        let mut message = format!(
-            "undeclared identifier `{name}`: an expression can read {}",
-            self.vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
-        );
+        let mut message = if self.vars.is_empty() {
+            format!("undeclared identifier `{name}`: no variables are declared")
+        } else {
+            format!(
+                "undeclared identifier `{name}`: an expression can read {}",
+                self.vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+            )
+        };
         if self.macro_vars.iter().any(|v| v == name) {
             message.push_str(&format!(" (`{name}` is bound only inside the macro that declares it)"));
         }
@@ -521,21 +525,23 @@ impl Checker<'_> {
                 range.describe()
             ));
         }
+        let m = recognize(c);
+        // The accumulator starts outside the loop's scope: the iteration variables are not
+        // visible to it.
+        let accu = match m {
+            Some(_) => None,
+            None => Some(self.infer(&c.accu_init)?),
+        };
         let outer = self.scopes.len();
         self.scopes.push((c.iter_var.clone(), Kinds::ANY));
         if let Some(var2) = &c.iter_var2 {
             self.scopes.push((var2.clone(), Kinds::ANY));
         }
-        let result = match recognize(c) {
-            Some(m) => self.standard_macro(&m),
-            None => {
-                let accu = self.infer(&c.accu_init);
-                accu.and_then(|accu| {
-                    self.scopes.push((c.accu_var.clone(), accu));
-                    self.infer(&c.loop_cond)?;
-                    self.infer(&c.loop_step)?;
-                    self.infer(&c.result)
-                })
+        let result = match (m, accu) {
+            (Some(m), _) => self.standard_macro(&m),
+            (None, accu) => {
+                self.scopes.push((c.accu_var.clone(), accu.unwrap_or(Kinds::ANY)));
+                self.infer(&c.loop_cond).and_then(|_| self.infer(&c.loop_step)).and_then(|_| self.infer(&c.result))
             }
         };
         self.scopes.truncate(outer);
