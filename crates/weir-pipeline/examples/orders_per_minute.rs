@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             allowed_lateness_ms: 10_000,
             early_updates: false,
             max_open_windows: 100_000,
+            name: "value".into(),
+            extra: Vec::new(),
         })
         .build()?;
     let mut driver = TestDriver::new(pipeline);

@@ -5,33 +5,30 @@
 //! - a sink that writes window results or events to a topic;
 //! - a dead-letter topic.
 //!
-//! Processing follows Kafka Streams' task model: one pipeline instance (task) per source
-//! partition, with its own window state and watermark. A task's output depends only on its
-//! partition's records, so replays after a crash or a rebalance produce the same results,
-//! and the idempotent sinks end up with the same rows as an uninterrupted run. Aggregating by
-//! a key therefore needs the topic partitioned by that key (as Kafka Streams requires).
+//! - the `Source` and `Exchange` of the runner over Kafka: one consumer group reads the source
+//!   topic and the pipeline's repartition topics (`<pipeline>-<stage>-repartition`); tasks are
+//!   (stage, partition), and what a stage emits is produced to the next stage's topic.
 //!
-//! The loop: poll → process → every checkpoint interval: flush the dead-letter producer, write
-//! results and every task's checkpoint (state + next offset) through the sink in one step,
-//! then commit the offsets to the group. Committed offsets never run ahead of a checkpoint; on
-//! assignment a task restores its checkpoint and skips records below its offset.
+//! Processing follows Kafka Streams' task model: a task's output depends only on its
+//! partition's records, so replays after a crash or a rebalance produce the same results,
+//! and the idempotent sinks end up with the same rows as an uninterrupted run.
 
-use crate::sink::{result_json, Batch, CheckpointDir, Sink, SinkError};
-use crate::yaml::RunStats;
+use crate::runner::{Exchange, Input, Polled, Source, TaskId, Upstream};
+use crate::sink::{result_json, result_json_named, Batch, CheckpointDir, Sink, SinkError};
+use crate::yaml::EventFormat;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use weir_stream::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
-use weir_stream::pipeline::{Outputs, Pipeline};
+use std::time::Duration;
 use weir_stream::StreamError;
+use weir_stream::{DeadLetter, DeadLetterReason, Event, WindowResult};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -72,6 +69,8 @@ pub enum StartFrom {
     Earliest,
     /// Rewind: forget checkpoints, reset the group to the first record at or after now − ms.
     Ago(i64),
+    /// Skip to the end (repartition topics on a rewind: their records are re-derived).
+    End,
 }
 
 impl std::str::FromStr for StartFrom {
@@ -85,35 +84,6 @@ impl std::str::FromStr for StartFrom {
                 .ok_or_else(|| format!("--from {s:?}: use earliest, committed or a duration like 2h")),
         }
     }
-}
-
-/// A topic read through a consumer group.
-#[derive(Debug, Clone)]
-pub struct KafkaSource {
-    pub brokers: String,
-    pub topic: String,
-    pub group: String,
-    /// Extra librdkafka properties (e.g. session.timeout.ms).
-    pub properties: BTreeMap<String, String>,
-    /// JSON field with the event time in ms; none = the record's timestamp.
-    pub time_field: Option<String>,
-    /// JSON field with the key; none = the record's key.
-    pub key_field: Option<String>,
-}
-
-/// How a run behaves.
-pub struct RunConfig {
-    /// Prefix of checkpoint ids (the pipeline's name).
-    pub name: String,
-    pub checkpoint_interval: Duration,
-    pub policy: SinkErrorPolicy,
-    pub from: StartFrom,
-    /// Stop once every assigned partition has been read to its end (bounded runs, benches).
-    pub stop_at_end: bool,
-    /// Set from outside (a signal) to stop after a final checkpoint.
-    pub stop: Arc<AtomicBool>,
-    /// Flush early when this many results are waiting.
-    pub max_pending: usize,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,6 +122,9 @@ impl KafkaProducer {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "60000")
+            // Kafka's default partitioner (null keys to one partition): repartition records of
+            // a key always land in one partition, whichever instance sends them.
+            .set("partitioner", "murmur2")
             .create_with_context(DeliveryCounter { failed: failed.clone() })
             .map_err(|e| SinkError::Kafka(e.to_string()))?;
         Ok(Self { inner, failed, topic: topic.to_owned() })
@@ -166,7 +139,7 @@ impl KafkaProducer {
         self.send_record(BaseRecord::to(&self.topic).key(key))
     }
 
-    fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SinkError> {
+    pub(crate) fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SinkError> {
         loop {
             match self.inner.send(record) {
                 Ok(()) => return Ok(()),
@@ -191,13 +164,15 @@ impl KafkaProducer {
 /// Window results (key `key@window_start`, so a compacted topic keeps one row per window) or
 /// pass-through events (their own key) as JSON to a topic; checkpoints in a directory.
 pub struct KafkaSink {
+    /// Aggregate names of the results.
+    pub names: Vec<String>,
     producer: KafkaProducer,
     checkpoints: CheckpointDir,
 }
 
 impl KafkaSink {
     pub fn new(brokers: &str, topic: &str, checkpoints: CheckpointDir) -> Result<Self, SinkError> {
-        Ok(Self { producer: KafkaProducer::new(brokers, topic)?, checkpoints })
+        Ok(Self { names: Vec::new(), producer: KafkaProducer::new(brokers, topic)?, checkpoints })
     }
 }
 
@@ -208,7 +183,7 @@ impl Sink for KafkaSink {
             if r.retraction {
                 self.producer.send_tombstone(key.as_bytes())?;
             } else {
-                self.producer.send(key.as_bytes(), result_json(r).to_string().as_bytes())?;
+                self.producer.send(key.as_bytes(), result_json_named(r, &self.names).to_string().as_bytes())?;
             }
         }
         for ev in batch.events {
@@ -297,7 +272,7 @@ impl DeadLetterOut {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The source loop
+// The source: a consumer group over the source topic and the repartition topics
 
 struct GroupContext {
     rebalanced: AtomicBool,
@@ -316,229 +291,360 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-struct Task {
-    pipeline: Pipeline,
-    /// Records below this offset are already in the task's state.
-    next_offset: i64,
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Turns a record into an event, or a dead letter when it is not JSON or lacks its time.
-pub fn decode(m: &BorrowedMessage<'_>, source: &KafkaSource) -> Result<Event, Box<DeadLetter>> {
-    let record_ts = m.timestamp().to_millis();
-    let record_key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-    let payload = m.payload().unwrap_or_default();
-    let dead = |reason| {
-        let value = serde_json::Value::String(String::from_utf8_lossy(payload).into_owned());
-        Box::new(DeadLetter {
-            event: Event {
-                key: record_key.clone(),
-                value,
-                timestamp_ms: record_ts.unwrap_or(0),
-                partition: m.partition(),
-                offset: m.offset(),
-            },
-            reason,
-        })
-    };
-    let value: serde_json::Value = serde_json::from_slice(payload)
-        .map_err(|e| dead(DeadLetterReason::Undecodable { detail: format!("not JSON: {e}") }))?;
-    let timestamp_ms = match &source.time_field {
-        Some(f) => value.get(f).and_then(serde_json::Value::as_i64).ok_or_else(|| {
-            dead(DeadLetterReason::BadField { field: f.clone(), detail: "missing or not an integer".into() })
-        })?,
-        None => {
-            record_ts.ok_or_else(|| dead(DeadLetterReason::Undecodable { detail: "record has no timestamp".into() }))?
-        }
-    };
-    let key = match &source.key_field {
-        Some(f) => weir_stream::event::key_from_field(&value, f),
-        None => record_key,
-    };
-    Ok(Event { key, value, timestamp_ms, partition: m.partition(), offset: m.offset() })
+/// Header names of repartition records (docs/repartition-format.md).
+const H_TASK: &str = "weir.task";
+const H_OFFSET: &str = "weir.offset";
+const H_SEQ: &str = "weir.seq";
+const H_TIME: &str = "weir.time";
+const H_WATERMARK: &str = "weir.watermark";
+
+/// What the Kafka source reads: the topic, the group, and how records become events.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    /// Extra librdkafka properties (e.g. session.timeout.ms).
+    pub properties: BTreeMap<String, String>,
+    pub format: EventFormat,
+    /// The pipeline's name: repartition topics are `<name>-<stage>-repartition`.
+    pub name: String,
+    /// Stages of the pipeline (1 = no repartition topic).
+    pub stages: usize,
+    /// Partitions of the repartition topics (default: the source topic's).
+    pub repartition_partitions: Option<i32>,
+    pub from: StartFrom,
+    pub stop_at_end: bool,
 }
 
-/// Runs a pipeline over a topic until `stop` is set (or, with `stop_at_end`, until every
-/// assigned partition is read to its end). `make` builds one pipeline per source partition.
-pub fn run(
-    source: &KafkaSource,
-    make: &dyn Fn() -> Result<Pipeline, String>,
-    sink: &mut dyn Sink,
-    dead: &mut DeadLetterOut,
-    cfg: &RunConfig,
-) -> Result<RunStats, RunError> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &source.brokers)
-        .set("group.id", &source.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", if cfg.stop_at_end { "true" } else { "false" });
-    for (k, v) in &source.properties {
-        config.set(k, v);
-    }
-    let consumer: BaseConsumer<GroupContext> =
-        config.create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })?;
-    let prefix = format!("{}/{}/", cfg.name, source.topic);
-    if cfg.from != StartFrom::Committed {
-        rewind(&consumer, &source.topic, cfg.from)?;
-        sink.clear_checkpoints(&prefix)?;
-    }
-    consumer.subscribe(&[&source.topic])?;
+/// The Kafka side of a run: consumer, repartition producer, topics per stage.
+pub struct KafkaSource {
+    consumer: BaseConsumer<GroupContext>,
+    producer: Option<KafkaProducer>,
+    format: EventFormat,
+    /// Topic per stage: the source, then the repartition topics.
+    topics: Vec<String>,
+    partitions: Vec<i32>,
+    started: bool,
+    /// High watermarks per task, cached between end checks.
+    ends: BTreeMap<TaskId, (i64, i64)>,
+}
 
-    let mut tasks: BTreeMap<i32, Task> = BTreeMap::new();
-    let mut pending = Outputs::default();
-    let mut stats = RunStats::default();
-    let mut eof: BTreeSet<i32> = BTreeSet::new();
-    let mut last_checkpoint = Instant::now();
-    let mut dirty = false;
-    let mut first_event: Option<Instant> = None;
+/// Waits for a future on this thread (rdkafka's admin calls are async; the runner is not).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
     loop {
-        if cfg.stop.load(Ordering::Acquire) {
-            break;
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
         }
-        let polled = consumer.poll(Duration::from_millis(100));
-        if consumer.context().rebalanced.swap(false, Ordering::AcqRel) {
-            sync_tasks(&consumer, &source.topic, &prefix, &mut tasks, sink, make)?;
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+impl KafkaSource {
+    /// Checks the source topic exists, creates missing repartition topics, rewinds if asked,
+    /// and subscribes to every topic of the pipeline.
+    pub fn open(cfg: &KafkaSourceConfig, sink: &mut dyn Sink) -> Result<Self, RunError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", &cfg.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in &cfg.properties {
+            config.set(k, v);
         }
-        match polled {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                eof.insert(p);
+        let consumer: BaseConsumer<GroupContext> =
+            config.create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })?;
+        let source_partitions = partition_count(&consumer, &cfg.topic)?.ok_or_else(|| {
+            RunError::Other(format!(
+                "source topic {:?} does not exist on {} (create it: weir topic create {} --partitions N)",
+                cfg.topic, cfg.brokers, cfg.topic
+            ))
+        })?;
+        let mut topics = vec![cfg.topic.clone()];
+        let mut partitions = vec![source_partitions];
+        let want = cfg.repartition_partitions.unwrap_or(source_partitions);
+        for stage in 1..cfg.stages {
+            let name = format!("{}-{stage}-repartition", cfg.name);
+            let have = match partition_count(&consumer, &name)? {
+                Some(n) => n,
+                None => create_topic(&cfg.brokers, &name, want)?,
+            };
+            if have != want {
+                return Err(RunError::Other(format!(
+                    "repartition topic {name:?} has {have} partitions, the pipeline needs {want}: a different count \
+                     would move keys between partitions. Delete the topic (and rerun with --from earliest), or set \
+                     repartition.partitions: {have}"
+                )));
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error (retrying)"),
-            Some(Ok(m)) => {
-                let p = m.partition();
-                eof.remove(&p);
-                first_event.get_or_insert_with(Instant::now);
-                if let Some(task) = tasks.get_mut(&p) {
-                    if m.offset() >= task.next_offset {
-                        task.next_offset = m.offset() + 1;
-                        stats.events += 1;
-                        crate::metrics::EVENTS.inc();
-                        dirty = true;
-                        match decode(&m, source) {
-                            Ok(ev) => {
-                                let out = task.pipeline.process(ev, now_ms())?;
-                                for d in &out.dead_letters {
-                                    dead.write(&source.topic, d)?;
-                                }
-                                stats.dead_letters += out.dead_letters.len() as u64;
-                                stats.duplicates += out.duplicates;
-                                crate::metrics::DUPLICATES.add(out.duplicates);
-                                stats.results += out.results.len() as u64;
-                                pending.results.extend(out.results);
-                                pending.events.extend(out.events);
-                            }
-                            Err(d) => {
-                                stats.dead_letters += 1;
-                                dead.write(&source.topic, &d)?;
-                            }
-                        }
-                    }
+            topics.push(name);
+            partitions.push(want);
+        }
+        if cfg.from != StartFrom::Committed {
+            for (stage, topic) in topics.iter().enumerate() {
+                // Repartition topics restart from their end: what is in them is derived from
+                // source records that will be read again.
+                let from = if stage == 0 { cfg.from } else { StartFrom::End };
+                rewind(&consumer, topic, from)?;
+                sink.clear_checkpoints(&format!("{}/{topic}/", cfg.name))?;
+            }
+        }
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+        let producer = if cfg.stages > 1 { Some(KafkaProducer::new(&cfg.brokers, &topics[1])?) } else { None };
+        Ok(Self {
+            consumer,
+            producer,
+            format: cfg.format.clone(),
+            topics,
+            partitions,
+            started: false,
+            ends: BTreeMap::new(),
+        })
+    }
+
+    fn stage_of(&self, topic: &str) -> Option<usize> {
+        self.topics.iter().position(|t| t == topic)
+    }
+
+    /// A repartition record: headers say where it came from and what it is.
+    fn decode_repartitioned(&self, m: &BorrowedMessage<'_>) -> Input {
+        let mut task = None;
+        let mut offset = None;
+        let mut seq = None;
+        let mut time = None;
+        let mut watermark = None;
+        if let Some(h) = m.headers() {
+            for header in h.iter() {
+                let v = header.value.unwrap_or_default();
+                match header.key {
+                    H_TASK => task = v.try_into().ok().map(i32::from_be_bytes),
+                    H_OFFSET => offset = v.try_into().ok().map(i64::from_be_bytes),
+                    H_SEQ => seq = v.try_into().ok().map(u32::from_be_bytes),
+                    H_TIME => time = v.try_into().ok().map(i64::from_be_bytes),
+                    H_WATERMARK => watermark = v.try_into().ok().map(i64::from_be_bytes),
+                    _ => {}
                 }
             }
         }
-        let full = pending.results.len() + pending.events.len() >= cfg.max_pending;
-        if dirty && (full || last_checkpoint.elapsed() >= cfg.checkpoint_interval) {
-            checkpoint(&consumer, source, &prefix, &tasks, &mut pending, sink, dead, cfg)?;
-            last_checkpoint = Instant::now();
-            dirty = false;
-        }
-        if cfg.stop_at_end && !tasks.is_empty() && tasks.keys().all(|p| eof.contains(p)) {
-            break;
-        }
-    }
-    if dirty {
-        checkpoint(&consumer, source, &prefix, &tasks, &mut pending, sink, dead, cfg)?;
-    }
-    consumer.unsubscribe();
-    stats.active_ms = first_event.map_or(0, |t| t.elapsed().as_millis() as u64);
-    Ok(stats)
-}
-
-/// Creates tasks for newly assigned partitions (restoring their checkpoints) and drops tasks
-/// of revoked ones (their progress since the last checkpoint is replayed by the new owner).
-fn sync_tasks(
-    consumer: &BaseConsumer<GroupContext>,
-    topic: &str,
-    prefix: &str,
-    tasks: &mut BTreeMap<i32, Task>,
-    sink: &mut dyn Sink,
-    make: &dyn Fn() -> Result<Pipeline, String>,
-) -> Result<(), RunError> {
-    let assigned: BTreeSet<i32> =
-        consumer.assignment()?.elements_for_topic(topic).iter().map(|e| e.partition()).collect();
-    tasks.retain(|p, _| assigned.contains(p));
-    crate::metrics::PARTITIONS.set(assigned.len() as i64);
-    for p in assigned {
-        if tasks.contains_key(&p) {
-            continue;
-        }
-        let mut pipeline = make().map_err(RunError::Other)?;
-        let id = format!("{prefix}{p}");
-        let next_offset = match sink.load_checkpoint(&id)? {
-            Some(bytes) => {
-                let cp = weir_stream::Checkpoint::from_json(&bytes)
-                    .map_err(|e| RunError::Checkpoint { id: id.clone(), detail: e.to_string() })?;
-                let next = cp.source_offsets.get(&p).copied().unwrap_or(0);
-                pipeline.restore(cp);
-                tracing::info!(partition = p, next_offset = next, "restored checkpoint");
-                next
-            }
-            None => 0,
+        let dead = |detail: String| {
+            let value =
+                serde_json::Value::String(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            let event = Event { key: None, value, timestamp_ms: 0, partition: m.partition(), offset: m.offset() };
+            Input::Dead(Box::new(DeadLetter { event, reason: DeadLetterReason::Undecodable { detail } }))
         };
-        tasks.insert(p, Task { pipeline, next_offset });
+        let Some(task) = task else { return dead(format!("repartition record without {H_TASK}")) };
+        if let Some(w) = watermark {
+            return Input::Watermark { upstream: task, watermark_ms: w };
+        }
+        let (Some(offset), Some(seq), Some(time)) = (offset, seq, time) else {
+            return dead("repartition record without its position headers".into());
+        };
+        let value = match serde_json::from_slice(m.payload().unwrap_or_default()) {
+            Ok(v) => v,
+            Err(e) => return dead(format!("not JSON: {e}")),
+        };
+        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        let ev = Event { key, value, timestamp_ms: time, partition: m.partition(), offset: m.offset() };
+        Input::Event(ev, Some(Upstream { task, offset, seq }))
     }
-    Ok(())
+
+    fn decode_source(&self, m: &BorrowedMessage<'_>) -> Input {
+        let record_ts = m.timestamp().to_millis();
+        let record_key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        let payload = m.payload().unwrap_or_default();
+        match serde_json::from_slice(payload) {
+            Ok(value) => match self.format.event(value, record_key, record_ts, m.partition(), m.offset()) {
+                Ok(ev) => Input::Event(ev, None),
+                Err(d) => Input::Dead(d),
+            },
+            Err(e) => {
+                let value = serde_json::Value::String(String::from_utf8_lossy(payload).into_owned());
+                let event = Event {
+                    key: record_key,
+                    value,
+                    timestamp_ms: record_ts.unwrap_or(0),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                };
+                let detail = format!("not JSON: {e}");
+                Input::Dead(Box::new(DeadLetter { event, reason: DeadLetterReason::Undecodable { detail } }))
+            }
+        }
+    }
 }
 
-/// Dead letters durable → results + checkpoints durable (one sink write) → offsets committed.
-#[allow(clippy::too_many_arguments)]
-fn checkpoint(
-    consumer: &BaseConsumer<GroupContext>,
-    source: &KafkaSource,
-    prefix: &str,
-    tasks: &BTreeMap<i32, Task>,
-    pending: &mut Outputs,
-    sink: &mut dyn Sink,
-    dead: &mut DeadLetterOut,
-    cfg: &RunConfig,
-) -> Result<(), RunError> {
-    let started = Instant::now();
-    dead.flush()?;
-    let mut checkpoints = Vec::with_capacity(tasks.len());
-    for (&p, t) in tasks {
-        let cp = t.pipeline.checkpoint(BTreeMap::from([(p, t.next_offset)]));
-        let bytes =
-            cp.to_json().map_err(|e| RunError::Checkpoint { id: format!("{prefix}{p}"), detail: e.to_string() })?;
-        checkpoints.push((format!("{prefix}{p}"), bytes));
+/// Partitions of a topic, None when it does not exist.
+fn partition_count(consumer: &BaseConsumer<GroupContext>, topic: &str) -> Result<Option<i32>, RunError> {
+    let md = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Ok(None);
     }
-    let batch = Batch { results: &pending.results, events: &pending.events, checkpoints: &checkpoints };
-    write_with_policy(sink, &batch, dead, cfg.policy, &cfg.stop)?;
-    crate::metrics::OUTPUTS.add((pending.results.len() + pending.events.len()) as u64);
-    crate::metrics::OPEN_WINDOWS.set(tasks.values().map(|t| t.pipeline.open_windows() as i64).sum());
-    pending.results.clear();
-    pending.events.clear();
-    let mut tpl = TopicPartitionList::new();
-    for (&p, t) in tasks {
-        if t.next_offset > 0 {
-            tpl.add_partition_offset(&source.topic, p, Offset::Offset(t.next_offset))?;
+    Ok(Some(t.partitions().len() as i32))
+}
+
+/// Creates a repartition topic (the broker's default replication); returns its partitions.
+fn create_topic(brokers: &str, name: &str, partitions: i32) -> Result<i32, RunError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+    let results = block_on(admin.create_topics([&topic], &AdminOptions::new().operation_timeout(Some(TIMEOUT))))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => return Err(RunError::Other(format!("creating repartition topic {t:?}: {code}"))),
         }
     }
-    if tpl.count() > 0 {
-        // Offsets are advisory here (the checkpoint is authoritative): a failed commit only
-        // means more records are skipped on the next start.
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::warn!(error = %e, "offset commit failed");
+    tracing::info!(topic = name, partitions, "created repartition topic");
+    Ok(partitions)
+}
+
+impl Source for KafkaSource {
+    fn poll(&mut self, timeout: Duration) -> Result<Polled, RunError> {
+        let m = match self.consumer.poll(timeout) {
+            None => return Ok(Polled::Nothing),
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(Polled::Nothing),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error (retrying)");
+                return Ok(Polled::Nothing);
+            }
+            Some(Ok(m)) => m,
+        };
+        let Some(stage) = self.stage_of(m.topic()) else { return Ok(Polled::Nothing) };
+        let task = TaskId { stage, partition: m.partition() };
+        let input = if stage == 0 { self.decode_source(&m) } else { self.decode_repartitioned(&m) };
+        Ok(Polled::Input { task, offset: m.offset(), input })
+    }
+
+    fn assignment(&mut self) -> Result<Option<Vec<TaskId>>, RunError> {
+        if !self.consumer.context().rebalanced.swap(false, Ordering::AcqRel) {
+            return Ok(None);
+        }
+        self.started = true;
+        let tpl = self.consumer.assignment()?;
+        let tasks = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| self.stage_of(e.topic()).map(|stage| TaskId { stage, partition: e.partition() }))
+            .collect();
+        Ok(Some(tasks))
+    }
+
+    fn partitions(&self, stage: usize) -> i32 {
+        self.partitions.get(stage).copied().unwrap_or(1)
+    }
+
+    fn topic(&self, stage: usize) -> &str {
+        self.topics.get(stage).map_or("", String::as_str)
+    }
+
+    fn bounded(&self) -> bool {
+        false
+    }
+
+    fn commit(&mut self, offsets: &[(TaskId, i64)]) -> Result<(), RunError> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, o) in offsets {
+            tpl.add_partition_offset(&self.topics[t.stage], t.partition, Offset::Offset(*o))?;
+        }
+        if tpl.count() > 0 {
+            // Offsets are advisory here (the checkpoint is authoritative): a failed commit only
+            // means more records are skipped on the next start.
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(error = %e, "offset commit failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn committed(&mut self, task: TaskId) -> Result<Option<i64>, RunError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topics[task.stage], task.partition);
+        let c = self.consumer.committed_offsets(tpl, TIMEOUT)?;
+        Ok(c.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }))
+    }
+
+    fn at_end(&mut self, positions: &BTreeMap<TaskId, i64>) -> Result<bool, RunError> {
+        for (t, &next) in positions {
+            let cached = self.ends.get(t).copied();
+            let (low, high) = match cached {
+                Some((low, high)) if next < high => (low, high),
+                _ => {
+                    let w = self.consumer.fetch_watermarks(&self.topics[t.stage], t.partition, TIMEOUT)?;
+                    self.ends.insert(*t, w);
+                    w
+                }
+            };
+            if next < high && low < high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn exchange(&mut self) -> Option<&mut dyn Exchange> {
+        if self.producer.is_some() {
+            Some(self)
+        } else {
+            None
         }
     }
-    crate::metrics::CHECKPOINTS.inc();
-    crate::metrics::CHECKPOINT_SECONDS.observe(started.elapsed());
-    Ok(())
+}
+
+impl Exchange for KafkaSource {
+    fn send(&mut self, stage: usize, ev: &Event, from: Upstream) -> Result<(), RunError> {
+        let Some(p) = &self.producer else { return Err(RunError::Other("no repartition producer".into())) };
+        let value = serde_json::to_vec(&ev.value).map_err(|e| RunError::Other(e.to_string()))?;
+        let headers = OwnedHeaders::new_with_capacity(4)
+            .insert(Header { key: H_TASK, value: Some(&from.task.to_be_bytes()) })
+            .insert(Header { key: H_OFFSET, value: Some(&from.offset.to_be_bytes()) })
+            .insert(Header { key: H_SEQ, value: Some(&from.seq.to_be_bytes()) })
+            .insert(Header { key: H_TIME, value: Some(&ev.timestamp_ms.to_be_bytes()) });
+        let mut record = BaseRecord::to(&self.topics[stage]).payload(&value[..]).headers(headers);
+        if let Some(k) = &ev.key {
+            record = record.key(k.as_bytes());
+        }
+        p.send_record(record).map_err(Into::into)
+    }
+
+    fn send_watermark(&mut self, stage: usize, upstream: i32, watermark_ms: i64) -> Result<(), RunError> {
+        let Some(p) = &self.producer else { return Err(RunError::Other("no repartition producer".into())) };
+        for partition in 0..self.partitions[stage] {
+            let headers = OwnedHeaders::new_with_capacity(2)
+                .insert(Header { key: H_TASK, value: Some(&upstream.to_be_bytes()) })
+                .insert(Header { key: H_WATERMARK, value: Some(&watermark_ms.to_be_bytes()) });
+            let record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&self.topics[stage]).partition(partition).payload(&[][..]).headers(headers);
+            p.send_record(record)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        match &self.producer {
+            Some(p) => p.flush().map_err(Into::into),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Writes a batch according to the error policy. Checkpoints are never skipped: if only they
@@ -603,6 +709,12 @@ fn rewind(consumer: &BaseConsumer<GroupContext>, topic: &str, from: StartFrom) -
     let mut tpl = TopicPartitionList::new();
     match from {
         StartFrom::Committed => return Ok(()),
+        StartFrom::End => {
+            for &p in &partitions {
+                let (_, high) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
+                tpl.add_partition_offset(topic, p, Offset::Offset(high))?;
+            }
+        }
         StartFrom::Earliest => {
             for &p in &partitions {
                 let (low, _) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;

@@ -13,7 +13,9 @@ pub mod kafka;
 pub mod metrics;
 pub mod nexmark;
 pub mod postgres;
+pub mod runner;
 pub mod sink;
+pub mod source;
 pub mod sqlite;
 pub mod yaml;
 

@@ -66,6 +66,11 @@ pub fn to_event(e: &nexmark::event::Event, offset: i64) -> Event {
     Event { key: None, value, timestamp_ms: t as i64, partition: 0, offset }
 }
 
+/// A generated event as the `nexmark` crate serializes it: `{"Bid": {...}}` and so on.
+pub fn to_crate_json(e: &nexmark::event::Event) -> Value {
+    serde_json::to_value(e).unwrap_or(Value::Null)
+}
+
 /// A JSON event read back from a topic (time from `date_time`).
 pub fn from_json(value: Value, offset: i64) -> Option<Event> {
     let t = value.get("date_time")?.as_i64()?;
@@ -112,6 +117,8 @@ fn window(window: Window, aggregate: Aggregate, field: Option<&str>) -> WindowSp
         allowed_lateness_ms: 0,
         early_updates: false,
         max_open_windows: 10_000_000,
+        name: "value".into(),
+        extra: Vec::new(),
     }
 }
 

@@ -9,6 +9,8 @@ use postgres::{Client, NoTls, Statement};
 pub struct PostgresSink {
     conninfo: String,
     table: String,
+    /// Aggregate columns, in result order (`value` for single-aggregate windows).
+    columns: Vec<String>,
     conn: Option<Conn>,
 }
 
@@ -26,8 +28,15 @@ impl PostgresSink {
     /// Connects (with a 10 s connect timeout unless the conninfo sets one) and creates the
     /// tables.
     pub fn open(conninfo: &str, table: &str) -> Result<Self, SinkError> {
+        Self::open_with(conninfo, table, &["value".to_owned()])
+    }
+
+    /// With one aggregate column per name (the window's aggregates, in order).
+    pub fn open_with(conninfo: &str, table: &str, columns: &[String]) -> Result<Self, SinkError> {
         check_table_name(table)?;
-        let mut s = Self { conninfo: conninfo.to_owned(), table: table.to_owned(), conn: None };
+        crate::sink::check_columns(columns)?;
+        let mut s =
+            Self { conninfo: conninfo.to_owned(), table: table.to_owned(), columns: columns.to_vec(), conn: None };
         s.conn()?;
         Ok(s)
     }
@@ -48,23 +57,29 @@ impl PostgresSink {
         }
         let mut client = config.connect(NoTls)?;
         let t = &self.table;
+        // NULL for an empty min/max/avg.
+        let value_columns: String = self.columns.iter().map(|c| format!("{c} DOUBLE PRECISION, ")).collect();
+        let names: String = self.columns.iter().map(|c| format!("{c}, ")).collect();
+        let arrays: String = (0..self.columns.len()).map(|i| format!("${}::float8[], ", i + 4)).collect();
+        let sets: String = self.columns.iter().map(|c| format!("{c} = EXCLUDED.{c}, ")).collect();
+        let (c, f) = (self.columns.len() + 4, self.columns.len() + 5);
         // The lock makes concurrent instances' CREATE TABLE IF NOT EXISTS safe (they race
         // on the catalog otherwise).
         client.batch_execute(&format!(
             "BEGIN; SELECT pg_advisory_xact_lock(7010656);
              CREATE TABLE IF NOT EXISTS {t} (
                  key TEXT NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL,
-                 value DOUBLE PRECISION NOT NULL, count BIGINT NOT NULL, final BOOLEAN NOT NULL DEFAULT true,
+                 {value_columns} count BIGINT NOT NULL, final BOOLEAN NOT NULL DEFAULT true,
                  PRIMARY KEY (key, window_start));
              CREATE TABLE IF NOT EXISTS weir_checkpoints (id TEXT PRIMARY KEY, data BYTEA NOT NULL,
                  updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
              COMMIT;"
         ))?;
         let upsert = client.prepare(&format!(
-            "INSERT INTO {t} (key, window_start, window_end, value, count, final)
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::bigint[], $6::bool[])
+            "INSERT INTO {t} (key, window_start, window_end, {names}count, final)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], {arrays}${c}::bigint[], ${f}::bool[])
              ON CONFLICT (key, window_start) DO UPDATE SET window_end = EXCLUDED.window_end,
-             value = EXCLUDED.value, count = EXCLUDED.count, final = EXCLUDED.final
+             {sets}count = EXCLUDED.count, final = EXCLUDED.final
              WHERE NOT {t}.final OR EXCLUDED.final"
         ))?;
         let checkpoint = client.prepare(
@@ -84,6 +99,7 @@ impl Sink for PostgresSink {
         if !batch.events.is_empty() {
             return Err(SinkError::NeedsWindow);
         }
+        let columns = self.columns.len();
         let result = (|| -> Result<(), SinkError> {
             let Conn { client, upsert, retract, checkpoint } = self.conn()?;
             let mut tx = client.transaction()?;
@@ -109,10 +125,15 @@ impl Sink for PostgresSink {
                 let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();
                 let starts: Vec<i64> = chunk.iter().map(|r| r.window_start_ms).collect();
                 let ends: Vec<i64> = chunk.iter().map(|r| r.window_end_ms).collect();
-                let values: Vec<f64> = chunk.iter().map(|r| r.value).collect();
+                let values: Vec<Vec<Option<f64>>> =
+                    (0..columns).map(|i| chunk.iter().map(|r| crate::sink::aggregate_value(r, i)).collect()).collect();
                 let counts: Vec<i64> = chunk.iter().map(|r| r.count as i64).collect();
                 let finals: Vec<bool> = chunk.iter().map(|r| r.is_final).collect();
-                tx.execute(&*upsert, &[&keys, &starts, &ends, &values, &counts, &finals])?;
+                let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&keys, &starts, &ends];
+                params.extend(values.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)));
+                params.push(&counts);
+                params.push(&finals);
+                tx.execute(&*upsert, &params)?;
             }
             for (id, data) in batch.checkpoints {
                 tx.execute(&*checkpoint, &[id, data])?;

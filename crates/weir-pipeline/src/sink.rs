@@ -25,6 +25,8 @@ pub enum SinkError {
     Kafka(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("invalid aggregate column name {0:?}: use letters, digits and _, and not key, window_start, window_end, count or final")]
+    ColumnName(String),
     #[error("this sink stores window results; the pipeline has no window")]
     NeedsWindow,
 }
@@ -62,6 +64,23 @@ pub(crate) fn check_table_name(table: &str) -> Result<(), SinkError> {
         return Err(SinkError::TableName(table.to_owned()));
     }
     Ok(())
+}
+
+/// Aggregate column names: like table names, and none of the fixed columns.
+pub(crate) fn check_columns(columns: &[String]) -> Result<(), SinkError> {
+    for c in columns {
+        check_table_name(c).map_err(|_| SinkError::ColumnName(c.clone()))?;
+        if ["key", "window_start", "window_end", "count", "final"].contains(&c.as_str()) {
+            return Err(SinkError::ColumnName(c.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Aggregate `i` of a result (0 = the primary one); None for an empty min/max/avg (NaN).
+pub(crate) fn aggregate_value(r: &WindowResult, i: usize) -> Option<f64> {
+    let v = if i == 0 { Some(r.value) } else { r.extra.get(i - 1).copied() };
+    v.filter(|v| !v.is_nan())
 }
 
 /// Checkpoints as files in a directory: one file per id, replaced atomically (write, fsync,
@@ -138,11 +157,27 @@ pub(crate) fn open_output(path: &Path, truncate: bool) -> Result<std::fs::File, 
 
 /// The JSON line written for a window result.
 pub fn result_json(r: &WindowResult) -> serde_json::Value {
+    result_json_named(r, &[])
+}
+
+/// The JSON line for a window result whose aggregates have these names (none: `value`).
+pub fn result_json_named(r: &WindowResult, names: &[String]) -> serde_json::Value {
     if r.retraction {
         return serde_json::json!({"key": r.key, "window_start": r.window_start_ms, "retract": true});
     }
-    serde_json::json!({"key": r.key, "window_start": r.window_start_ms, "window_end": r.window_end_ms,
-                       "value": r.value, "count": r.count, "final": r.is_final})
+    let mut m = serde_json::Map::new();
+    m.insert("key".into(), r.key.clone().into());
+    m.insert("window_start".into(), r.window_start_ms.into());
+    m.insert("window_end".into(), r.window_end_ms.into());
+    if names.is_empty() {
+        m.insert("value".into(), serde_json::json!(r.value));
+    }
+    for (i, name) in names.iter().enumerate() {
+        m.insert(name.clone(), aggregate_value(r, i).map_or(serde_json::Value::Null, weir_stream::event::number));
+    }
+    m.insert("count".into(), r.count.into());
+    m.insert("final".into(), r.is_final.into());
+    serde_json::Value::Object(m)
 }
 
 /// The JSON line written for a pass-through event.
@@ -152,6 +187,8 @@ pub fn event_json(ev: &Event) -> serde_json::Value {
 
 /// JSON Lines to a file (appended, fsynced on every write) or to stdout; checkpoints in a dir.
 pub struct JsonlSink {
+    /// Aggregate names of the results.
+    pub names: Vec<String>,
     out: Box<dyn Write + Send>,
     file: Option<std::fs::File>,
     path: PathBuf,
@@ -163,11 +200,23 @@ impl JsonlSink {
     pub fn file(path: &Path, checkpoints: CheckpointDir, truncate: bool) -> Result<Self, SinkError> {
         let f = open_output(path, truncate)?;
         let clone = f.try_clone().map_err(|source| SinkError::Io { path: path.to_owned(), source })?;
-        Ok(Self { out: Box::new(std::io::BufWriter::new(f)), file: Some(clone), path: path.to_owned(), checkpoints })
+        Ok(Self {
+            names: Vec::new(),
+            out: Box::new(std::io::BufWriter::new(f)),
+            file: Some(clone),
+            path: path.to_owned(),
+            checkpoints,
+        })
     }
 
     pub fn stdout(checkpoints: CheckpointDir) -> Self {
-        Self { out: Box::new(std::io::stdout()), file: None, path: PathBuf::from("stdout"), checkpoints }
+        Self {
+            names: Vec::new(),
+            out: Box::new(std::io::stdout()),
+            file: None,
+            path: PathBuf::from("stdout"),
+            checkpoints,
+        }
     }
 }
 
@@ -176,7 +225,7 @@ impl Sink for JsonlSink {
         let io = |source| SinkError::Io { path: self.path.clone(), source };
         (|| -> std::io::Result<()> {
             for r in batch.results {
-                writeln!(self.out, "{}", result_json(r))?;
+                writeln!(self.out, "{}", result_json_named(r, &self.names))?;
             }
             for ev in batch.events {
                 writeln!(self.out, "{}", event_json(ev))?;

@@ -12,31 +12,43 @@ pub struct SqliteSink {
     conn: Connection,
     upsert: String,
     retract: String,
+    columns: usize,
 }
 
 impl SqliteSink {
     /// Opens (creating) the database, the results table and the checkpoint table.
     pub fn open(path: &std::path::Path, table: &str) -> Result<Self, SinkError> {
+        Self::open_with(path, table, &["value".to_owned()])
+    }
+
+    /// With one aggregate column per name (the window's aggregates, in order).
+    pub fn open_with(path: &std::path::Path, table: &str, columns: &[String]) -> Result<Self, SinkError> {
         check_table_name(table)?;
+        crate::sink::check_columns(columns)?;
+        let value_columns: String = columns.iter().map(|c| format!("{c} REAL, ")).collect();
+        let names: String = columns.iter().map(|c| format!("{c}, ")).collect();
+        let marks: String = (0..columns.len()).map(|i| format!("?{}, ", i + 4)).collect();
+        let sets: String = columns.iter().map(|c| format!("{c} = excluded.{c}, ")).collect();
+        let (c, f) = (columns.len() + 4, columns.len() + 5);
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL;
              CREATE TABLE IF NOT EXISTS {table} (
                  key TEXT NOT NULL, window_start INTEGER NOT NULL, window_end INTEGER NOT NULL,
-                 value REAL NOT NULL, count INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 1,
+                 {value_columns}count INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 1,
                  PRIMARY KEY (key, window_start));
              CREATE TABLE IF NOT EXISTS weir_checkpoints (id TEXT PRIMARY KEY, data BLOB NOT NULL);"
         ))?;
         // An early update never overwrites a final row (a replay may re-send early updates).
         let upsert = format!(
-            "INSERT INTO {table} (key, window_start, window_end, value, count, final) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO {table} (key, window_start, window_end, {names}count, final) VALUES (?1, ?2, ?3, {marks}?{c}, ?{f})
              ON CONFLICT (key, window_start) DO UPDATE SET window_end = excluded.window_end,
-             value = excluded.value, count = excluded.count, final = excluded.final
+             {sets}count = excluded.count, final = excluded.final
              WHERE NOT {table}.final OR excluded.final"
         );
         let retract = format!("DELETE FROM {table} WHERE key = ?1 AND window_start = ?2 AND NOT final");
-        Ok(Self { conn, upsert, retract })
+        Ok(Self { conn, upsert, retract, columns: columns.len() })
     }
 
     /// Writes results in one transaction; returns once they are committed.
@@ -58,14 +70,14 @@ impl Sink for SqliteSink {
                 if r.retraction {
                     retract.execute(params![r.key, r.window_start_ms])?;
                 } else {
-                    stmt.execute(params![
-                        r.key,
-                        r.window_start_ms,
-                        r.window_end_ms,
-                        r.value,
-                        r.count as i64,
-                        r.is_final
-                    ])?;
+                    let values: Vec<Option<f64>> =
+                        (0..self.columns).map(|i| crate::sink::aggregate_value(r, i)).collect();
+                    let mut p: Vec<&dyn rusqlite::ToSql> = vec![&r.key, &r.window_start_ms, &r.window_end_ms];
+                    p.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
+                    let count = r.count as i64;
+                    p.push(&count);
+                    p.push(&r.is_final);
+                    stmt.execute(&p[..])?;
                 }
             }
             let mut cp = tx.prepare_cached(

@@ -1,31 +1,41 @@
-//! YAML pipeline specs with CEL expressions (filter, map, key_by), e.g.
+//! The YAML front end: pipeline specs with CEL expressions, compiled to a weir-stream
+//! pipeline. A spec is a chain of steps; windows are steps too, and their results are events
+//! for the steps after them, so stages chain (steps → window → steps → window …):
 //!
 //! ```yaml
-//! name: paid-order-sums
-//! source: { jsonl: orders.jsonl, time_field: timestamp, key_field: customer }
+//! name: hot-auctions
+//! source: { jsonl: bids.jsonl, time: "event.Bid.date_time" }
+//! out_of_orderness: 1s
 //! steps:
-//!   - filter: "event.status == 'paid'"
-//!   - map: "{'customer': event.customer, 'amount': event.amount * 100}"
-//!   - key_by: "event.customer"
-//!   - dedup: { horizon: 10m }
-//! window: { tumbling: 1m, aggregate: sum, field: amount, allowed_lateness: 30s, out_of_orderness: 5s }
-//! sink: { sqlite: out.db, table: sums }
-//! dead_letters: { jsonl: late.jsonl }
+//!   - filter: "has(event.Bid)"
+//!   - map: "{'auction': event.Bid.auction, 'price': event.Bid.price}"
+//!   - key_by: "event.auction"
+//!   - window: { sliding: { size: 10s, slide: 2s }, aggregates: [ { bids: count }, { top: "max(price)" } ] }
+//!   - key_by: "string(event.window_start)"
+//!   - window: { tumbling: 2s, top_n: { n: 1, by: bids } }
+//! sink: { jsonl: hot.jsonl }
 //! ```
 //!
 //! Inside expressions the event's JSON value is `event`, its key `key` and its time `ts`.
 //! Validation compiles every expression and reports errors with the line they are on.
+//!
+//! Partitioning: a stateful step (dedup, window) must see every event of a key. Where the key
+//! may be spread over several source partitions — after a `key_by`, or at the first stateful
+//! step over a Kafka topic not declared `partitioned_by_key` — the compiler inserts a shuffle:
+//! the runner sends the events through a repartition topic keyed by the new key.
 
-use crate::jsonl::JsonlFormat;
-use crate::kafka::{DeadLetterOut, KafkaSource, RunConfig, SinkErrorPolicy, StartFrom};
-use crate::sink::{Batch, CheckpointDir, JsonlSink, Sink};
+use crate::kafka::{DeadLetterOut, KafkaSource, KafkaSourceConfig, SinkErrorPolicy, StartFrom};
+pub use crate::runner::RunStats;
+use crate::runner::{RunConfig, Source};
+use crate::sink::{CheckpointDir, JsonlSink, Sink};
+use crate::source::{JsonlSource, NexmarkSource};
 use serde::Deserialize;
 use std::sync::Arc;
 use weir_stream::aggregate::Aggregate;
 use weir_stream::event::Event;
 use weir_stream::pipeline::{Pipeline, PipelineBuilder};
 use weir_stream::window::Window;
-use weir_stream::WindowSpec;
+use weir_stream::{NamedAggregate, TopNSpec, WindowSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,7 +44,12 @@ pub struct Spec {
     pub source: SourceSpec,
     #[serde(default)]
     pub steps: Vec<StepSpec>,
+    /// A last window step (the form of single-window specs).
     pub window: Option<WindowYaml>,
+    /// Watermark = max event time seen per source partition minus this (default 0).
+    pub out_of_orderness: Option<String>,
+    /// A source partition silent this long stops holding the watermark back (default 60s).
+    pub idle_timeout: Option<String>,
     pub sink: SinkSpec,
     pub dead_letters: Option<DeadLetterSpec>,
     #[serde(default)]
@@ -42,20 +57,105 @@ pub struct Spec {
     /// `retry` (default: wait with backoff) or `dead_letter` (skip what the sink refuses).
     #[serde(default)]
     pub on_sink_error: SinkErrorPolicy,
+    #[serde(default)]
+    pub repartition: RepartitionSpec,
+}
+
+/// Repartition topics (`<pipeline>-<stage>-repartition`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepartitionSpec {
+    /// Partitions of each repartition topic; default: the source topic's.
+    pub partitions: Option<i32>,
+}
+
+/// Where events come from, and how a record becomes an event.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "RawSource")]
+pub struct SourceSpec {
+    pub kind: SourceKind,
+    pub time: TimeFrom,
+    pub key: KeyFrom,
+}
+
+#[derive(Debug)]
+pub enum SourceKind {
+    /// A JSON Lines file (a bounded input).
+    Jsonl(String),
+    /// A topic read through a consumer group.
+    Kafka(KafkaSourceYaml),
+    /// The Nexmark generator (bounded), events as the `nexmark` crate serializes them.
+    Nexmark(NexmarkYaml),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourceSpec {
-    /// A JSON Lines file (a bounded input).
-    pub jsonl: Option<String>,
-    /// A topic read through a consumer group.
-    pub kafka: Option<KafkaSourceYaml>,
-    /// Field with the event time in ms. Default: `timestamp` for JSON Lines, the record's
-    /// timestamp for Kafka.
-    pub time_field: Option<String>,
-    /// Field with the key. Default: `key` for JSON Lines, the record's key for Kafka.
-    pub key_field: Option<String>,
+struct RawSource {
+    jsonl: Option<String>,
+    kafka: Option<KafkaSourceYaml>,
+    nexmark: Option<NexmarkYaml>,
+    /// Top-level field with the event time in ms.
+    time_field: Option<String>,
+    /// Top-level field with the key.
+    key_field: Option<String>,
+    /// Expression for the event time in ms (e.g. `event.Bid.date_time`).
+    time: Option<String>,
+    /// Expression for the key (e.g. `event.customer`).
+    key: Option<String>,
+}
+
+/// How an event's time is found.
+#[derive(Debug, Clone)]
+pub enum TimeFrom {
+    /// The Kafka record's timestamp.
+    RecordTimestamp,
+    /// A field path in the event (`time_field`); missing is an error.
+    Field(Vec<String>),
+    Expr(Expr),
+}
+
+/// How an event's key is found.
+#[derive(Debug, Clone)]
+pub enum KeyFrom {
+    /// The Kafka record's key.
+    RecordKey,
+    /// A field path in the event (`key_field`); missing means no key.
+    Field(Vec<String>),
+    Expr(Expr),
+}
+
+impl TryFrom<RawSource> for SourceSpec {
+    type Error = String;
+    fn try_from(r: RawSource) -> Result<Self, String> {
+        let kind = match (r.jsonl, r.kafka, r.nexmark) {
+            (Some(p), None, None) => SourceKind::Jsonl(p),
+            (None, Some(k), None) => SourceKind::Kafka(k),
+            (None, None, Some(n)) => SourceKind::Nexmark(n),
+            _ => return Err("source needs exactly one of jsonl, kafka, nexmark".into()),
+        };
+        let path = |f: String| vec![f];
+        let compile = |what: &str, src: String| Expr::compile(&src).map_err(|e| format!("source {what} {src:?}: {e}"));
+        let bounded = !matches!(kind, SourceKind::Kafka(_));
+        let time = match (r.time_field, r.time) {
+            (Some(_), Some(_)) => return Err("source: use time_field or time, not both".into()),
+            (Some(f), None) => TimeFrom::Field(path(f)),
+            (None, Some(e)) => TimeFrom::Expr(compile("time", e)?),
+            (None, None) if matches!(kind, SourceKind::Nexmark(_)) => TimeFrom::Expr(compile(
+                "time",
+                "has(event.Bid) ? event.Bid.date_time : has(event.Auction) ? event.Auction.date_time : event.Person.date_time".into(),
+            )?),
+            (None, None) if bounded => TimeFrom::Field(path("timestamp".into())),
+            (None, None) => TimeFrom::RecordTimestamp,
+        };
+        let key = match (r.key_field, r.key) {
+            (Some(_), Some(_)) => return Err("source: use key_field or key, not both".into()),
+            (Some(f), None) => KeyFrom::Field(path(f)),
+            (None, Some(e)) => KeyFrom::Expr(compile("key", e)?),
+            (None, None) if bounded => KeyFrom::Field(path("key".into())),
+            (None, None) => KeyFrom::RecordKey,
+        };
+        Ok(SourceSpec { kind, time, key })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,9 +165,28 @@ pub struct KafkaSourceYaml {
     pub topic: String,
     /// Consumer group; default: the pipeline's name.
     pub group: Option<String>,
+    /// Every producer of the topic partitions by the record key with one partitioner, so all
+    /// records of a key are in one partition: stateful steps keyed by the record key then need
+    /// no repartition topic. Default false (a shuffle is inserted, which is always correct).
+    #[serde(default)]
+    pub partitioned_by_key: bool,
     /// Extra librdkafka consumer properties.
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NexmarkYaml {
+    /// Events to generate.
+    pub events: u64,
+    /// Events per second of event time (Nexmark's default 10,000).
+    #[serde(default = "default_rate")]
+    pub rate: usize,
+}
+
+fn default_rate() -> usize {
+    10_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,16 +209,49 @@ fn default_interval() -> String {
     "5s".into()
 }
 
-/// One step: exactly one of its fields is set (`- filter: "..."`).
+/// One step (`- filter: "..."`, `- window: {...}`): exactly one kind.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "RawStep")]
+pub enum StepSpec {
+    Filter(String),
+    Map(String),
+    /// A CEL expression returning a list: each element becomes an event (same key and time).
+    FlatMap(String),
+    KeyBy(String),
+    Dedup(DedupSpec),
+    Window(WindowYaml),
+}
+
+/// A step as written: a one-key map (serde_norway reads enums only from YAML tags).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StepSpec {
-    pub filter: Option<String>,
-    pub map: Option<String>,
-    /// A CEL expression returning a list: each element becomes an event (same key and time).
-    pub flat_map: Option<String>,
-    pub key_by: Option<String>,
-    pub dedup: Option<DedupSpec>,
+struct RawStep {
+    filter: Option<String>,
+    map: Option<String>,
+    flat_map: Option<String>,
+    key_by: Option<String>,
+    dedup: Option<DedupSpec>,
+    window: Option<WindowYaml>,
+}
+
+impl TryFrom<RawStep> for StepSpec {
+    type Error = String;
+    fn try_from(r: RawStep) -> Result<Self, String> {
+        let mut kinds = [
+            r.filter.map(StepSpec::Filter),
+            r.map.map(StepSpec::Map),
+            r.flat_map.map(StepSpec::FlatMap),
+            r.key_by.map(StepSpec::KeyBy),
+            r.dedup.map(StepSpec::Dedup),
+            r.window.map(StepSpec::Window),
+        ]
+        .into_iter()
+        .flatten();
+        match (kinds.next(), kinds.next()) {
+            (Some(step), None) => Ok(step),
+            _ => Err("each step needs exactly one of filter, map, flat_map, key_by, dedup, window".into()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,22 +266,69 @@ fn default_max_keys() -> usize {
     1_000_000
 }
 
+/// A window step: its shape, what it computes, and its lateness.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "RawWindow")]
+pub struct WindowYaml {
+    pub window: Window,
+    pub output: WindowOutput,
+    pub allowed_lateness_ms: i64,
+    /// The spec-wide out-of-orderness, given here (the form of single-window specs).
+    pub out_of_orderness_ms: Option<i64>,
+    pub early_updates: bool,
+    pub max_open_windows: usize,
+}
+
+/// What a window computes.
+#[derive(Debug)]
+pub enum WindowOutput {
+    /// Named aggregates (the first is the primary one).
+    Aggregates(Vec<(String, Aggregate, Option<String>)>),
+    /// The N best events per key and window, ties kept.
+    TopN { n: usize, by: String, descending: bool },
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WindowYaml {
-    pub tumbling: Option<String>,
-    pub sliding: Option<SlidingYaml>,
-    pub session: Option<String>,
-    pub aggregate: String,
-    pub field: Option<String>,
+struct RawWindow {
+    tumbling: Option<String>,
+    sliding: Option<SlidingYaml>,
+    session: Option<String>,
+    /// One aggregate, output as `value`.
+    aggregate: Option<String>,
+    field: Option<String>,
+    /// Several named aggregates: `[ { bids: count }, { top: "max(price)" } ]`.
+    aggregates: Option<Vec<std::collections::BTreeMap<String, String>>>,
+    top_n: Option<TopNYaml>,
+    allowed_lateness: Option<String>,
+    out_of_orderness: Option<String>,
     #[serde(default)]
-    pub allowed_lateness: Option<String>,
-    #[serde(default)]
-    pub out_of_orderness: Option<String>,
-    #[serde(default)]
-    pub early_updates: bool,
+    early_updates: bool,
     #[serde(default = "default_max_windows")]
-    pub max_open_windows: usize,
+    max_open_windows: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopNYaml {
+    #[serde(default = "one")]
+    n: usize,
+    by: String,
+    /// `desc` (default: the highest first) or `asc`.
+    #[serde(default)]
+    order: Order,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Order {
+    #[default]
+    Desc,
+    Asc,
 }
 
 fn default_max_windows() -> usize {
@@ -141,6 +340,100 @@ fn default_max_windows() -> usize {
 pub struct SlidingYaml {
     pub size: String,
     pub slide: String,
+}
+
+fn duration(s: &str) -> Result<i64, String> {
+    parse_duration_ms(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 30s, 5m)"))
+}
+
+fn aggregate_named(name: &str) -> Result<Aggregate, String> {
+    Ok(match name {
+        "count" => Aggregate::Count,
+        "sum" => Aggregate::Sum,
+        "min" => Aggregate::Min,
+        "max" => Aggregate::Max,
+        "avg" => Aggregate::Avg,
+        "count_distinct" => Aggregate::CountDistinct,
+        other => return Err(format!("unknown aggregate {other:?} (count, sum, min, max, avg, count_distinct)")),
+    })
+}
+
+/// `count`, or `sum(field)`, `max(field)`, …
+fn aggregate_call(text: &str) -> Result<(Aggregate, Option<String>), String> {
+    let text = text.trim();
+    match text.split_once('(') {
+        None => {
+            let a = aggregate_named(text)?;
+            if a.needs_field() {
+                return Err(format!("aggregate {text} needs a field: {text}(field)"));
+            }
+            Ok((a, None))
+        }
+        Some((name, rest)) => {
+            let field = rest.strip_suffix(')').ok_or_else(|| format!("{text:?}: expected name(field)"))?.trim();
+            let a = aggregate_named(name.trim())?;
+            let field = (!field.is_empty()).then(|| field.to_owned());
+            if a.needs_field() && field.is_none() {
+                return Err(format!("aggregate {name} needs a field: {name}(field)"));
+            }
+            Ok((a, field))
+        }
+    }
+}
+
+impl TryFrom<RawWindow> for WindowYaml {
+    type Error = String;
+    fn try_from(w: RawWindow) -> Result<Self, String> {
+        let window = match (&w.tumbling, &w.sliding, &w.session) {
+            (Some(t), None, None) => Window::Tumbling { size_ms: duration(t)? },
+            (None, Some(s), None) => Window::Sliding { size_ms: duration(&s.size)?, slide_ms: duration(&s.slide)? },
+            (None, None, Some(g)) => Window::Session { gap_ms: duration(g)? },
+            _ => return Err("window needs exactly one of tumbling, sliding, session".into()),
+        };
+        window.validate().map_err(str::to_owned)?;
+        let output = match (w.aggregate, w.aggregates, w.top_n) {
+            (Some(a), None, None) => {
+                let a = aggregate_named(&a)?;
+                if a.needs_field() && w.field.is_none() {
+                    return Err("this aggregate needs a field".into());
+                }
+                WindowOutput::Aggregates(vec![("value".into(), a, w.field)])
+            }
+            (None, Some(list), None) if w.field.is_none() => {
+                let mut out = Vec::new();
+                for entry in list {
+                    let mut it = entry.into_iter();
+                    let (Some((name, call)), None) = (it.next(), it.next()) else {
+                        return Err("each entry of aggregates is one `name: aggregate(field)`".into());
+                    };
+                    if out.iter().any(|(n, _, _)| *n == name) {
+                        return Err(format!("aggregate name {name:?} is used twice"));
+                    }
+                    let (a, field) = aggregate_call(&call)?;
+                    out.push((name, a, field));
+                }
+                if out.is_empty() {
+                    return Err("aggregates is empty".into());
+                }
+                WindowOutput::Aggregates(out)
+            }
+            (None, None, Some(t)) if w.field.is_none() => {
+                WindowOutput::TopN { n: t.n, by: t.by, descending: matches!(t.order, Order::Desc) }
+            }
+            _ => return Err("window needs exactly one of aggregate (with field), aggregates, top_n".into()),
+        };
+        if matches!(output, WindowOutput::TopN { .. }) && w.early_updates {
+            return Err("top_n has no early updates".into());
+        }
+        Ok(WindowYaml {
+            window,
+            output,
+            allowed_lateness_ms: w.allowed_lateness.as_deref().map(duration).transpose()?.unwrap_or(0),
+            out_of_orderness_ms: w.out_of_orderness.as_deref().map(duration).transpose()?,
+            early_updates: w.early_updates,
+            max_open_windows: w.max_open_windows,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +474,19 @@ pub struct SpecError {
     pub message: String,
 }
 
+/// The line an error message is about: the first line holding something it quotes, else
+/// the section it names.
+fn locate(text: &str, message: &str) -> Option<usize> {
+    let quoted = message.split('"').skip(1).step_by(2).find(|q| !q.is_empty());
+    if let Some(line) = quoted.and_then(|q| line_of(text, q)) {
+        return Some(line);
+    }
+    ["window", "step", "source", "sink", "dead_letters", "aggregate", "top_n"]
+        .iter()
+        .find(|w| message.contains(*w))
+        .and_then(|w| line_of(text, &format!("{w}")))
+}
+
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
@@ -206,6 +512,8 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
 pub struct Expr {
     source: String,
     program: Arc<cel::Program>,
+    /// `event.a.b`: read by a JSON lookup instead of a CEL evaluation.
+    path: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -217,11 +525,24 @@ impl std::fmt::Debug for Expr {
 impl Expr {
     pub fn compile(source: &str) -> Result<Self, String> {
         let program = cel::Program::compile(source).map_err(|e| e.to_string())?;
-        Ok(Self { source: source.to_owned(), program: Arc::new(program) })
+        Ok(Self { source: source.to_owned(), program: Arc::new(program), path: event_path(source) })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The value of a plain `event.a.b` expression, borrowed (None: not a plain path).
+    pub fn lookup<'e>(&self, ev: &'e Event) -> Option<Result<&'e serde_json::Value, String>> {
+        let path = self.path.as_ref()?;
+        Some(lookup(&ev.value, path).ok_or_else(|| format!("no such key: {}", self.source)))
     }
 
     /// Evaluates against an event; errors (missing fields, wrong types) come back as text.
     pub fn eval(&self, ev: &Event) -> Result<serde_json::Value, String> {
+        if let Some(v) = self.lookup(ev) {
+            return v.cloned();
+        }
         thread_local! {
             // Building CEL's standard library is far dearer than evaluating an expression:
             // one root context per thread, a cheap child scope per event.
@@ -236,6 +557,25 @@ impl Expr {
             v.json().map_err(|e| e.to_string())
         })
     }
+}
+
+/// `event.a.b` as the path `[a, b]`.
+fn event_path(source: &str) -> Option<Vec<String>> {
+    let rest = source.trim().strip_prefix("event.")?;
+    let ident = |s: &str| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let parts: Vec<String> = rest.split('.').map(str::to_owned).collect();
+    parts.iter().all(|p| ident(p)).then_some(parts)
+}
+
+/// The value at a field path of a JSON object.
+pub fn lookup<'v>(mut v: &'v serde_json::Value, path: &[String]) -> Option<&'v serde_json::Value> {
+    for p in path {
+        v = v.get(p)?;
+    }
+    Some(v)
 }
 
 /// JSON to CEL, with every integer that fits in i64 as `int` (CEL's default integer type), so
@@ -261,45 +601,156 @@ fn json_to_cel(v: &serde_json::Value) -> cel::Value {
     }
 }
 
-/// A validated spec: the pipeline plus where to read and write.
+/// A validated spec, ready to build pipelines (one per task) from.
 pub struct Compiled {
     pub spec: Spec,
     text: String,
-    pub pipeline: Pipeline,
+    /// Stages (shuffles + 1) of the compiled pipeline.
+    pub stages: usize,
+    /// The output names of the last window, when the pipeline ends in an aggregating window
+    /// (database sinks' columns); None when it outputs events.
+    pub result_names: Option<Vec<String>>,
 }
 
 impl Compiled {
-    /// Another pipeline from the same (already validated) spec: one per source partition.
+    /// A fresh pipeline from the (already validated) spec.
     pub fn new_pipeline(&self) -> Result<Pipeline, String> {
         self.spec.build_pipeline(&self.text).map_err(|e| e.to_string())
+    }
+
+    /// How records of the source become events.
+    pub fn format(&self) -> EventFormat {
+        EventFormat { time: self.spec.source.time.clone(), key: self.spec.source.key.clone() }
+    }
+}
+
+/// How a decoded JSON value becomes an event: its time and its key.
+#[derive(Debug, Clone)]
+pub struct EventFormat {
+    pub time: TimeFrom,
+    pub key: KeyFrom,
+}
+
+impl EventFormat {
+    /// The event for a JSON value read at (partition, offset), with the record's key and
+    /// timestamp when the source has them; a dead letter when its time cannot be found.
+    pub fn event(
+        &self,
+        value: serde_json::Value,
+        record_key: Option<String>,
+        record_ts: Option<i64>,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Event, Box<weir_stream::DeadLetter>> {
+        use weir_stream::{DeadLetter, DeadLetterReason};
+        let mut ev = Event { key: record_key, value, timestamp_ms: record_ts.unwrap_or(0), partition, offset };
+        let dead = |ev: Event, reason| Box::new(DeadLetter { event: ev, reason });
+        let as_time = |v: &serde_json::Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
+        match &self.time {
+            TimeFrom::RecordTimestamp if record_ts.is_none() => {
+                let detail = "record has no timestamp".into();
+                return Err(dead(ev, DeadLetterReason::Undecodable { detail }));
+            }
+            TimeFrom::RecordTimestamp => {}
+            TimeFrom::Field(path) => match lookup(&ev.value, path).and_then(as_time) {
+                Some(t) => ev.timestamp_ms = t,
+                None => {
+                    let reason = DeadLetterReason::BadField {
+                        field: path.join("."),
+                        detail: "missing or not an integer".into(),
+                    };
+                    return Err(dead(ev, reason));
+                }
+            },
+            TimeFrom::Expr(e) => {
+                let t = match e.lookup(&ev) {
+                    Some(r) => r.map(as_time),
+                    None => e.eval(&ev).map(|v| as_time(&v)),
+                };
+                match t {
+                    Ok(Some(t)) => ev.timestamp_ms = t,
+                    Ok(None) => {
+                        let reason =
+                            DeadLetterReason::BadField { field: e.source.clone(), detail: "not an integer".into() };
+                        return Err(dead(ev, reason));
+                    }
+                    Err(detail) => return Err(dead(ev, DeadLetterReason::Expression { detail })),
+                }
+            }
+        }
+        match &self.key {
+            KeyFrom::RecordKey => {}
+            KeyFrom::Field(path) => ev.key = lookup(&ev.value, path).and_then(key_text),
+            KeyFrom::Expr(e) => {
+                let k = match e.lookup(&ev) {
+                    Some(r) => r.map(key_text),
+                    None => e.eval(&ev).map(|v| key_text(&v)),
+                };
+                match k {
+                    Ok(k) => ev.key = k,
+                    Err(detail) => return Err(dead(ev, DeadLetterReason::Expression { detail })),
+                }
+            }
+        }
+        Ok(ev)
+    }
+}
+
+/// A key from a JSON value: a string as it is, null as no key, anything else as its JSON text.
+pub fn key_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
     }
 }
 
 impl Spec {
     /// Parses and validates YAML text; every error names its line.
     pub fn parse(text: &str) -> Result<Spec, SpecError> {
-        serde_norway::from_str(text)
-            .map_err(|e| SpecError { line: e.location().map(|l| l.line()), message: e.to_string() })
+        serde_norway::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            let line = match e.location().map(|l| l.line()) {
+                // Errors of our own checks while deserializing (a bad duration, two kinds
+                // in one step) carry no position: find what they quote.
+                None | Some(1) => locate(text, &message).or(e.location().map(|l| l.line())),
+                line => line,
+            };
+            SpecError { line, message }
+        })
     }
 
-    /// Validates the whole spec and compiles its expressions and window into a pipeline.
+    /// The steps with the legacy top-level window as the last one.
+    fn all_steps(&self) -> impl Iterator<Item = StepRef<'_>> {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                StepSpec::Window(w) => StepRef::Window(w),
+                other => StepRef::Step(other),
+            })
+            .chain(self.window.iter().map(StepRef::Window))
+    }
+
+    /// Validates the whole spec and compiles its expressions and windows into a pipeline.
     pub fn compile(self, text: &str) -> Result<Compiled, SpecError> {
         let err = |needle: &str, message: String| SpecError { line: line_of(text, needle), message };
-        let pipeline = self.build_pipeline(text)?;
-        let src = &self.source;
-        if src.jsonl.is_some() == src.kafka.is_some() {
-            return Err(err("source:", "source needs exactly one of jsonl, kafka".into()));
+        if self.steps.iter().any(|s| matches!(s, StepSpec::Window(_))) && self.window.is_some() {
+            return Err(err("window:", "put the window in steps or at the top level, not both".into()));
         }
+        let pipeline = self.build_pipeline(text)?;
         let sink = &self.sink;
         let kinds =
             [sink.sqlite.is_some(), sink.postgres.is_some(), sink.jsonl.is_some(), sink.kafka.is_some(), sink.stdout];
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(err("sink:", "sink needs exactly one of sqlite, postgres, jsonl, kafka, stdout".into()));
         }
-        if (sink.sqlite.is_some() || sink.postgres.is_some()) && self.window.is_none() {
-            return Err(err("sink:", "database sinks store window results: add a window".into()));
+        if (sink.sqlite.is_some() || sink.postgres.is_some()) && !pipeline.emits_results() {
+            return Err(err(
+                "sink:",
+                "database sinks store window results: end the pipeline with an aggregating window".into(),
+            ));
         }
-        let brokers = src.kafka.as_ref().map(|k| k.brokers.clone());
+        let brokers = self.kafka_brokers();
         if let Some(k) = &sink.kafka {
             if k.brokers.is_none() && brokers.is_none() {
                 return Err(err("kafka:", "the kafka sink needs brokers (the source is not kafka)".into()));
@@ -313,48 +764,73 @@ impl Spec {
                 return Err(err("dead_letters:", "a dead-letter topic needs brokers (the source is not kafka)".into()));
             }
         }
+        if let Some(p) = self.repartition.partitions {
+            if !(1..=10_000).contains(&p) {
+                return Err(err("partitions:", format!("repartition partitions {p} must be 1..=10000")));
+            }
+        }
         let interval = &self.checkpoint.interval;
         if parse_duration_ms(interval).is_none_or(|ms| ms <= 0) {
             return Err(err("interval:", format!("checkpoint interval {interval:?} is not a positive duration")));
         }
-        Ok(Compiled { spec: self, text: text.to_owned(), pipeline })
+        let stages = pipeline.stages();
+        let result_names = pipeline.result_names();
+        Ok(Compiled { spec: self, text: text.to_owned(), stages, result_names })
+    }
+
+    /// The Kafka source's brokers, if the source is Kafka.
+    fn kafka_brokers(&self) -> Option<&str> {
+        match &self.source.kind {
+            SourceKind::Kafka(k) => Some(k.brokers.as_str()),
+            _ => None,
+        }
     }
 
     /// Brokers for a sink or dead-letter topic: its own, else the Kafka source's (validation
     /// makes sure one exists).
     fn brokers<'a>(&'a self, own: Option<&'a str>) -> &'a str {
-        own.or(self.source.kafka.as_ref().map(|k| k.brokers.as_str())).unwrap_or_default()
+        own.or(self.kafka_brokers()).unwrap_or_default()
     }
 
-    /// Compiles expressions and windows into a pipeline.
+    /// Compiles expressions and windows into a pipeline, with a shuffle wherever a stateful
+    /// step could otherwise see a key spread over several partitions.
     fn build_pipeline(&self, text: &str) -> Result<Pipeline, SpecError> {
         let err = |needle: &str, message: String| SpecError { line: line_of(text, needle), message };
+        let dur =
+            |s: &str| parse_duration_ms(s).ok_or_else(|| err(s, format!("{s:?} is not a duration (e.g. 30s, 5m)")));
         let mut b: PipelineBuilder = Pipeline::builder();
-        for step in &self.steps {
-            let set = [
-                step.filter.is_some(),
-                step.map.is_some(),
-                step.flat_map.is_some(),
-                step.key_by.is_some(),
-                step.dedup.is_some(),
-            ];
-            if set.iter().filter(|x| **x).count() != 1 {
-                return Err(err(
-                    "steps:",
-                    "each step needs exactly one of filter, map, flat_map, key_by, dedup".into(),
-                ));
+        let mut out_of_orderness = self.out_of_orderness.as_deref().map(dur).transpose()?;
+        if let Some(i) = &self.idle_timeout {
+            b = b.idle_timeout(dur(i)?);
+        }
+        // Whether all events of a key are in one partition at this point of the chain.
+        let mut partitioned = match &self.source.kind {
+            SourceKind::Kafka(k) => k.partitioned_by_key && matches!(self.source.key, KeyFrom::RecordKey),
+            // One partition: in one process, shuffles cost nothing.
+            _ => false,
+        };
+        for step in self.all_steps() {
+            let stateful = matches!(step, StepRef::Window(_) | StepRef::Step(StepSpec::Dedup(_)));
+            if stateful && !partitioned {
+                b = b.shuffle();
+                partitioned = true;
             }
             b = match step {
-                StepSpec { filter: Some(src), .. } => {
-                    let e = Expr::compile(src).map_err(|m| err(src, format!("filter {src:?}: {m}")))?;
+                StepRef::Step(StepSpec::Filter(src)) => {
+                    let e = compile_expr(text, "filter", src)?;
                     // A failure (missing field, wrong type) dead-letters the event.
-                    b.try_filter(move |ev| match e.eval(ev)? {
-                        serde_json::Value::Bool(keep) => Ok(keep),
-                        other => Err(format!("filter returned {other}, not a bool")),
+                    b.try_filter(move |ev| match e.lookup(ev) {
+                        Some(Ok(serde_json::Value::Bool(keep))) => Ok(*keep),
+                        Some(Ok(other)) => Err(format!("filter returned {other}, not a bool")),
+                        Some(Err(e)) => Err(e),
+                        None => match e.eval(ev)? {
+                            serde_json::Value::Bool(keep) => Ok(keep),
+                            other => Err(format!("filter returned {other}, not a bool")),
+                        },
                     })
                 }
-                StepSpec { map: Some(src), .. } => {
-                    let e = Expr::compile(src).map_err(|m| err(src, format!("map {src:?}: {m}")))?;
+                StepRef::Step(StepSpec::Map(src)) => {
+                    let e = compile_expr(text, "map", src)?;
                     b.try_map(move |mut ev| match e.eval(&ev) {
                         Ok(v) => {
                             ev.value = v;
@@ -363,8 +839,8 @@ impl Spec {
                         Err(detail) => Err((ev, detail)),
                     })
                 }
-                StepSpec { flat_map: Some(src), .. } => {
-                    let e = Expr::compile(src).map_err(|m| err(src, format!("flat_map {src:?}: {m}")))?;
+                StepRef::Step(StepSpec::FlatMap(src)) => {
+                    let e = compile_expr(text, "flat_map", src)?;
                     b.try_flat_map(move |ev, out| match e.eval(&ev) {
                         Ok(serde_json::Value::Array(items)) => {
                             out.extend(items.into_iter().map(|value| Event { value, key: ev.key.clone(), ..ev }));
@@ -374,65 +850,72 @@ impl Spec {
                         Err(detail) => Err((ev, detail)),
                     })
                 }
-                StepSpec { key_by: Some(src), .. } => {
-                    let e = Expr::compile(src).map_err(|m| err(src, format!("key_by {src:?}: {m}")))?;
-                    b.try_map(move |mut ev| match e.eval(&ev) {
-                        Ok(serde_json::Value::String(s)) => {
-                            ev.key = Some(s);
-                            Ok(ev)
-                        }
-                        Ok(serde_json::Value::Null) => {
-                            ev.key = None;
-                            Ok(ev)
-                        }
-                        Ok(other) => {
-                            ev.key = Some(other.to_string());
-                            Ok(ev)
-                        }
-                        Err(detail) => Err((ev, detail)),
+                StepRef::Step(StepSpec::KeyBy(src)) => {
+                    let e = compile_expr(text, "key_by", src)?;
+                    partitioned = false;
+                    b.try_key_by(move |ev| match e.lookup(ev) {
+                        Some(r) => r.map(key_text),
+                        None => e.eval(ev).map(|v| key_text(&v)),
                     })
                 }
-                StepSpec { dedup: Some(DedupSpec { horizon, max_keys }), .. } => {
+                StepRef::Step(StepSpec::Dedup(DedupSpec { horizon, max_keys })) => {
                     let h = parse_duration_ms(horizon)
                         .ok_or_else(|| err(horizon, format!("dedup horizon {horizon:?} is not a duration")))?;
                     b.dedup(h, *max_keys)
                 }
-                _ => unreachable!("exactly one field is set, checked above"),
+                StepRef::Step(StepSpec::Window(_)) => unreachable!("windows are StepRef::Window"),
+                StepRef::Window(w) => {
+                    if let Some(o) = w.out_of_orderness_ms {
+                        out_of_orderness = Some(o);
+                    }
+                    match &w.output {
+                        WindowOutput::Aggregates(aggs) => {
+                            let (name, aggregate, field) = aggs[0].clone();
+                            let extra = aggs[1..]
+                                .iter()
+                                .map(|(name, aggregate, field)| NamedAggregate {
+                                    name: name.clone(),
+                                    aggregate: *aggregate,
+                                    field: field.clone(),
+                                })
+                                .collect();
+                            b.window(WindowSpec {
+                                window: w.window,
+                                aggregate,
+                                field,
+                                allowed_lateness_ms: w.allowed_lateness_ms,
+                                early_updates: w.early_updates,
+                                max_open_windows: w.max_open_windows,
+                                name,
+                                extra,
+                            })
+                        }
+                        WindowOutput::TopN { n, by, descending } => b.top_n(TopNSpec {
+                            window: w.window,
+                            by: by.clone(),
+                            n: *n,
+                            descending: *descending,
+                            allowed_lateness_ms: w.allowed_lateness_ms,
+                            max_rows: w.max_open_windows,
+                        }),
+                    }
+                }
             };
         }
-        if let Some(w) = &self.window {
-            let dur =
-                |s: &str| parse_duration_ms(s).ok_or_else(|| err(s, format!("{s:?} is not a duration (e.g. 30s, 5m)")));
-            let window = match (&w.tumbling, &w.sliding, &w.session) {
-                (Some(t), None, None) => Window::Tumbling { size_ms: dur(t)? },
-                (None, Some(s), None) => Window::Sliding { size_ms: dur(&s.size)?, slide_ms: dur(&s.slide)? },
-                (None, None, Some(g)) => Window::Session { gap_ms: dur(g)? },
-                _ => return Err(err("window:", "window needs exactly one of tumbling, sliding, session".into())),
-            };
-            let aggregate = match w.aggregate.as_str() {
-                "count" => Aggregate::Count,
-                "sum" => Aggregate::Sum,
-                "min" => Aggregate::Min,
-                "max" => Aggregate::Max,
-                "avg" => Aggregate::Avg,
-                "count_distinct" => Aggregate::CountDistinct,
-                other => return Err(err(&format!("aggregate: {other}"), format!("unknown aggregate {other:?}"))),
-            };
-            if let Some(o) = &w.out_of_orderness {
-                b = b.out_of_orderness(dur(o)?);
-            }
-            let lateness = w.allowed_lateness.as_deref().map(dur).transpose()?.unwrap_or(0);
-            b = b.window(WindowSpec {
-                window,
-                aggregate,
-                field: w.field.clone(),
-                allowed_lateness_ms: lateness,
-                early_updates: w.early_updates,
-                max_open_windows: w.max_open_windows,
-            });
+        if let Some(o) = out_of_orderness {
+            b = b.out_of_orderness(o);
         }
-        b.build().map_err(|e| err("window:", e.to_string()))
+        b.build().map_err(|e| err("window", e.to_string()))
     }
+}
+
+enum StepRef<'a> {
+    Step(&'a StepSpec),
+    Window(&'a WindowYaml),
+}
+
+fn compile_expr(text: &str, what: &str, src: &str) -> Result<Expr, SpecError> {
+    Expr::compile(src).map_err(|m| SpecError { line: line_of(text, src), message: format!("{what} {src:?}: {m}") })
 }
 
 /// Parses and compiles in one step.
@@ -440,15 +923,58 @@ pub fn load(text: &str) -> Result<Compiled, SpecError> {
     Spec::parse(text)?.compile(text)
 }
 
-/// What a run did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RunStats {
-    pub events: u64,
-    pub results: u64,
-    pub dead_letters: u64,
-    pub duplicates: u64,
-    /// Milliseconds from the first event read to the end (excludes joining the group).
-    pub active_ms: u64,
+fn io_err(what: &str, e: &dyn std::fmt::Display) -> SpecError {
+    SpecError { line: None, message: format!("{what}: {e}") }
+}
+
+/// Opens the spec's sink; relative paths are resolved against `base`.
+pub fn open_sink(spec: &Spec, base: &std::path::Path, names: &[String]) -> Result<Box<dyn Sink>, SpecError> {
+    let dir = base.join(spec.checkpoint.dir.as_deref().unwrap_or(".weir-checkpoints"));
+    let checkpoints = || CheckpointDir::open(&dir).map_err(|e| io_err("checkpoints", &e));
+    let table = spec.sink.table.as_deref().unwrap_or("results");
+    let s = &spec.sink;
+    // Single-aggregate results keep their `value` form.
+    let json_names = if names == ["value"] { Vec::new() } else { names.to_vec() };
+    Ok(if let Some(db) = &s.sqlite {
+        Box::new(
+            crate::sqlite::SqliteSink::open_with(&base.join(db), table, names)
+                .map_err(|e| io_err("sqlite sink", &e))?,
+        )
+    } else if let Some(conninfo) = &s.postgres {
+        Box::new(
+            crate::postgres::PostgresSink::open_with(conninfo, table, names)
+                .map_err(|e| io_err("postgres sink", &e))?,
+        )
+    } else if let Some(k) = &s.kafka {
+        let brokers = spec.brokers(k.brokers.as_deref());
+        let mut sink =
+            crate::kafka::KafkaSink::new(brokers, &k.topic, checkpoints()?).map_err(|e| io_err("kafka sink", &e))?;
+        sink.names = json_names;
+        Box::new(sink)
+    } else if let Some(p) = &s.jsonl {
+        // A JSON Lines source is read whole on every run: its output file starts empty.
+        let truncate = spec.bounded();
+        let mut sink =
+            JsonlSink::file(&base.join(p), checkpoints()?, truncate).map_err(|e| io_err("jsonl sink", &e))?;
+        sink.names = json_names;
+        Box::new(sink)
+    } else {
+        let mut sink = JsonlSink::stdout(checkpoints()?);
+        sink.names = json_names;
+        Box::new(sink)
+    })
+}
+
+/// Opens the spec's dead-letter output (stderr when none is set).
+pub fn open_dead_letters(spec: &Spec, base: &std::path::Path) -> Result<DeadLetterOut, SpecError> {
+    let Some(d) = &spec.dead_letters else { return Ok(DeadLetterOut::Stderr) };
+    if let Some(topic) = &d.topic {
+        let brokers = spec.brokers(d.brokers.as_deref());
+        let p = crate::kafka::KafkaProducer::new(brokers, topic).map_err(|e| io_err("dead-letter topic", &e))?;
+        return Ok(DeadLetterOut::Topic(p));
+    }
+    let path = base.join(d.jsonl.as_deref().unwrap_or_default());
+    DeadLetterOut::file(&path, spec.bounded()).map_err(|e| io_err("dead letters", &e))
 }
 
 /// How `run` reads a Kafka source.
@@ -465,104 +991,62 @@ impl Default for RunOptions {
     }
 }
 
-fn io_err(what: &str, e: &dyn std::fmt::Display) -> SpecError {
-    SpecError { line: None, message: format!("{what}: {e}") }
-}
-
-/// Opens the spec's sink; relative paths are resolved against `base`.
-pub fn open_sink(spec: &Spec, base: &std::path::Path) -> Result<Box<dyn Sink>, SpecError> {
-    let dir = base.join(spec.checkpoint.dir.as_deref().unwrap_or(".weir-checkpoints"));
-    let checkpoints = || CheckpointDir::open(&dir).map_err(|e| io_err("checkpoints", &e));
-    let table = spec.sink.table.as_deref().unwrap_or("results");
-    let s = &spec.sink;
-    Ok(if let Some(db) = &s.sqlite {
-        Box::new(crate::sqlite::SqliteSink::open(&base.join(db), table).map_err(|e| io_err("sqlite sink", &e))?)
-    } else if let Some(conninfo) = &s.postgres {
-        Box::new(crate::postgres::PostgresSink::open(conninfo, table).map_err(|e| io_err("postgres sink", &e))?)
-    } else if let Some(k) = &s.kafka {
-        let brokers = spec.brokers(k.brokers.as_deref());
-        Box::new(crate::kafka::KafkaSink::new(brokers, &k.topic, checkpoints()?).map_err(|e| io_err("kafka sink", &e))?)
-    } else if let Some(p) = &s.jsonl {
-        // A JSON Lines source is read whole on every run: its output file starts empty.
-        let truncate = spec.source.jsonl.is_some();
-        Box::new(JsonlSink::file(&base.join(p), checkpoints()?, truncate).map_err(|e| io_err("jsonl sink", &e))?)
-    } else {
-        Box::new(JsonlSink::stdout(checkpoints()?))
-    })
-}
-
-/// Opens the spec's dead-letter output (stderr when none is set).
-pub fn open_dead_letters(spec: &Spec, base: &std::path::Path) -> Result<DeadLetterOut, SpecError> {
-    let Some(d) = &spec.dead_letters else { return Ok(DeadLetterOut::Stderr) };
-    if let Some(topic) = &d.topic {
-        let brokers = spec.brokers(d.brokers.as_deref());
-        let p = crate::kafka::KafkaProducer::new(brokers, topic).map_err(|e| io_err("dead-letter topic", &e))?;
-        return Ok(DeadLetterOut::Topic(p));
+impl Spec {
+    /// A file or generator: read whole on every run.
+    pub fn bounded(&self) -> bool {
+        !matches!(self.source.kind, SourceKind::Kafka(_))
     }
-    let path = base.join(d.jsonl.as_deref().unwrap_or_default());
-    DeadLetterOut::file(&path, spec.source.jsonl.is_some()).map_err(|e| io_err("dead letters", &e))
 }
 
-/// Runs a compiled spec: a JSON Lines source to its end (closing every window), a Kafka
-/// source until stopped (or to its end with `stop_at_end`). Relative paths are resolved
-/// against `base`.
+/// Runs a compiled spec: a bounded source to its end (closing every window), a Kafka source
+/// until stopped (or to its end with `stop_at_end`). Relative paths are resolved against
+/// `base`.
 pub fn run(compiled: Compiled, base: &std::path::Path, opts: &RunOptions) -> Result<RunStats, SpecError> {
-    let mut sink = open_sink(&compiled.spec, base)?;
+    let names = compiled.result_names.clone().unwrap_or_else(|| vec!["value".into()]);
+    let mut sink = open_sink(&compiled.spec, base, &names)?;
     let mut dead = open_dead_letters(&compiled.spec, base)?;
     let spec = &compiled.spec;
-    if let Some(k) = &spec.source.kafka {
-        let source = KafkaSource {
-            brokers: k.brokers.clone(),
-            topic: k.topic.clone(),
-            group: k.group.clone().unwrap_or_else(|| spec.name.clone()),
-            properties: k.properties.clone(),
-            time_field: spec.source.time_field.clone(),
-            key_field: spec.source.key_field.clone(),
-        };
-        let cfg = RunConfig {
-            name: spec.name.clone(),
-            checkpoint_interval: std::time::Duration::from_millis(
-                parse_duration_ms(&spec.checkpoint.interval).unwrap_or(5000).max(1) as u64,
-            ),
-            policy: spec.on_sink_error,
-            from: opts.from,
-            stop_at_end: opts.stop_at_end,
-            stop: opts.stop.clone(),
-            max_pending: 100_000,
-        };
-        let make = || compiled.new_pipeline();
-        return crate::kafka::run(&source, &make, sink.as_mut(), &mut dead, &cfg).map_err(|e| io_err("pipeline", &e));
-    }
-    let jsonl = spec.source.jsonl.as_deref().unwrap_or_default();
-    let format = JsonlFormat {
-        time_field: spec.source.time_field.clone().unwrap_or_else(|| "timestamp".into()),
-        key_field: spec.source.key_field.clone().unwrap_or_else(|| "key".into()),
+    let cfg = RunConfig {
+        name: spec.name.clone(),
+        checkpoint_interval: std::time::Duration::from_millis(
+            parse_duration_ms(&spec.checkpoint.interval).unwrap_or(5000).max(1) as u64,
+        ),
+        policy: spec.on_sink_error,
+        stop_at_end: opts.stop_at_end,
+        stop: opts.stop.clone(),
+        max_pending: 100_000,
     };
-    let input = std::fs::File::open(base.join(jsonl)).map_err(|e| io_err(jsonl, &e))?;
-    let mut driver = weir_stream::TestDriver::new(compiled.pipeline);
-    let mut stats = RunStats::default();
-    for parsed in format.read_all(std::io::BufReader::new(input)).map_err(|e| io_err("reading the source", &e))? {
-        stats.events += 1;
-        match parsed {
-            Ok(ev) => driver.push(ev).map_err(|e| io_err("pipeline", &e))?,
-            Err(d) => {
-                stats.dead_letters += 1;
-                dead.write(jsonl, &d).map_err(|e| io_err("dead letters", &e))?;
-            }
+    let make = || compiled.new_pipeline();
+    let run = |source: &mut dyn Source, sink: &mut dyn Sink, dead: &mut DeadLetterOut| {
+        crate::runner::run(&make, compiled.stages, source, sink, dead, &cfg).map_err(|e| io_err("pipeline", &e))
+    };
+    let stats = match &spec.source.kind {
+        SourceKind::Kafka(k) => {
+            let kcfg = KafkaSourceConfig {
+                brokers: k.brokers.clone(),
+                topic: k.topic.clone(),
+                group: k.group.clone().unwrap_or_else(|| spec.name.clone()),
+                properties: k.properties.clone(),
+                format: compiled.format(),
+                name: spec.name.clone(),
+                stages: compiled.stages,
+                repartition_partitions: spec.repartition.partitions,
+                from: opts.from,
+                stop_at_end: opts.stop_at_end,
+            };
+            let mut source = KafkaSource::open(&kcfg, sink.as_mut()).map_err(|e| io_err("source", &e))?;
+            run(&mut source, sink.as_mut(), &mut dead)?
         }
-    }
-    // A bounded input is complete: close every window.
-    driver.advance_watermark(i64::MAX / 2);
-    let results = driver.final_results();
-    stats.results = results.len() as u64;
-    stats.duplicates = driver.duplicates();
-    for d in driver.dead_letters() {
-        stats.dead_letters += 1;
-        dead.write(jsonl, d).map_err(|e| io_err("dead letters", &e))?;
-    }
-    let batch = Batch { results: &results, events: driver.events(), checkpoints: &[] };
-    crate::kafka::write_with_policy(sink.as_mut(), &batch, &mut dead, spec.on_sink_error, &opts.stop)
-        .map_err(|e| io_err("sink", &e))?;
-    dead.flush().map_err(|e| io_err("dead letters", &e))?;
+        SourceKind::Jsonl(path) => {
+            let input = std::fs::File::open(base.join(path)).map_err(|e| io_err(path, &e))?;
+            let reader = std::io::BufReader::with_capacity(1 << 16, input);
+            let mut source = JsonlSource::new(reader, path, compiled.format());
+            run(&mut source, sink.as_mut(), &mut dead)?
+        }
+        SourceKind::Nexmark(n) => {
+            let mut source = NexmarkSource::new(n.events, n.rate, compiled.format());
+            run(&mut source, sink.as_mut(), &mut dead)?
+        }
+    };
     Ok(stats)
 }

@@ -24,6 +24,7 @@ fn r(key: &str, start: i64, value: f64, is_final: bool, retraction: bool) -> Win
         window_start_ms: start,
         window_end_ms: start + 10,
         value,
+        extra: Vec::new(),
         count: value as u64,
         is_final,
         retraction,

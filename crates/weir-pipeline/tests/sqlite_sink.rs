@@ -28,6 +28,8 @@ fn sink_table_equals_a_sql_group_by_and_replays_do_not_duplicate() {
             allowed_lateness_ms: 0,
             early_updates: false,
             max_open_windows: 10_000,
+            name: "value".into(),
+            extra: Vec::new(),
         })
         .build()
         .unwrap();
@@ -82,6 +84,7 @@ fn early_updates_never_overwrite_final_rows_and_checkpoints_share_the_transactio
         window_start_ms: 0,
         window_end_ms: 60_000,
         value,
+        extra: Vec::new(),
         count: value as u64,
         is_final,
         retraction: false,
@@ -110,6 +113,7 @@ fn a_retraction_deletes_an_early_row_but_never_a_final_one() {
         window_start_ms: start,
         window_end_ms: start + 10,
         value: if retraction { 0.0 } else { 1.0 },
+        extra: Vec::new(),
         count: u64::from(!retraction),
         is_final,
         retraction,

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// One input event: a JSON value with its key, event time and source position.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub key: Option<String>,
     pub value: Value,
@@ -71,6 +71,8 @@ pub struct WindowResult {
     pub window_start_ms: i64,
     pub window_end_ms: i64,
     pub value: f64,
+    /// The extra aggregates' results, in spec order (`WindowSpec::extra`).
+    pub extra: Vec<f64>,
     /// Events aggregated.
     pub count: u64,
     /// False for an early update; the final result has `true`.
@@ -89,9 +91,44 @@ impl WindowResult {
             window_start_ms: start_ms,
             window_end_ms: end_ms,
             value: 0.0,
+            extra: Vec::new(),
             count: 0,
             is_final: false,
             retraction: true,
         }
+    }
+}
+
+impl WindowResult {
+    /// The result as an event for the next stage: `{key, window_start, window_end, <names>…,
+    /// count}` with the window's key, at time `window_end - 1` (the last instant in the window).
+    pub fn to_event<'a>(&self, mut names: impl Iterator<Item = &'a str>, partition: i32, offset: i64) -> Event {
+        let mut m = serde_json::Map::new();
+        m.insert("key".into(), Value::String(self.key.clone()));
+        m.insert("window_start".into(), self.window_start_ms.into());
+        m.insert("window_end".into(), self.window_end_ms.into());
+        // Before the aggregates, so an aggregate the spec names `count` wins.
+        m.insert("count".into(), self.count.into());
+        for v in std::iter::once(self.value).chain(self.extra.iter().copied()) {
+            let Some(name) = names.next() else { break };
+            m.insert(name.to_owned(), number(v));
+        }
+        Event {
+            key: Some(self.key.clone()),
+            value: Value::Object(m),
+            timestamp_ms: self.window_end_ms - 1,
+            partition,
+            offset,
+        }
+    }
+}
+
+/// A number as JSON: integral values as integers (a count or a sum of integers stays `3`, not
+/// `3.0`), NaN (an empty min/max/avg) as null.
+pub fn number(v: f64) -> Value {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+        Value::from(v as i64)
+    } else {
+        serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
     }
 }

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod event;
 pub mod join;
 pub mod pipeline;
+pub mod topn;
 pub mod watermark;
 pub mod window;
 mod windowed;
@@ -22,8 +23,9 @@ pub use driver::TestDriver;
 pub use event::{DeadLetter, DeadLetterReason, Event, WindowResult};
 pub use join::{Joined, Side, WindowJoin};
 pub use pipeline::{Checkpoint, Outputs, Pipeline, PipelineBuilder};
+pub use topn::TopNSpec;
 pub use window::Window;
-pub use windowed::WindowSpec;
+pub use windowed::{NamedAggregate, WindowSpec};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]

@@ -24,6 +24,15 @@ impl Watermarks {
         Self { out_of_orderness_ms, idle_timeout_ms, partitions: BTreeMap::new(), current_ms: i64::MIN }
     }
 
+    /// A partition that holds the watermark back from the start, before it has sent anything
+    /// (an upstream task of a repartitioned stage: without it the first upstream to report
+    /// would set the watermark alone).
+    pub fn expect_partition(&mut self, partition: i32) {
+        self.partitions
+            .entry(partition)
+            .or_insert(PartitionTime { max_event_ms: i64::MIN, last_seen_processing_ms: 0 });
+    }
+
     /// Records an event and returns the (possibly advanced) watermark.
     pub fn observe(&mut self, partition: i32, event_ms: i64, now_ms: i64) -> i64 {
         let p = self

@@ -19,12 +19,34 @@ pub struct WindowSpec {
     pub early_updates: bool,
     /// Open windows (all keys) at most; exceeding it is an error, not an OOM.
     pub max_open_windows: usize,
+    /// The primary aggregate's output name (a field of the result event, a sink column).
+    pub name: String,
+    /// More aggregates computed over the same windows, output after the primary one.
+    pub extra: Vec<NamedAggregate>,
+}
+
+/// One more aggregate of a window: `name` is its output field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedAggregate {
+    pub name: String,
+    pub aggregate: Aggregate,
+    pub field: Option<String>,
+}
+
+impl WindowSpec {
+    /// Output names: the primary aggregate's, then the extra ones'.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str()).chain(self.extra.iter().map(|e| e.name.as_str()))
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Open {
     end_ms: i64,
     acc: Accumulator,
+    /// One per extra aggregate, in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    extra: Vec<Accumulator>,
     early_sent: bool,
     /// Where the window sits in `deadlines` and `early`. A session that grows keeps its place
     /// until the watermark reaches it, then moves to its real end (see `on_watermark`), so
@@ -36,14 +58,15 @@ pub(crate) struct Open {
 }
 
 impl Open {
-    fn new(end_ms: i64, acc: Accumulator) -> Self {
-        Self { end_ms, acc, early_sent: false, deadline_at: 0, early_at: 0 }
+    fn new(end_ms: i64, acc: Accumulator, extra: Vec<Accumulator>) -> Self {
+        Self { end_ms, acc, extra, early_sent: false, deadline_at: 0, early_at: 0 }
     }
 }
 
 impl PartialEq for Open {
     fn eq(&self, other: &Self) -> bool {
-        (self.end_ms, &self.acc, self.early_sent) == (other.end_ms, &other.acc, other.early_sent)
+        (self.end_ms, &self.acc, &self.extra, self.early_sent)
+            == (other.end_ms, &other.acc, &other.extra, other.early_sent)
     }
 }
 
@@ -75,6 +98,12 @@ impl WindowOperator {
         if spec.aggregate.needs_field() && spec.field.is_none() {
             return Err(StreamError::InvalidSpec("this aggregate needs a field"));
         }
+        if spec.extra.iter().any(|e| e.aggregate.needs_field() && e.field.is_none()) {
+            return Err(StreamError::InvalidSpec("this aggregate needs a field"));
+        }
+        if spec.extra.iter().any(|e| e.aggregate == Aggregate::Custom) {
+            return Err(StreamError::InvalidSpec("a custom aggregate can only be the primary one"));
+        }
         if (spec.aggregate == Aggregate::Custom) != custom.is_some() {
             return Err(StreamError::InvalidSpec("a custom aggregate needs its implementation (window_with)"));
         }
@@ -92,6 +121,14 @@ impl WindowOperator {
 
     pub fn open_windows(&self) -> usize {
         self.open_count
+    }
+
+    pub fn spec(&self) -> &WindowSpec {
+        &self.spec
+    }
+
+    pub fn allowed_lateness_ms(&self) -> i64 {
+        self.spec.allowed_lateness_ms
     }
 
     /// Open windows as (key, start, state), for checkpoints.
@@ -166,9 +203,19 @@ impl WindowOperator {
         }
     }
 
+    /// Adds the event to every extra aggregate (their fields were checked by `process`).
+    fn accumulate_extra(extras: &[NamedAggregate], accs: &mut [Accumulator], ev: &Event) {
+        for (e, acc) in extras.iter().zip(accs) {
+            if let Ok((x, raw)) = Self::value_in(ev, e.field.as_ref(), e.aggregate) {
+                acc.add(x, raw.as_deref().unwrap_or_default(), e.aggregate);
+            }
+        }
+    }
+
     /// A window's early (`is_final` false) or final result.
     fn result(
         custom: &Option<std::sync::Arc<dyn UserAggregate>>,
+        extras: &[NamedAggregate],
         kind: Aggregate,
         key: String,
         start: i64,
@@ -180,6 +227,7 @@ impl WindowOperator {
             window_start_ms: start,
             window_end_ms: o.end_ms,
             value: Self::result_of(custom, &o.acc, kind),
+            extra: o.extra.iter().zip(extras).map(|(a, e)| a.result(e.aggregate)).collect(),
             count: o.acc.count,
             is_final,
             retraction: false,
@@ -195,12 +243,20 @@ impl WindowOperator {
 
     /// The number the aggregate reads, and (for count-distinct only) the value's JSON text.
     fn value_of(&self, ev: &Event) -> Result<(f64, Option<String>), DeadLetterReason> {
-        let Some(field) = &self.spec.field else { return Ok((1.0, None)) };
+        Self::value_in(ev, self.spec.field.as_ref(), self.spec.aggregate)
+    }
+
+    fn value_in(
+        ev: &Event,
+        field: Option<&String>,
+        kind: Aggregate,
+    ) -> Result<(f64, Option<String>), DeadLetterReason> {
+        let Some(field) = field else { return Ok((1.0, None)) };
         let v = ev
             .value
             .get(field)
             .ok_or_else(|| DeadLetterReason::BadField { field: field.clone(), detail: "missing".into() })?;
-        if self.spec.aggregate == Aggregate::CountDistinct {
+        if kind == Aggregate::CountDistinct {
             return Ok((0.0, Some(v.to_string())));
         }
         let x = v.as_f64().ok_or_else(|| DeadLetterReason::BadField {
@@ -226,6 +282,13 @@ impl WindowOperator {
                 return Ok(());
             }
         };
+        // Every extra aggregate's field must be there too: all or nothing per event.
+        for e in &self.spec.extra {
+            if let Err(reason) = Self::value_in(&ev, e.field.as_ref(), e.aggregate) {
+                dead.push(DeadLetter { event: ev, reason });
+                return Ok(());
+            }
+        }
         let raw = raw.as_deref().unwrap_or_default();
         let kind = self.spec.aggregate;
         let lateness = self.spec.allowed_lateness_ms;
@@ -254,6 +317,7 @@ impl WindowOperator {
                         {
                             o.end_ms = o.end_ms.max(end);
                             Self::accumulate(&custom, &mut o.acc, x, raw, kind, &ev);
+                            Self::accumulate_extra(&self.spec.extra, &mut o.extra, &ev);
                             self.touching = touching;
                             return Ok(());
                         }
@@ -263,6 +327,7 @@ impl WindowOperator {
                 // is in start order).
                 let start = touching.first().map_or(t, |&s| s.min(t));
                 let mut acc = Accumulator::default();
+                let mut extra = vec![Accumulator::default(); self.spec.extra.len()];
                 for &s in &touching {
                     let Some(o) = self.open.get_mut(key).and_then(|m| m.remove(&s)) else { continue };
                     self.untrack(key, s, &o);
@@ -272,6 +337,9 @@ impl WindowOperator {
                         results.push(WindowResult::retraction(key, s, o.end_ms));
                     }
                     end = end.max(o.end_ms);
+                    for (mine, theirs) in extra.iter_mut().zip(o.extra) {
+                        mine.merge(theirs);
+                    }
                     let mut other = o.acc;
                     if let (Some(u), Some(theirs)) = (&custom, other.custom.take()) {
                         match &mut acc.custom {
@@ -285,7 +353,8 @@ impl WindowOperator {
                 // After the merge, so the event goes into the existing state instead of the
                 // existing state being copied into a new one.
                 Self::accumulate(&custom, &mut acc, x, raw, kind, &ev);
-                self.insert(key, start, Open::new(end, acc))?;
+                Self::accumulate_extra(&self.spec.extra, &mut extra, &ev);
+                self.insert(key, start, Open::new(end, acc, extra))?;
             }
             w => {
                 let mut any = false;
@@ -295,11 +364,16 @@ impl WindowOperator {
                     }
                     any = true;
                     match self.open.get_mut(key).and_then(|m| m.get_mut(&start)) {
-                        Some(o) => Self::accumulate(&custom, &mut o.acc, x, raw, kind, &ev),
+                        Some(o) => {
+                            Self::accumulate(&custom, &mut o.acc, x, raw, kind, &ev);
+                            Self::accumulate_extra(&self.spec.extra, &mut o.extra, &ev);
+                        }
                         None => {
                             let mut acc = Accumulator::default();
                             Self::accumulate(&custom, &mut acc, x, raw, kind, &ev);
-                            self.insert(key, start, Open::new(end, acc))?;
+                            let mut extra = vec![Accumulator::default(); self.spec.extra.len()];
+                            Self::accumulate_extra(&self.spec.extra, &mut extra, &ev);
+                            self.insert(key, start, Open::new(end, acc, extra))?;
                         }
                     }
                 }
@@ -349,7 +423,7 @@ impl WindowOperator {
                 if o.end_ms.saturating_add(lateness) <= watermark_ms {
                     continue; // the final result goes out now anyway
                 }
-                out.push(Self::result(&custom, kind, key, start, o, false));
+                out.push(Self::result(&custom, &self.spec.extra, kind, key, start, o, false));
             }
         }
         while self.deadlines.first().is_some_and(|(deadline, _, _)| *deadline <= watermark_ms) {
@@ -369,7 +443,7 @@ impl WindowOperator {
                 self.open.remove(&key);
             }
             self.open_count -= 1;
-            out.push(Self::result(&custom, kind, key, start, &o, true));
+            out.push(Self::result(&custom, &self.spec.extra, kind, key, start, &o, true));
         }
     }
 }

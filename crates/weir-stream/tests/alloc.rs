@@ -24,6 +24,8 @@ fn pipeline(window: Window, aggregate: Aggregate) -> Pipeline {
             allowed_lateness_ms: 10_000,
             early_updates: false,
             max_open_windows: 100_000,
+            name: "value".into(),
+            extra: Vec::new(),
         })
         .build()
         .unwrap()

@@ -16,6 +16,8 @@ fn spec(window: Window, aggregate: Aggregate, lateness_ms: i64) -> WindowSpec {
         allowed_lateness_ms: lateness_ms,
         early_updates: false,
         max_open_windows: 10_000,
+        name: "value".into(),
+        extra: Vec::new(),
     }
 }
 

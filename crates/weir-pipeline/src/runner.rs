@@ -1,0 +1,451 @@
+//! The one runner: every source (a Kafka topic, a JSON Lines file, the Nexmark generator)
+//! feeds tasks through the `Source` trait, and every sink gets the same outputs (window
+//! results with early updates and retractions, events, dead letters).
+//!
+//! Tasks: one per (stage, partition). In one process (bounded sources) the whole pipeline is
+//! one task and its shuffles are no-ops. Over Kafka the pipeline is split at its shuffles:
+//! stage 0 reads the source topic, stage s ≥ 1 reads `<pipeline>-<s>-repartition`, and what a
+//! stage emits goes to the next stage's topic through the source's `Exchange`, keyed by the
+//! event's key, with the emitting task and input position in headers so the next stage skips
+//! replays (docs/repartition-format.md).
+//!
+//! The loop: poll → process → every checkpoint interval: flush the exchange (repartition
+//! records durable), flush dead letters, write outputs and every task's checkpoint through the
+//! sink in one step, then commit offsets. Committed offsets never run ahead of a checkpoint.
+
+use crate::kafka::{write_with_policy, DeadLetterOut, RunError, SinkErrorPolicy};
+use crate::sink::{Batch, Sink};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_stream::{DeadLetter, Event, Outputs, Pipeline};
+
+/// A task: one stage of the pipeline over one partition of that stage's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    pub stage: usize,
+    pub partition: i32,
+}
+
+/// Where a record of a repartition topic came from: the upstream task and the position of
+/// the input that made it (offset, and its index among that input's outputs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upstream {
+    pub task: i32,
+    pub offset: i64,
+    pub seq: u32,
+}
+
+/// What a source hands the runner.
+#[derive(Debug)]
+pub enum Input {
+    Event(Event, Option<Upstream>),
+    /// A record that could not become an event.
+    Dead(Box<DeadLetter>),
+    /// An upstream task's watermark (repartition topics).
+    Watermark {
+        upstream: i32,
+        watermark_ms: i64,
+    },
+}
+
+#[derive(Debug)]
+pub enum Polled {
+    /// Nothing within the timeout.
+    Nothing,
+    /// A bounded source is exhausted.
+    End,
+    Input {
+        task: TaskId,
+        offset: i64,
+        input: Input,
+    },
+}
+
+/// Sends a stage's output to the next stage (a repartition topic).
+pub trait Exchange {
+    fn send(&mut self, stage: usize, ev: &Event, from: Upstream) -> Result<(), RunError>;
+    /// Tells every partition of `stage`'s input that `upstream` will send nothing earlier.
+    fn send_watermark(&mut self, stage: usize, upstream: i32, watermark_ms: i64) -> Result<(), RunError>;
+    /// Returns once everything sent is durable.
+    fn flush(&mut self) -> Result<(), RunError>;
+}
+
+/// A source of inputs for tasks.
+pub trait Source {
+    fn poll(&mut self, timeout: Duration) -> Result<Polled, RunError>;
+    /// The tasks now assigned, when that changed since the last call.
+    fn assignment(&mut self) -> Result<Option<Vec<TaskId>>, RunError>;
+    /// Partitions of a stage's input (how many upstream tasks the next stage waits for).
+    fn partitions(&self, stage: usize) -> i32;
+    /// The topic (or file) a stage reads: checkpoint ids and dead letters name it.
+    fn topic(&self, stage: usize) -> &str;
+    /// Bounded: the end of input closes every window, and nothing is checkpointed (a run
+    /// reads it whole).
+    fn bounded(&self) -> bool;
+    /// Offsets covered by a durable checkpoint.
+    fn commit(&mut self, offsets: &[(TaskId, i64)]) -> Result<(), RunError>;
+    /// The group's committed offset for a task's partition.
+    fn committed(&mut self, task: TaskId) -> Result<Option<i64>, RunError>;
+    /// Every task has read its partition to the end (for `stop_at_end`).
+    fn at_end(&mut self, positions: &BTreeMap<TaskId, i64>) -> Result<bool, RunError>;
+    /// The exchange to the next stages (distributed sources only).
+    fn exchange(&mut self) -> Option<&mut dyn Exchange>;
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunStats {
+    /// Source records read.
+    pub events: u64,
+    /// Outputs written to the sink (window results and events).
+    pub results: u64,
+    pub dead_letters: u64,
+    pub duplicates: u64,
+    /// Records read back from repartition topics (replays included).
+    pub repartitioned: u64,
+    /// Milliseconds from the first event read to the end (excludes joining the group).
+    pub active_ms: u64,
+}
+
+/// How a run behaves.
+pub struct RunConfig {
+    /// Prefix of checkpoint ids (the pipeline's name).
+    pub name: String,
+    pub checkpoint_interval: Duration,
+    pub policy: SinkErrorPolicy,
+    /// Stop once every assigned partition has been read to its end (bounded runs, benches).
+    pub stop_at_end: bool,
+    /// Set from outside (a signal) to stop after a final checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// Flush early when this many outputs are waiting.
+    pub max_pending: usize,
+}
+
+struct Task {
+    pipeline: Pipeline,
+    /// Inputs below this offset are already in the task's state.
+    next_offset: i64,
+    /// Per upstream task, the last (offset, seq) applied.
+    applied: BTreeMap<i32, (i64, u32)>,
+    /// The last watermark sent downstream, and when.
+    sent_watermark: i64,
+    sent_at: Instant,
+}
+
+/// Builds the pipeline of one stage.
+pub type MakePipeline<'a> = dyn Fn() -> Result<Pipeline, String> + 'a;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs `make`'s pipeline over the source into the sink until the source ends, `stop` is
+/// set, or (with `stop_at_end`) every partition is read to its end.
+pub fn run(
+    make: &MakePipeline<'_>,
+    stages: usize,
+    source: &mut dyn Source,
+    sink: &mut dyn Sink,
+    dead: &mut DeadLetterOut,
+    cfg: &RunConfig,
+) -> Result<RunStats, RunError> {
+    let mut r = Runner {
+        make,
+        stages: if source.exchange().is_some() { stages } else { 1 },
+        tasks: BTreeMap::new(),
+        pending: Outputs::default(),
+        stats: RunStats::default(),
+        dirty: false,
+    };
+    let mut last_checkpoint = Instant::now();
+    let mut last_end_check = Instant::now();
+    let mut first_event: Option<Instant> = None;
+    let mut ended = false;
+    while !cfg.stop.load(Ordering::Acquire) {
+        let polled = source.poll(Duration::from_millis(100))?;
+        if let Some(assigned) = source.assignment()? {
+            r.sync_tasks(&assigned, source, sink, cfg)?;
+        }
+        match polled {
+            Polled::Nothing => {}
+            Polled::End => {
+                ended = true;
+                break;
+            }
+            Polled::Input { task, offset, input } => {
+                first_event.get_or_insert_with(Instant::now);
+                r.input(task, offset, input, source, dead)?;
+            }
+        }
+        r.send_watermarks(source, false)?;
+        let full = r.pending.results.len() + r.pending.events.len() >= cfg.max_pending;
+        if source.bounded() {
+            if full {
+                r.write(&[], sink, dead, cfg)?;
+            }
+        } else if r.dirty && (full || last_checkpoint.elapsed() >= cfg.checkpoint_interval) {
+            r.checkpoint(source, sink, dead, cfg)?;
+            last_checkpoint = Instant::now();
+        }
+        if cfg.stop_at_end && !r.tasks.is_empty() && last_end_check.elapsed() >= Duration::from_millis(200) {
+            last_end_check = Instant::now();
+            r.send_watermarks(source, true)?;
+            if let Some(x) = source.exchange() {
+                x.flush()?;
+            }
+            let positions = r.tasks.iter().map(|(id, t)| (*id, t.next_offset)).collect();
+            if source.at_end(&positions)? {
+                break;
+            }
+        }
+    }
+    if ended {
+        // A bounded input is complete: close every window.
+        let ids: Vec<TaskId> = r.tasks.keys().copied().collect();
+        for id in ids {
+            if let Some(t) = r.tasks.get_mut(&id) {
+                let out = t.pipeline.advance_watermark(i64::MAX / 2);
+                let offset = t.next_offset;
+                r.outputs(id, offset, out, source, dead)?;
+            }
+        }
+        r.write(&[], sink, dead, cfg)?;
+    } else if r.dirty || !r.pending.results.is_empty() || !r.pending.events.is_empty() {
+        r.checkpoint(source, sink, dead, cfg)?;
+    }
+    dead.flush()?;
+    r.stats.active_ms = first_event.map_or(0, |t| t.elapsed().as_millis() as u64);
+    Ok(r.stats)
+}
+
+struct Runner<'a> {
+    make: &'a MakePipeline<'a>,
+    stages: usize,
+    tasks: BTreeMap<TaskId, Task>,
+    pending: Outputs,
+    stats: RunStats,
+    dirty: bool,
+}
+
+impl Runner<'_> {
+    fn checkpoint_id(name: &str, source: &dyn Source, t: TaskId) -> String {
+        format!("{name}/{}/{}", source.topic(t.stage), t.partition)
+    }
+
+    /// The pipeline of one stage (the whole pipeline when there is one stage).
+    fn stage_pipeline(&self, stage: usize, source: &dyn Source) -> Result<Pipeline, RunError> {
+        let p = (self.make)().map_err(RunError::Other)?;
+        let mut p = if self.stages > 1 {
+            p.into_stage(stage).ok_or_else(|| RunError::Other(format!("no stage {stage}")))?
+        } else {
+            p
+        };
+        if stage > 0 {
+            p.watermark_from_upstream(source.partitions(stage - 1));
+        }
+        Ok(p)
+    }
+
+    /// Creates tasks for newly assigned partitions (restoring their checkpoints) and drops tasks
+    /// of revoked ones (their progress since the last checkpoint is replayed by the new owner).
+    fn sync_tasks(
+        &mut self,
+        assigned: &[TaskId],
+        source: &mut dyn Source,
+        sink: &mut dyn Sink,
+        cfg: &RunConfig,
+    ) -> Result<(), RunError> {
+        self.tasks.retain(|id, _| assigned.contains(id));
+        crate::metrics::PARTITIONS.set(assigned.len() as i64);
+        for &id in assigned {
+            if self.tasks.contains_key(&id) || id.stage >= self.stages {
+                continue;
+            }
+            let mut pipeline = self.stage_pipeline(id.stage, source)?;
+            let cp_id = Self::checkpoint_id(&cfg.name, source, id);
+            let mut applied = BTreeMap::new();
+            let next_offset = match sink.load_checkpoint(&cp_id)? {
+                Some(bytes) => {
+                    let cp = weir_stream::Checkpoint::from_json(&bytes)
+                        .map_err(|e| RunError::Checkpoint { id: cp_id.clone(), detail: e.to_string() })?;
+                    let next = cp.source_offsets.get(&id.partition).copied().unwrap_or(0);
+                    applied = cp.applied.clone();
+                    pipeline.restore(cp);
+                    tracing::info!(
+                        stage = id.stage,
+                        partition = id.partition,
+                        next_offset = next,
+                        "restored checkpoint"
+                    );
+                    next
+                }
+                None if source.bounded() => 0,
+                None => {
+                    // State lost is never silent: a task with state (or one that must skip
+                    // replays) cannot start empty at an offset the group committed.
+                    if pipeline.has_state() || id.stage > 0 {
+                        if let Some(committed) = source.committed(id)?.filter(|&o| o > 0) {
+                            return Err(RunError::Other(format!(
+                                "{cp_id}: the group committed offset {committed} but there is no checkpoint for it \
+                                 (checkpoints of this sink are local files: is it running on another machine, or were \
+                                 they deleted?). Starting there would lose the window state before it; rerun with \
+                                 --from earliest to rebuild it"
+                            )));
+                        }
+                    }
+                    0
+                }
+            };
+            let sent_at = Instant::now();
+            self.tasks.insert(id, Task { pipeline, next_offset, applied, sent_watermark: i64::MIN, sent_at });
+        }
+        Ok(())
+    }
+
+    fn input(
+        &mut self,
+        id: TaskId,
+        offset: i64,
+        input: Input,
+        source: &mut dyn Source,
+        dead: &mut DeadLetterOut,
+    ) -> Result<(), RunError> {
+        let Some(t) = self.tasks.get_mut(&id) else { return Ok(()) };
+        if offset < t.next_offset {
+            return Ok(()); // already in the restored state
+        }
+        t.next_offset = offset + 1;
+        self.dirty = true;
+        if id.stage == 0 {
+            self.stats.events += 1;
+            crate::metrics::EVENTS.inc();
+        } else {
+            self.stats.repartitioned += 1;
+        }
+        let out = match input {
+            Input::Event(ev, from) => {
+                if let Some(up) = from {
+                    let at = (up.offset, up.seq);
+                    if t.applied.get(&up.task).is_some_and(|&last| at <= last) {
+                        return Ok(()); // a replay of something already applied
+                    }
+                    t.applied.insert(up.task, at);
+                }
+                t.pipeline.process(ev, now_ms())?
+            }
+            Input::Dead(d) => {
+                self.stats.dead_letters += 1;
+                return dead.write(source.topic(id.stage), &d).map_err(Into::into);
+            }
+            Input::Watermark { upstream, watermark_ms } => {
+                t.pipeline.observe_upstream(upstream, watermark_ms, (id.partition, offset))
+            }
+        };
+        self.outputs(id, offset, out, source, dead)
+    }
+
+    /// Dead letters out; events of a non-last stage to the next stage; the rest to the sink.
+    fn outputs(
+        &mut self,
+        id: TaskId,
+        offset: i64,
+        out: Outputs,
+        source: &mut dyn Source,
+        dead: &mut DeadLetterOut,
+    ) -> Result<(), RunError> {
+        for d in &out.dead_letters {
+            dead.write(source.topic(id.stage), d)?;
+        }
+        self.stats.dead_letters += out.dead_letters.len() as u64;
+        self.stats.duplicates += out.duplicates;
+        crate::metrics::DUPLICATES.add(out.duplicates);
+        if id.stage + 1 < self.stages {
+            let Some(x) = source.exchange() else { return Err(RunError::Other("no exchange".into())) };
+            for (seq, ev) in out.events.iter().enumerate() {
+                x.send(id.stage + 1, ev, Upstream { task: id.partition, offset, seq: seq as u32 })?;
+            }
+            if !out.results.is_empty() {
+                return Err(RunError::Other("a stage before a shuffle emitted window results".into()));
+            }
+        } else {
+            self.pending.results.extend(out.results);
+            self.pending.events.extend(out.events);
+        }
+        Ok(())
+    }
+
+    /// Sends each non-last-stage task's output watermark downstream when it advanced (at most
+    /// every 100 ms per task unless `now`).
+    fn send_watermarks(&mut self, source: &mut dyn Source, now: bool) -> Result<(), RunError> {
+        if self.stages < 2 {
+            return Ok(());
+        }
+        let Some(x) = source.exchange() else { return Ok(()) };
+        for (id, t) in &mut self.tasks {
+            if id.stage + 1 >= self.stages {
+                continue;
+            }
+            let wm = t.pipeline.output_watermark();
+            if wm > t.sent_watermark && (now || t.sent_at.elapsed() >= Duration::from_millis(100)) {
+                x.send_watermark(id.stage + 1, id.partition, wm)?;
+                t.sent_watermark = wm;
+                t.sent_at = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes pending outputs (and checkpoints) through the sink.
+    fn write(
+        &mut self,
+        checkpoints: &[(String, Vec<u8>)],
+        sink: &mut dyn Sink,
+        dead: &mut DeadLetterOut,
+        cfg: &RunConfig,
+    ) -> Result<(), RunError> {
+        dead.flush()?;
+        let batch = Batch { results: &self.pending.results, events: &self.pending.events, checkpoints };
+        write_with_policy(sink, &batch, dead, cfg.policy, &cfg.stop)?;
+        let n = (self.pending.results.len() + self.pending.events.len()) as u64;
+        self.stats.results += n;
+        crate::metrics::OUTPUTS.add(n);
+        self.pending.results.clear();
+        self.pending.events.clear();
+        Ok(())
+    }
+
+    /// Exchange durable → dead letters durable → outputs + checkpoints durable (one sink
+    /// write) → offsets committed.
+    fn checkpoint(
+        &mut self,
+        source: &mut dyn Source,
+        sink: &mut dyn Sink,
+        dead: &mut DeadLetterOut,
+        cfg: &RunConfig,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        self.send_watermarks(source, true)?;
+        if let Some(x) = source.exchange() {
+            x.flush()?;
+        }
+        let mut checkpoints = Vec::with_capacity(self.tasks.len());
+        for (&id, t) in &self.tasks {
+            let mut cp = t.pipeline.checkpoint(BTreeMap::from([(id.partition, t.next_offset)]));
+            cp.applied = t.applied.clone();
+            let cp_id = Self::checkpoint_id(&cfg.name, source, id);
+            let bytes = cp.to_json().map_err(|e| RunError::Checkpoint { id: cp_id.clone(), detail: e.to_string() })?;
+            checkpoints.push((cp_id, bytes));
+        }
+        self.write(&checkpoints, sink, dead, cfg)?;
+        crate::metrics::OPEN_WINDOWS.set(self.tasks.values().map(|t| t.pipeline.open_windows() as i64).sum());
+        let offsets: Vec<(TaskId, i64)> =
+            self.tasks.iter().filter(|(_, t)| t.next_offset > 0).map(|(id, t)| (*id, t.next_offset)).collect();
+        source.commit(&offsets)?;
+        self.dirty = false;
+        crate::metrics::CHECKPOINTS.inc();
+        crate::metrics::CHECKPOINT_SECONDS.observe(started.elapsed());
+        Ok(())
+    }
+}
