@@ -133,6 +133,7 @@ source:
     brokers: {weir.bootstrap}
     topic: {self.topic}
     group: {name}
+    partitioned_by_key: true  # produced to crc32(customer) % partitions
     properties: {{ session.timeout.ms: "6000"{extra_source} }}
   time_field: timestamp
   key_field: customer

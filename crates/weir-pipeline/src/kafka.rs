@@ -14,7 +14,7 @@
 //! and the idempotent sinks end up with the same rows as an uninterrupted run.
 
 use crate::runner::{Exchange, Input, Polled, Source, TaskId, Upstream};
-use crate::sink::{result_json, result_json_named, Batch, CheckpointDir, Sink, SinkError};
+use crate::sink::{result_json, result_json_named, Batch, CheckpointStore, Sink, SinkError};
 use crate::yaml::EventFormat;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use weir_stream::StreamError;
@@ -91,6 +91,9 @@ impl std::str::FromStr for StartFrom {
 
 struct DeliveryCounter {
     failed: Arc<AtomicU64>,
+    /// Per (topic, partition) watched: the highest offset delivered (repartition topics, so a
+    /// bounded run knows where their end is without asking the broker).
+    delivered: Arc<Vec<(String, Vec<AtomicI64>)>>,
 }
 
 impl ClientContext for DeliveryCounter {}
@@ -98,9 +101,18 @@ impl ClientContext for DeliveryCounter {}
 impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            tracing::error!(error = %e, "kafka delivery failed");
-            self.failed.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Err((e, _)) => {
+                tracing::error!(error = %e, "kafka delivery failed");
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(m) => {
+                if let Some((_, parts)) = self.delivered.iter().find(|(t, _)| t == m.topic()) {
+                    if let Some(slot) = usize::try_from(m.partition()).ok().and_then(|p| parts.get(p)) {
+                        slot.fetch_max(m.offset(), Ordering::Relaxed);
+                    }
+                }
+            }
         }
     }
 }
@@ -111,11 +123,19 @@ pub struct KafkaProducer {
     inner: ThreadedProducer<DeliveryCounter>,
     failed: Arc<AtomicU64>,
     topic: String,
+    delivered: Arc<Vec<(String, Vec<AtomicI64>)>>,
 }
 
 impl KafkaProducer {
     pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
+        Self::watching(brokers, topic, &[])
+    }
+
+    /// A producer that keeps the highest delivered offset of each partition of these topics.
+    fn watching(brokers: &str, topic: &str, watched: &[(String, i32)]) -> Result<Self, SinkError> {
         let failed = Arc::new(AtomicU64::new(0));
+        let delivered: Arc<Vec<(String, Vec<AtomicI64>)>> =
+            Arc::new(watched.iter().map(|(t, n)| (t.clone(), (0..*n).map(|_| AtomicI64::new(-1)).collect())).collect());
         let inner = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -125,9 +145,18 @@ impl KafkaProducer {
             // Kafka's default partitioner (null keys to one partition): repartition records of
             // a key always land in one partition, whichever instance sends them.
             .set("partitioner", "murmur2")
-            .create_with_context(DeliveryCounter { failed: failed.clone() })
+            .create_with_context(DeliveryCounter { failed: failed.clone(), delivered: delivered.clone() })
             .map_err(|e| SinkError::Kafka(e.to_string()))?;
-        Ok(Self { inner, failed, topic: topic.to_owned() })
+        Ok(Self { inner, failed, topic: topic.to_owned(), delivered })
+    }
+
+    /// The highest offset delivered to a watched partition (-1: none).
+    fn delivered(&self, topic: &str, partition: i32) -> i64 {
+        self.delivered
+            .iter()
+            .find(|(t, _)| t == topic)
+            .and_then(|(_, parts)| parts.get(usize::try_from(partition).ok()?))
+            .map_or(-1, |a| a.load(Ordering::Relaxed))
     }
 
     pub fn send(&self, key: &[u8], payload: &[u8]) -> Result<(), SinkError> {
@@ -167,12 +196,16 @@ pub struct KafkaSink {
     /// Aggregate names of the results.
     pub names: Vec<String>,
     producer: KafkaProducer,
-    checkpoints: CheckpointDir,
+    checkpoints: Box<dyn CheckpointStore>,
 }
 
 impl KafkaSink {
-    pub fn new(brokers: &str, topic: &str, checkpoints: CheckpointDir) -> Result<Self, SinkError> {
-        Ok(Self { names: Vec::new(), producer: KafkaProducer::new(brokers, topic)?, checkpoints })
+    pub fn new(brokers: &str, topic: &str, checkpoints: impl CheckpointStore + 'static) -> Result<Self, SinkError> {
+        Ok(Self {
+            names: Vec::new(),
+            producer: KafkaProducer::new(brokers, topic)?,
+            checkpoints: Box::new(checkpoints),
+        })
     }
 }
 
@@ -200,6 +233,154 @@ impl Sink for KafkaSink {
 
     fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
         self.checkpoints.clear(prefix)
+    }
+
+    fn refresh_checkpoints(&mut self) -> Result<(), SinkError> {
+        self.checkpoints.refresh()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints in a topic
+
+/// A checkpoint bigger than this is split into chunks (a record stays well under brokers'
+/// default 1 MB message limit).
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// Checkpoints in a compacted topic of the source cluster (`<pipeline>-checkpoints`, one
+/// partition), so whichever instance gets a partition finds its state. A checkpoint `id` is
+/// the record `id` holding `{"generation", "chunks", "bytes"}`, written after its chunks
+/// `id#0`, `id#1`, … each holding the generation (8 bytes, big-endian) then its part of the
+/// data. Reading takes every record to the end of the topic; a header whose chunks are not
+/// all there with its generation is an error, never a partial state. docs/checkpoint-format.md.
+pub struct CheckpointTopic {
+    producer: KafkaProducer,
+    brokers: String,
+    topic: String,
+    /// Everything in the topic, latest per key, read on first use after a refresh.
+    cache: Option<std::collections::HashMap<String, Vec<u8>>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChunkedHeader {
+    generation: u64,
+    chunks: u32,
+    bytes: u64,
+}
+
+impl CheckpointTopic {
+    /// Opens (creating, compacted) the topic.
+    pub fn open(brokers: &str, topic: &str) -> Result<Self, SinkError> {
+        let admin_err = |e: RunError| SinkError::Kafka(format!("checkpoint topic {topic}: {e}"));
+        ensure_topic(brokers, topic, 1, &[("cleanup.policy", "compact")]).map_err(admin_err)?;
+        Ok(Self {
+            producer: KafkaProducer::new(brokers, topic)?,
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            cache: None,
+        })
+    }
+
+    fn read_all(&self) -> Result<std::collections::HashMap<String, Vec<u8>>, SinkError> {
+        let err = |e: KafkaError| SinkError::Kafka(format!("reading checkpoint topic {}: {e}", self.topic));
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", "weir-checkpoint-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(err)?;
+        let (low, high) = consumer.fetch_watermarks(&self.topic, 0, TIMEOUT).map_err(err)?;
+        let mut latest = std::collections::HashMap::new();
+        if high <= low {
+            return Ok(latest);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, 0, Offset::Offset(low)).map_err(err)?;
+        consumer.assign(&tpl).map_err(err)?;
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                if std::time::Instant::now() > deadline {
+                    return Err(SinkError::Kafka(format!("reading checkpoint topic {}: timed out", self.topic)));
+                }
+                continue;
+            };
+            let m = m.map_err(err)?;
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            match m.payload() {
+                Some(v) => latest.insert(key, v.to_vec()),
+                None => latest.remove(&key),
+            };
+            if m.offset() + 1 >= high {
+                break;
+            }
+        }
+        Ok(latest)
+    }
+}
+
+impl CheckpointStore for CheckpointTopic {
+    fn store(&mut self, checkpoints: &[(String, Vec<u8>)]) -> Result<(), SinkError> {
+        let generation =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        for (id, data) in checkpoints {
+            let chunks = data.chunks(CHUNK_BYTES).len().max(1);
+            for (i, chunk) in data.chunks(CHUNK_BYTES).enumerate() {
+                let mut v = Vec::with_capacity(8 + chunk.len());
+                v.extend_from_slice(&generation.to_be_bytes());
+                v.extend_from_slice(chunk);
+                self.producer.send(format!("{id}#{i}").as_bytes(), &v)?;
+            }
+            let header = ChunkedHeader { generation, chunks: chunks as u32, bytes: data.len() as u64 };
+            let header = serde_json::to_vec(&header).map_err(|e| SinkError::Kafka(e.to_string()))?;
+            self.producer.send(id.as_bytes(), &header)?;
+            if let Some(c) = &mut self.cache {
+                c.insert(id.clone(), header);
+            }
+        }
+        self.producer.flush()?;
+        if !checkpoints.is_empty() {
+            // The chunks are only in the topic: read afresh next time.
+            self.cache = None;
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        if self.cache.is_none() {
+            self.cache = Some(self.read_all()?);
+        }
+        let Some(all) = &self.cache else { return Ok(None) };
+        let Some(header) = all.get(id) else { return Ok(None) };
+        let corrupt = |what: String| SinkError::Kafka(format!("checkpoint {id} in topic {}: {what}", self.topic));
+        let h: ChunkedHeader = serde_json::from_slice(header).map_err(|e| corrupt(e.to_string()))?;
+        let mut data = Vec::with_capacity(usize::try_from(h.bytes).unwrap_or(0).min(1 << 30));
+        for i in 0..h.chunks {
+            let chunk = all.get(&format!("{id}#{i}")).ok_or_else(|| corrupt(format!("chunk {i} missing")))?;
+            if chunk.len() < 8 || chunk[..8] != h.generation.to_be_bytes() {
+                return Err(corrupt(format!("chunk {i} is of another generation")));
+            }
+            data.extend_from_slice(&chunk[8..]);
+        }
+        if data.len() as u64 != h.bytes {
+            return Err(corrupt(format!("{} bytes, the header says {}", data.len(), h.bytes)));
+        }
+        Ok(Some(data))
+    }
+
+    fn clear(&mut self, prefix: &str) -> Result<(), SinkError> {
+        let all = self.read_all()?;
+        for key in all.keys().filter(|k| k.starts_with(prefix)) {
+            self.producer.send_tombstone(key.as_bytes())?;
+        }
+        self.producer.flush()?;
+        self.cache = None;
+        Ok(())
+    }
+
+    fn refresh(&mut self) -> Result<(), SinkError> {
+        self.cache = None;
+        Ok(())
     }
 }
 
@@ -301,6 +482,7 @@ const H_OFFSET: &str = "weir.offset";
 const H_SEQ: &str = "weir.seq";
 const H_TIME: &str = "weir.time";
 const H_WATERMARK: &str = "weir.watermark";
+const H_IDLE: &str = "weir.idle";
 
 /// What the Kafka source reads: the topic, the group, and how records become events.
 #[derive(Debug, Clone)]
@@ -330,8 +512,8 @@ pub struct KafkaSource {
     topics: Vec<String>,
     partitions: Vec<i32>,
     started: bool,
-    /// High watermarks per task, cached between end checks.
-    ends: BTreeMap<TaskId, (i64, i64)>,
+    /// (low, high) watermarks per task and when they were asked, cached between end checks.
+    ends: BTreeMap<TaskId, ((i64, i64), std::time::Instant)>,
 }
 
 /// Waits for a future on this thread (rdkafka's admin calls are async; the runner is not).
@@ -364,6 +546,11 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
+        if cfg.stop_at_end {
+            // End checks ask the broker for watermarks on the fetch connection, which waits
+            // behind a long-poll fetch: keep those short.
+            config.set("fetch.wait.max.ms", "100");
+        }
         for (k, v) in &cfg.properties {
             config.set(k, v);
         }
@@ -382,7 +569,10 @@ impl KafkaSource {
             let name = format!("{}-{stage}-repartition", cfg.name);
             let have = match partition_count(&consumer, &name)? {
                 Some(n) => n,
-                None => create_topic(&cfg.brokers, &name, want)?,
+                None => {
+                    ensure_topic(&cfg.brokers, &name, want, &[])?;
+                    wait_for_topic(&consumer, &name)?
+                }
             };
             if have != want {
                 return Err(RunError::Other(format!(
@@ -405,7 +595,9 @@ impl KafkaSource {
         }
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
-        let producer = if cfg.stages > 1 { Some(KafkaProducer::new(&cfg.brokers, &topics[1])?) } else { None };
+        let watched: Vec<(String, i32)> = topics.iter().cloned().zip(partitions.iter().copied()).skip(1).collect();
+        let producer =
+            if cfg.stages > 1 { Some(KafkaProducer::watching(&cfg.brokers, &topics[1], &watched)?) } else { None };
         Ok(Self {
             consumer,
             producer,
@@ -428,6 +620,7 @@ impl KafkaSource {
         let mut seq = None;
         let mut time = None;
         let mut watermark = None;
+        let mut idle = false;
         if let Some(h) = m.headers() {
             for header in h.iter() {
                 let v = header.value.unwrap_or_default();
@@ -437,6 +630,7 @@ impl KafkaSource {
                     H_SEQ => seq = v.try_into().ok().map(u32::from_be_bytes),
                     H_TIME => time = v.try_into().ok().map(i64::from_be_bytes),
                     H_WATERMARK => watermark = v.try_into().ok().map(i64::from_be_bytes),
+                    H_IDLE => idle = true,
                     _ => {}
                 }
             }
@@ -450,6 +644,9 @@ impl KafkaSource {
         let Some(task) = task else { return dead(format!("repartition record without {H_TASK}")) };
         if let Some(w) = watermark {
             return Input::Watermark { upstream: task, watermark_ms: w };
+        }
+        if idle {
+            return Input::Idle { upstream: task };
         }
         let (Some(offset), Some(seq), Some(time)) = (offset, seq, time) else {
             return dead("repartition record without its position headers".into());
@@ -498,20 +695,37 @@ fn partition_count(consumer: &BaseConsumer<GroupContext>, topic: &str) -> Result
     Ok(Some(t.partitions().len() as i32))
 }
 
-/// Creates a repartition topic (the broker's default replication); returns its partitions.
-fn create_topic(brokers: &str, name: &str, partitions: i32) -> Result<i32, RunError> {
+/// Waits until a created topic shows in metadata (subscribing before would miss it).
+fn wait_for_topic(consumer: &BaseConsumer<GroupContext>, topic: &str) -> Result<i32, RunError> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(n) = partition_count(consumer, topic)? {
+            return Ok(n);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(RunError::Other(format!("topic {topic:?} was created but does not show in metadata")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Creates a topic unless it exists (the broker's default replication); returns its partitions.
+fn ensure_topic(brokers: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<i32, RunError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
     let results = block_on(admin.create_topics([&topic], &AdminOptions::new().operation_timeout(Some(TIMEOUT))))?;
     for r in results {
         match r {
             Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, code)) => return Err(RunError::Other(format!("creating repartition topic {t:?}: {code}"))),
+            Err((t, code)) => return Err(RunError::Other(format!("creating topic {t:?}: {code}"))),
         }
     }
-    tracing::info!(topic = name, partitions, "created repartition topic");
+    tracing::info!(topic = name, partitions, "created topic");
     Ok(partitions)
 }
 
@@ -584,19 +798,34 @@ impl Source for KafkaSource {
     }
 
     fn at_end(&mut self, positions: &BTreeMap<TaskId, i64>) -> Result<bool, RunError> {
+        // First the answer the cache gives (no request): any task behind its known end.
+        let end_of = |this: &Self, t: &TaskId, (low, high): (i64, i64)| {
+            let delivered = this.producer.as_ref().map_or(-1, |p| p.delivered(&this.topics[t.stage], t.partition));
+            (low, high.max(delivered + 1))
+        };
         for (t, &next) in positions {
-            let cached = self.ends.get(t).copied();
-            let (low, high) = match cached {
-                Some((low, high)) if next < high => (low, high),
-                _ => {
-                    let w = self.consumer.fetch_watermarks(&self.topics[t.stage], t.partition, TIMEOUT)?;
-                    self.ends.insert(*t, w);
-                    w
+            if let Some(&(w, _)) = self.ends.get(t) {
+                let (low, high) = end_of(self, t, w);
+                if next < high && low < high {
+                    tracing::debug!(stage = t.stage, partition = t.partition, next, high, "not at the end yet");
+                    return Ok(false);
                 }
-            };
+            }
+        }
+        // Then ask the broker about the tasks that look done (a request is slow: at most once
+        // a second per partition).
+        for (t, &next) in positions {
+            let stale = self.ends.get(t).is_none_or(|(_, at)| at.elapsed() >= Duration::from_secs(1));
+            if stale {
+                let w = self.consumer.fetch_watermarks(&self.topics[t.stage], t.partition, TIMEOUT)?;
+                self.ends.insert(*t, (w, std::time::Instant::now()));
+            }
+            let Some(&(w, at)) = self.ends.get(t) else { continue };
+            let (low, high) = end_of(self, t, w);
             if next < high && low < high {
                 return Ok(false);
             }
+            let _ = at;
         }
         Ok(true)
     }
@@ -607,6 +836,22 @@ impl Source for KafkaSource {
         } else {
             None
         }
+    }
+}
+
+impl KafkaSource {
+    /// A control record (watermark, idle) from `upstream` to every partition of `stage`.
+    fn broadcast(&mut self, stage: usize, upstream: i32, header: &str, value: &[u8]) -> Result<(), RunError> {
+        let Some(p) = &self.producer else { return Err(RunError::Other("no repartition producer".into())) };
+        for partition in 0..self.partitions[stage] {
+            let headers = OwnedHeaders::new_with_capacity(2)
+                .insert(Header { key: H_TASK, value: Some(&upstream.to_be_bytes()) })
+                .insert(Header { key: header, value: Some(value) });
+            let record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&self.topics[stage]).partition(partition).payload(&[][..]).headers(headers);
+            p.send_record(record)?;
+        }
+        Ok(())
     }
 }
 
@@ -627,16 +872,11 @@ impl Exchange for KafkaSource {
     }
 
     fn send_watermark(&mut self, stage: usize, upstream: i32, watermark_ms: i64) -> Result<(), RunError> {
-        let Some(p) = &self.producer else { return Err(RunError::Other("no repartition producer".into())) };
-        for partition in 0..self.partitions[stage] {
-            let headers = OwnedHeaders::new_with_capacity(2)
-                .insert(Header { key: H_TASK, value: Some(&upstream.to_be_bytes()) })
-                .insert(Header { key: H_WATERMARK, value: Some(&watermark_ms.to_be_bytes()) });
-            let record: BaseRecord<'_, [u8], [u8]> =
-                BaseRecord::to(&self.topics[stage]).partition(partition).payload(&[][..]).headers(headers);
-            p.send_record(record)?;
-        }
-        Ok(())
+        self.broadcast(stage, upstream, H_WATERMARK, &watermark_ms.to_be_bytes())
+    }
+
+    fn send_idle(&mut self, stage: usize, upstream: i32) -> Result<(), RunError> {
+        self.broadcast(stage, upstream, H_IDLE, &[1])
     }
 
     fn flush(&mut self) -> Result<(), RunError> {

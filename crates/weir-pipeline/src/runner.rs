@@ -48,6 +48,10 @@ pub enum Input {
         upstream: i32,
         watermark_ms: i64,
     },
+    /// An upstream task has had no input for its idle timeout: do not wait for it.
+    Idle {
+        upstream: i32,
+    },
 }
 
 #[derive(Debug)]
@@ -68,6 +72,8 @@ pub trait Exchange {
     fn send(&mut self, stage: usize, ev: &Event, from: Upstream) -> Result<(), RunError>;
     /// Tells every partition of `stage`'s input that `upstream` will send nothing earlier.
     fn send_watermark(&mut self, stage: usize, upstream: i32, watermark_ms: i64) -> Result<(), RunError>;
+    /// Tells every partition of `stage`'s input not to wait for `upstream` until it sends again.
+    fn send_idle(&mut self, stage: usize, upstream: i32) -> Result<(), RunError>;
     /// Returns once everything sent is durable.
     fn flush(&mut self) -> Result<(), RunError>;
 }
@@ -132,6 +138,9 @@ struct Task {
     /// The last watermark sent downstream, and when.
     sent_watermark: i64,
     sent_at: Instant,
+    /// When the task last had input, and whether it told downstream it is idle since.
+    last_input: Instant,
+    idle_sent: bool,
 }
 
 /// Builds the pipeline of one stage.
@@ -259,6 +268,9 @@ impl Runner<'_> {
     ) -> Result<(), RunError> {
         self.tasks.retain(|id, _| assigned.contains(id));
         crate::metrics::PARTITIONS.set(assigned.len() as i64);
+        if assigned.iter().any(|id| !self.tasks.contains_key(id)) {
+            sink.refresh_checkpoints()?;
+        }
         for &id in assigned {
             if self.tasks.contains_key(&id) || id.stage >= self.stages {
                 continue;
@@ -298,8 +310,17 @@ impl Runner<'_> {
                     0
                 }
             };
-            let sent_at = Instant::now();
-            self.tasks.insert(id, Task { pipeline, next_offset, applied, sent_watermark: i64::MIN, sent_at });
+            let now = Instant::now();
+            let task = Task {
+                pipeline,
+                next_offset,
+                applied,
+                sent_watermark: i64::MIN,
+                sent_at: now,
+                last_input: now,
+                idle_sent: false,
+            };
+            self.tasks.insert(id, task);
         }
         Ok(())
     }
@@ -317,6 +338,8 @@ impl Runner<'_> {
             return Ok(()); // already in the restored state
         }
         t.next_offset = offset + 1;
+        t.last_input = Instant::now();
+        t.idle_sent = false;
         self.dirty = true;
         if id.stage == 0 {
             self.stats.events += 1;
@@ -342,6 +365,7 @@ impl Runner<'_> {
             Input::Watermark { upstream, watermark_ms } => {
                 t.pipeline.observe_upstream(upstream, watermark_ms, (id.partition, offset))
             }
+            Input::Idle { upstream } => t.pipeline.upstream_idle(upstream, (id.partition, offset)),
         };
         self.outputs(id, offset, out, source, dead)
     }
@@ -393,6 +417,11 @@ impl Runner<'_> {
                 t.sent_watermark = wm;
                 t.sent_at = Instant::now();
             }
+            let idle_ms = u64::try_from(t.pipeline.idle_timeout_ms()).unwrap_or(u64::MAX);
+            if !t.idle_sent && t.last_input.elapsed() >= Duration::from_millis(idle_ms) {
+                x.send_idle(id.stage + 1, id.partition)?;
+                t.idle_sent = true;
+            }
         }
         Ok(())
     }
@@ -438,11 +467,14 @@ impl Runner<'_> {
             let bytes = cp.to_json().map_err(|e| RunError::Checkpoint { id: cp_id.clone(), detail: e.to_string() })?;
             checkpoints.push((cp_id, bytes));
         }
+        let flushed = started.elapsed();
         self.write(&checkpoints, sink, dead, cfg)?;
+        let written = started.elapsed();
         crate::metrics::OPEN_WINDOWS.set(self.tasks.values().map(|t| t.pipeline.open_windows() as i64).sum());
         let offsets: Vec<(TaskId, i64)> =
             self.tasks.iter().filter(|(_, t)| t.next_offset > 0).map(|(id, t)| (*id, t.next_offset)).collect();
         source.commit(&offsets)?;
+        tracing::debug!(?flushed, ?written, committed = ?started.elapsed(), "checkpoint");
         self.dirty = false;
         crate::metrics::CHECKPOINTS.inc();
         crate::metrics::CHECKPOINT_SECONDS.observe(started.elapsed());

@@ -47,6 +47,50 @@ pub trait Sink: Send {
     fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError>;
     /// Forgets every checkpoint whose id starts with `prefix` (a rewind with `--from`).
     fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError>;
+    /// Partitions moved: read checkpoints afresh (another instance may have written them).
+    fn refresh_checkpoints(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Where sinks that are not databases keep checkpoints: files, or a topic every instance of
+/// the pipeline can read (`kafka::CheckpointTopic`).
+pub trait CheckpointStore: Send {
+    /// Durable when it returns.
+    fn store(&mut self, checkpoints: &[(String, Vec<u8>)]) -> Result<(), SinkError>;
+    fn load(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError>;
+    fn clear(&mut self, prefix: &str) -> Result<(), SinkError>;
+    /// Drops what was read before, so the next `load` sees other instances' writes.
+    fn refresh(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+impl CheckpointStore for Box<dyn CheckpointStore> {
+    fn store(&mut self, checkpoints: &[(String, Vec<u8>)]) -> Result<(), SinkError> {
+        (**self).store(checkpoints)
+    }
+    fn load(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        (**self).load(id)
+    }
+    fn clear(&mut self, prefix: &str) -> Result<(), SinkError> {
+        (**self).clear(prefix)
+    }
+    fn refresh(&mut self) -> Result<(), SinkError> {
+        (**self).refresh()
+    }
+}
+
+impl CheckpointStore for CheckpointDir {
+    fn store(&mut self, checkpoints: &[(String, Vec<u8>)]) -> Result<(), SinkError> {
+        CheckpointDir::store(self, checkpoints)
+    }
+    fn load(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        CheckpointDir::load(self, id)
+    }
+    fn clear(&mut self, prefix: &str) -> Result<(), SinkError> {
+        CheckpointDir::clear(self, prefix)
+    }
 }
 
 /// The server's message ("db error" alone says nothing).
@@ -192,12 +236,12 @@ pub struct JsonlSink {
     out: Box<dyn Write + Send>,
     file: Option<std::fs::File>,
     path: PathBuf,
-    checkpoints: CheckpointDir,
+    checkpoints: Box<dyn CheckpointStore>,
 }
 
 impl JsonlSink {
     /// Appends to `path`; with `truncate`, starts it empty (a bounded input's one-shot run).
-    pub fn file(path: &Path, checkpoints: CheckpointDir, truncate: bool) -> Result<Self, SinkError> {
+    pub fn file(path: &Path, checkpoints: impl CheckpointStore + 'static, truncate: bool) -> Result<Self, SinkError> {
         let f = open_output(path, truncate)?;
         let clone = f.try_clone().map_err(|source| SinkError::Io { path: path.to_owned(), source })?;
         Ok(Self {
@@ -205,17 +249,17 @@ impl JsonlSink {
             out: Box::new(std::io::BufWriter::new(f)),
             file: Some(clone),
             path: path.to_owned(),
-            checkpoints,
+            checkpoints: Box::new(checkpoints),
         })
     }
 
-    pub fn stdout(checkpoints: CheckpointDir) -> Self {
+    pub fn stdout(checkpoints: impl CheckpointStore + 'static) -> Self {
         Self {
             names: Vec::new(),
             out: Box::new(std::io::stdout()),
             file: None,
             path: PathBuf::from("stdout"),
-            checkpoints,
+            checkpoints: Box::new(checkpoints),
         }
     }
 }
@@ -246,5 +290,9 @@ impl Sink for JsonlSink {
 
     fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
         self.checkpoints.clear(prefix)
+    }
+
+    fn refresh_checkpoints(&mut self) -> Result<(), SinkError> {
+        self.checkpoints.refresh()
     }
 }

@@ -24,10 +24,11 @@
 //! step over a Kafka topic not declared `partitioned_by_key` — the compiler inserts a shuffle:
 //! the runner sends the events through a repartition topic keyed by the new key.
 
+use crate::kafka::CheckpointTopic;
 use crate::kafka::{DeadLetterOut, KafkaSource, KafkaSourceConfig, SinkErrorPolicy, StartFrom};
 pub use crate::runner::RunStats;
 use crate::runner::{RunConfig, Source};
-use crate::sink::{CheckpointDir, JsonlSink, Sink};
+use crate::sink::{CheckpointDir, CheckpointStore, JsonlSink, Sink};
 use crate::source::{JsonlSource, NexmarkSource};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -165,8 +166,8 @@ pub struct KafkaSourceYaml {
     pub topic: String,
     /// Consumer group; default: the pipeline's name.
     pub group: Option<String>,
-    /// Every producer of the topic partitions by the record key with one partitioner, so all
-    /// records of a key are in one partition: stateful steps keyed by the record key then need
+    /// The topic is partitioned by the source's key (the record key, or `key`/`key_field`):
+    /// all records of a key are in one partition, so stateful steps before any `key_by` need
     /// no repartition topic. Default false (a shuffle is inserted, which is always correct).
     #[serde(default)]
     pub partitioned_by_key: bool,
@@ -805,7 +806,7 @@ impl Spec {
         }
         // Whether all events of a key are in one partition at this point of the chain.
         let mut partitioned = match &self.source.kind {
-            SourceKind::Kafka(k) => k.partitioned_by_key && matches!(self.source.key, KeyFrom::RecordKey),
+            SourceKind::Kafka(k) => k.partitioned_by_key,
             // One partition: in one process, shuffles cost nothing.
             _ => false,
         };
@@ -930,7 +931,17 @@ fn io_err(what: &str, e: &dyn std::fmt::Display) -> SpecError {
 /// Opens the spec's sink; relative paths are resolved against `base`.
 pub fn open_sink(spec: &Spec, base: &std::path::Path, names: &[String]) -> Result<Box<dyn Sink>, SpecError> {
     let dir = base.join(spec.checkpoint.dir.as_deref().unwrap_or(".weir-checkpoints"));
-    let checkpoints = || CheckpointDir::open(&dir).map_err(|e| io_err("checkpoints", &e));
+    // Over Kafka, checkpoints go where every instance can read them (a topic), unless the
+    // spec names a directory.
+    let checkpoints = || -> Result<Box<dyn CheckpointStore>, SpecError> {
+        match (spec.kafka_brokers(), &spec.checkpoint.dir) {
+            (Some(brokers), None) => {
+                let topic = format!("{}-checkpoints", spec.name);
+                Ok(Box::new(CheckpointTopic::open(brokers, &topic).map_err(|e| io_err("checkpoints", &e))?))
+            }
+            _ => Ok(Box::new(CheckpointDir::open(&dir).map_err(|e| io_err("checkpoints", &e))?)),
+        }
+    };
     let table = spec.sink.table.as_deref().unwrap_or("results");
     let s = &spec.sink;
     // Single-aggregate results keep their `value` form.

@@ -374,6 +374,24 @@ impl Pipeline {
         out
     }
 
+    /// An upstream task is idle (its source partition has nothing new): it stops holding the
+    /// watermark back until it sends again.
+    pub fn upstream_idle(&mut self, task: i32, position: (i32, i64)) -> Outputs {
+        self.position = position;
+        let before = self.watermarks.current();
+        let wm = self.watermarks.set_idle(task, 0);
+        let mut out = Outputs::default();
+        if wm > before {
+            self.fire(wm, &mut out);
+        }
+        out
+    }
+
+    /// The idle timeout (processing time) of the source partitions.
+    pub fn idle_timeout_ms(&self) -> i64 {
+        self.watermarks.idle_timeout_ms()
+    }
+
     /// Processes one event at processing time `now_ms`.
     pub fn process(&mut self, event: Event, now_ms: i64) -> Result<Outputs, StreamError> {
         let mut out = Outputs::default();

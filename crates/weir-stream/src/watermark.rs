@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 struct PartitionTime {
     max_event_ms: i64,
     last_seen_processing_ms: i64,
+    /// Declared idle by its sender (an upstream task caught up with a silent partition):
+    /// it does not hold the watermark back until it sends again.
+    #[serde(default)]
+    idle: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -28,19 +32,32 @@ impl Watermarks {
     /// (an upstream task of a repartitioned stage: without it the first upstream to report
     /// would set the watermark alone).
     pub fn expect_partition(&mut self, partition: i32) {
-        self.partitions
-            .entry(partition)
-            .or_insert(PartitionTime { max_event_ms: i64::MIN, last_seen_processing_ms: 0 });
+        self.partitions.entry(partition).or_insert(PartitionTime {
+            max_event_ms: i64::MIN,
+            last_seen_processing_ms: 0,
+            idle: false,
+        });
     }
 
     /// Records an event and returns the (possibly advanced) watermark.
     pub fn observe(&mut self, partition: i32, event_ms: i64, now_ms: i64) -> i64 {
-        let p = self
-            .partitions
-            .entry(partition)
-            .or_insert(PartitionTime { max_event_ms: i64::MIN, last_seen_processing_ms: now_ms });
+        let p = self.partitions.entry(partition).or_insert(PartitionTime {
+            max_event_ms: i64::MIN,
+            last_seen_processing_ms: now_ms,
+            idle: false,
+        });
         p.max_event_ms = p.max_event_ms.max(event_ms);
         p.last_seen_processing_ms = now_ms;
+        p.idle = false;
+        self.recompute(now_ms)
+    }
+
+    /// A partition's sender says it is idle: it stops holding the watermark back until it
+    /// is observed again.
+    pub fn set_idle(&mut self, partition: i32, now_ms: i64) -> i64 {
+        if let Some(p) = self.partitions.get_mut(&partition) {
+            p.idle = true;
+        }
         self.recompute(now_ms)
     }
 
@@ -55,12 +72,19 @@ impl Watermarks {
         self.current_ms
     }
 
+    pub fn idle_timeout_ms(&self) -> i64 {
+        self.idle_timeout_ms
+    }
+
     pub fn current(&self) -> i64 {
         self.current_ms
     }
 
     fn recompute(&mut self, now_ms: i64) -> i64 {
-        let active = self.partitions.values().filter(|p| now_ms - p.last_seen_processing_ms < self.idle_timeout_ms);
+        let active = self
+            .partitions
+            .values()
+            .filter(|p| !p.idle && now_ms.saturating_sub(p.last_seen_processing_ms) < self.idle_timeout_ms);
         let min =
             active.map(|p| p.max_event_ms).min().or_else(|| self.partitions.values().map(|p| p.max_event_ms).max());
         if let Some(m) = min {

@@ -1,0 +1,213 @@
+"""Dataflow pipelines over a real `weir serve`: a key change before a window goes through a
+repartition topic, so results are right for any input partitioning, for any number of
+instances, and across kill -9 (the repartition topic may hold duplicates; the sink may not).
+
+Orders carry random record keys (so one customer's orders are spread over every partition);
+the pipeline re-keys by customer and sums per 1-minute window. Every closed window must equal
+a GROUP BY the test computes over the raw input."""
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import WEIR_BIN, wait_for
+
+WINDOW_MS = 60_000
+BASE_MS = 1_700_000_040_000 // WINDOW_MS * WINDOW_MS
+
+
+def make_orders(n, seed, customers=25):
+    """Orders in time order with up to 2 s of jitter (the spec allows 5 s out of order)."""
+    rng = random.Random(seed)
+    t = BASE_MS
+    out = []
+    for i in range(n):
+        t += rng.randint(20, 200)
+        out.append({"order_id": i, "customer": f"c{rng.randrange(customers):02d}", "amount": rng.randint(1, 100),
+                    "status": "paid" if rng.random() < 0.85 else "cancelled", "timestamp": t - rng.randint(0, 2000)})
+    return out, t
+
+
+def group_by(orders):
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE o (customer TEXT, ts INTEGER, amount INTEGER)")
+    db.executemany("INSERT INTO o VALUES (?, ?, ?)",
+                   [(o["customer"], o["timestamp"], o["amount"]) for o in orders if o["status"] == "paid"])
+    return db.execute(f"SELECT customer, ts / {WINDOW_MS} * {WINDOW_MS} AS ws, SUM(amount), COUNT(*) FROM o "
+                      "GROUP BY customer, ws ORDER BY customer, ws").fetchall()
+
+
+def create(weir, *topics):
+    admin = AdminClient({"bootstrap.servers": weir.bootstrap})
+    for f in admin.create_topics([NewTopic(t, p, 1) for t, p in topics]).values():
+        f.result(timeout=30)
+
+
+def produce(weir, topic, orders, end_ms, partitions, pace_s=0.0):
+    """Random record keys (the default partitioner spreads every customer over all partitions),
+    then an `end` marker per partition that moves every watermark past the last window."""
+    prod = Producer({"bootstrap.servers": weir.bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    for i, o in enumerate(orders):
+        prod.produce(topic, key=uuid.uuid4().hex.encode(), value=json.dumps(o).encode())
+        if i % 500 == 0:
+            prod.poll(0)
+            if pace_s:
+                time.sleep(pace_s)
+    for p in range(partitions):
+        prod.produce(topic, value=json.dumps({"status": "end", "timestamp": end_ms + 3_600_000}).encode(), partition=p)
+    assert prod.flush(30) == 0
+
+
+def spec(tmp_path, weir, name, topic, sink, extra_source="", checkpoint=""):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""
+name: {name}
+source:
+  kafka: {{ brokers: "{weir.bootstrap}", topic: {topic}, properties: {{ session.timeout.ms: "6000"{extra_source} }} }}
+  time_field: timestamp
+out_of_orderness: 5s
+steps:
+  - filter: "event.status == 'paid'"
+  - key_by: "event.customer"
+  - window: {{ tumbling: 1m, aggregates: [ {{ total: "sum(amount)" }}, {{ orders: count }} ] }}
+sink: {sink}
+checkpoint: {{ interval: 200ms{checkpoint} }}
+""")
+    return path
+
+
+def run(path, *args, log=None, **kw):
+    out = open(log, "ab") if log else subprocess.PIPE
+    return subprocess.Popen([WEIR_BIN, "pipeline", "run", str(path), *args], stdout=out, stderr=out,
+                            env={**os.environ, "WEIR_LOG": "info", "NO_COLOR": "1"}, **kw)
+
+
+def sqlite_rows(db):
+    if not db.exists():
+        return []
+    try:
+        c = sqlite3.connect(db, timeout=10)
+        rows = c.execute("SELECT key, window_start, total, orders FROM sums WHERE final ORDER BY key, window_start")
+        return [(k, ws, int(t), n) for k, ws, t, n in rows.fetchall()]
+    except sqlite3.OperationalError:
+        return []
+
+
+def topic_rows(weir, topic):
+    """Final results in a result topic: the latest value per key (what compaction keeps)."""
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": f"r-{uuid.uuid4()}", "enable.partition.eof": True})
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    c.assign([TopicPartition(topic, p, 0) for p in md.partitions])
+    latest, eof = {}, set()
+    while len(eof) < len(md.partitions):
+        m = c.poll(10)
+        assert m is not None, "result topic read timed out"
+        if m.error():
+            eof.add(m.partition())
+            continue
+        latest[m.key()] = json.loads(m.value()) if m.value() else None
+    c.close()
+    return sorted((v["key"], v["window_start"], int(v["total"]), v["orders"])
+                  for v in latest.values() if v and v["final"])
+
+
+def test_rekey_before_a_window_equals_group_by_for_any_partitioning(weir, tmp_path):
+    orders, end = make_orders(20_000, seed=1)
+    expected = group_by(orders)
+    assert len(expected) > 400
+    create(weir, ("orders", 3))
+    produce(weir, "orders", orders, end, 3)
+    db = tmp_path / "sums.db"
+    path = spec(tmp_path, weir, "rekey", "orders", f"{{ sqlite: {db}, table: sums }}")
+    out = subprocess.run([WEIR_BIN, "pipeline", "run", str(path), "--until-end"], capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sqlite_rows(db) == expected
+    # The repartition topic exists with the source's partition count.
+    md = AdminClient({"bootstrap.servers": weir.bootstrap}).list_topics(timeout=10)
+    assert len(md.topics["rekey-1-repartition"].partitions) == 3
+
+
+def test_two_instances_give_the_same_rows(weir, tmp_path):
+    orders, end = make_orders(12_000, seed=2)
+    expected = group_by(orders)
+    create(weir, ("orders2", 4))
+    db = tmp_path / "sums.db"
+    path = spec(tmp_path, weir, "pair", "orders2", f"{{ sqlite: {db}, table: sums }}")
+    a = run(path, log=tmp_path / "a.log")
+    b = run(path, log=tmp_path / "b.log")
+    produce(weir, "orders2", orders, end, 4, pace_s=0.02)
+    wait_for(lambda: sqlite_rows(db) == expected, timeout=180, interval=0.5, what="both instances' results")
+    for p in (a, b):
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0
+    assert sqlite_rows(db) == expected
+
+
+def test_an_instance_killed_with_open_windows_its_partitions_continue_elsewhere(weir, tmp_path):
+    """Two instances with their own checkpoint directories (as on two machines) would lose the
+    dead one's state; checkpoints are in the `<pipeline>-checkpoints` topic instead, so the
+    survivor picks the dead instance's tasks up where its last checkpoint left them."""
+    orders, end = make_orders(16_000, seed=3)
+    expected = group_by(orders)
+    create(weir, ("orders3", 4), ("sums3", 1))
+    path = spec(tmp_path, weir, "survivor", "orders3", "{ kafka: { topic: sums3 } }")
+    first, rest = orders[:8000], orders[8000:]
+    a = run(path, log=tmp_path / "a.log", cwd=tmp_path / "." if False else None)
+    b_dir = tmp_path / "b"
+    b_dir.mkdir()
+    b = run(path, log=tmp_path / "b.log", cwd=b_dir)
+    produce(weir, "orders3", first, end, 0, pace_s=0.02)
+    # Windows are open in both instances: kill one without warning.
+    wait_for(lambda: "restored checkpoint" in (tmp_path / "a.log").read_text() or
+             len(topic_rows(weir, "sums3")) > 10, timeout=60, interval=0.5, what="some results")
+    time.sleep(1)
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    produce(weir, "orders3", rest, end, 4, pace_s=0.01)
+    wait_for(lambda: topic_rows(weir, "sums3") == expected, timeout=180, interval=1, what="the survivor's results")
+    b.send_signal(signal.SIGTERM)
+    assert b.wait(timeout=60) == 0
+    assert "restored checkpoint" in (tmp_path / "b.log").read_text()
+
+
+def test_kill_9_at_random_points_of_a_two_stage_pipeline_changes_nothing(weir, tmp_path):
+    orders, end = make_orders(24_000, seed=4)
+    expected = group_by(orders)
+    create(weir, ("orders4", 3))
+    db = tmp_path / "sums.db"
+    path = spec(tmp_path, weir, "crash", "orders4", f"{{ sqlite: {db}, table: sums }}",
+                extra_source=', group.instance.id: "crash-1"')
+    producer = threading.Thread(target=produce, args=(weir, "orders4", orders, end, 3), kwargs={"pace_s": 0.2})
+    producer.start()
+    rng = random.Random(9)
+    for i in range(12):
+        p = run(path, log=tmp_path / f"run{i}.log")
+        time.sleep(rng.uniform(0.8, 2.5))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    producer.join()
+    out = subprocess.run([WEIR_BIN, "pipeline", "run", str(path), "--until-end"], capture_output=True, text=True,
+                         timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = sum("restored checkpoint" in (tmp_path / f"run{i}.log").read_text() for i in range(12))
+    assert resumed >= 4, f"only {resumed} runs were killed after their first checkpoint"
+    assert sqlite_rows(db) == expected
+
+
+def test_a_missing_source_topic_is_an_error(weir, tmp_path):
+    path = spec(tmp_path, weir, "nosource", "no_such_topic", "{ stdout: true }")
+    out = subprocess.run([WEIR_BIN, "pipeline", "run", str(path), "--until-end"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0
+    assert "no_such_topic" in out.stderr and "does not exist" in out.stderr
