@@ -161,12 +161,13 @@ def test_an_instance_killed_with_open_windows_its_partitions_continue_elsewhere(
     orders, end = make_orders(16_000, seed=3)
     expected = group_by(orders)
     create(weir, ("orders3", 4), ("sums3", 1))
-    path = spec(tmp_path, weir, "survivor", "orders3", "{ kafka: { topic: sums3 } }")
+    machines = []
+    for m in ("a", "b"):  # each its own copy of the spec, so its own default checkpoint directory
+        (tmp_path / m).mkdir()
+        machines.append(spec(tmp_path / m, weir, "survivor", "orders3", "{ kafka: { topic: sums3 } }"))
     first, rest = orders[:8000], orders[8000:]
-    a = run(path, log=tmp_path / "a.log", cwd=tmp_path / "." if False else None)
-    b_dir = tmp_path / "b"
-    b_dir.mkdir()
-    b = run(path, log=tmp_path / "b.log", cwd=b_dir)
+    a = run(machines[0], log=tmp_path / "a.log", cwd=tmp_path / "a")
+    b = run(machines[1], log=tmp_path / "b.log", cwd=tmp_path / "b")
     produce(weir, "orders3", first, end, 0, pace_s=0.02)
     # Windows are open in both instances: kill one without warning.
     wait_for(lambda: "restored checkpoint" in (tmp_path / "a.log").read_text() or
