@@ -194,6 +194,7 @@ impl PipelineBuilder {
             });
         }
         Ok(Pipeline {
+            fired: vec![i64::MIN; nodes.len()],
             nodes,
             holdback,
             watermarks: Watermarks::new(self.out_of_orderness_ms, self.idle_timeout_ms),
@@ -209,6 +210,9 @@ pub struct Pipeline {
     /// Per node: how far its watermark trails the pipeline's (the allowed lateness of the
     /// windows before it).
     holdback: Vec<i64>,
+    /// Per node: the watermark it last fired at, which decides lateness of what reaches it
+    /// (what an earlier window emits while firing must not be judged by the new watermark).
+    fired: Vec<i64>,
     watermarks: Watermarks,
     /// The watermark comes from upstream tasks' watermark records, not from event times.
     from_upstream: bool,
@@ -329,8 +333,9 @@ impl Pipeline {
         let mut stage = 0;
         let mut keep = Vec::new();
         let mut holdback = Vec::new();
+        let mut fired = Vec::new();
         let first_hold = |h: &[i64]| h.first().copied().unwrap_or(0);
-        for (n, h) in self.nodes.drain(..).zip(self.holdback.drain(..)) {
+        for ((n, h), f) in self.nodes.drain(..).zip(self.holdback.drain(..)).zip(self.fired.drain(..)) {
             if matches!(n, Node::Shuffle) {
                 stage += 1;
                 continue;
@@ -338,6 +343,7 @@ impl Pipeline {
             if stage == i {
                 keep.push(n);
                 holdback.push(h);
+                fired.push(f);
             }
         }
         if i >= stage + 1 {
@@ -349,6 +355,7 @@ impl Pipeline {
         }
         self.nodes = keep;
         self.holdback = holdback;
+        self.fired = fired;
         Some(self)
     }
 
@@ -420,10 +427,9 @@ impl Pipeline {
     /// operators absorb it; what reaches the end is output.
     fn push_from(&mut self, start: usize, batch: &mut Vec<Event>, out: &mut Outputs) -> Result<(), StreamError> {
         let mut next = std::mem::take(&mut self.scratch.1);
-        let current = self.watermarks.current();
         let mut result = Ok(());
         for i in start..self.nodes.len() {
-            let watermark = current.saturating_sub(self.holdback[i]);
+            let watermark = self.fired[i];
             next.clear();
             match &mut self.nodes[i] {
                 Node::Step(step) => {
@@ -489,6 +495,10 @@ impl Pipeline {
     /// Restores state saved by `checkpoint` into a pipeline built from the same spec.
     pub fn restore(&mut self, cp: Checkpoint) {
         self.watermarks = cp.watermarks;
+        let current = self.watermarks.current();
+        for (f, h) in self.fired.iter_mut().zip(&self.holdback) {
+            *f = current.saturating_sub(*h);
+        }
         let mut windows = std::iter::once(cp.windows).chain(cp.more_windows);
         let mut top_n = cp.top_n.into_iter();
         let mut saved = cp.dedup.into_iter();
@@ -517,6 +527,7 @@ impl Pipeline {
         let last = self.nodes.len().saturating_sub(1);
         for i in 0..self.nodes.len() {
             let wm = watermark.saturating_sub(self.holdback[i]);
+            self.fired[i] = self.fired[i].max(wm);
             let mut emitted = Vec::new();
             match &mut self.nodes[i] {
                 Node::Step(Step::Dedup(d)) => d.expire(wm),

@@ -1,0 +1,109 @@
+//! Every Nexmark spec in examples/nexmark, run with the YAML front end over a generated file
+//! of 100,000 events in the `nexmark` crate's JSON format, gives exactly the rows of the
+//! independent computation.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+#[path = "support/nexmark_reference.rs"]
+mod nexmark_reference;
+
+use nexmark::event::Event as N;
+use nexmark_reference::{reference, RATE};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::Write;
+use weir_pipeline::nexmark::{generator, to_crate_json};
+use weir_pipeline::yaml;
+
+const EVENTS: usize = 100_000;
+
+fn int(v: &Value, f: &str) -> i64 {
+    v[f].as_i64().unwrap_or_else(|| panic!("{f} in {v}"))
+}
+
+/// The query's output lines as the reference's rows.
+fn rows(q: &str, lines: &[Value]) -> Vec<String> {
+    let mut rows: Vec<String> = match q {
+        "q0" => lines
+            .iter()
+            .map(|l| {
+                let v = &l["value"];
+                if let Some(b) = v.get("Bid") {
+                    format!("bid|{}|{}|{}|{}", int(b, "auction"), int(b, "bidder"), int(b, "price"), int(b, "date_time"))
+                } else if let Some(p) = v.get("Person") {
+                    format!("person|{}|{}", int(p, "id"), int(p, "date_time"))
+                } else {
+                    let a = &v["Auction"];
+                    format!("auction|{}|{}", int(a, "id"), int(a, "date_time"))
+                }
+            })
+            .collect(),
+        "q1" => lines
+            .iter()
+            .map(|l| {
+                let v = &l["value"];
+                let price = v["price"].as_f64().unwrap();
+                format!("{}|{}|{price:.3}|{}", int(v, "auction"), int(v, "bidder"), int(v, "date_time"))
+            })
+            .collect(),
+        "q2" => lines.iter().map(|l| format!("{}|{}", int(&l["value"], "auction"), int(&l["value"], "price"))).collect(),
+        "q5" => lines
+            .iter()
+            .map(|l| {
+                let v = &l["value"];
+                format!("{}|{}|{}", int(v, "start"), int(v, "auction"), int(v, "bids"))
+            })
+            .collect(),
+        // The highest bids per window: the reference has the window's max price once.
+        "q7" => lines
+            .iter()
+            .map(|l| format!("{}|{}", int(&l["value"], "window_start"), int(&l["value"], "price")))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        "q11" => lines
+            .iter()
+            .map(|l| format!("{}|{}|{}|{}", l["key"].as_str().unwrap(), int(l, "window_start"), int(l, "window_end"), int(l, "bids")))
+            .collect(),
+        other => panic!("no row format for {other}"),
+    };
+    rows.sort();
+    rows
+}
+
+#[test]
+fn every_example_spec_equals_the_independent_computation() {
+    let raw: Vec<N> = generator(RATE).take(EVENTS).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.path().join("nexmark.jsonl")).unwrap());
+    for e in &raw {
+        writeln!(f, "{}", to_crate_json(e)).unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nexmark");
+    let mut ran = Vec::new();
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let q = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let compiled = yaml::load(&text).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let stats = yaml::run(compiled, dir.path(), &yaml::RunOptions::default()).unwrap();
+        assert_eq!(stats.events, EVENTS as u64, "{q}");
+        assert_eq!(stats.dead_letters, 0, "{q}");
+        let out = std::fs::read_to_string(dir.path().join(format!("{q}.out.jsonl"))).unwrap();
+        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(stats.results, lines.len() as u64, "{q}: the summary counts every output");
+        let got = rows(&q, &lines);
+        let expected = reference(&q, &raw);
+        assert!(!expected.is_empty(), "{q}: the input should produce some output");
+        assert_eq!(got.len(), expected.len(), "{q}: row count");
+        assert_eq!(got, expected, "{q}");
+        println!("{q}: {} rows match", got.len());
+        ran.push(q);
+    }
+    ran.sort();
+    assert!(ran.len() >= 6, "examples found: {ran:?}");
+}
