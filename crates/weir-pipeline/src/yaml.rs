@@ -36,7 +36,7 @@ use weir_stream::aggregate::Aggregate;
 use weir_stream::event::Event;
 use weir_stream::pipeline::{Pipeline, PipelineBuilder};
 use weir_stream::window::Window;
-use weir_stream::{NamedAggregate, TopNSpec, WindowSpec};
+use weir_stream::{JoinKind, JoinSpec, NamedAggregate, Side, TopNSpec, WindowSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,6 +221,35 @@ pub enum StepSpec {
     KeyBy(String),
     Dedup(DedupSpec),
     Window(WindowYaml),
+    Join(JoinYaml),
+}
+
+/// An inner join of two sides of the stream: `left`/`right` say which events are on each side,
+/// `left_key`/`right_key` what they join on; one of `window`, `interval`, `table`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinYaml {
+    pub left: String,
+    pub left_key: String,
+    pub right: String,
+    pub right_key: String,
+    /// Both in the same tumbling window of this size.
+    pub window: Option<String>,
+    /// `left.time` within `[right.time + lower, right.time + upper]` (durations, may be negative).
+    pub interval: Option<IntervalYaml>,
+    /// The right side is a table: the latest value per key (a null value deletes it).
+    #[serde(default)]
+    pub table: bool,
+    pub allowed_lateness: Option<String>,
+    #[serde(default = "default_max_windows")]
+    pub max_state: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntervalYaml {
+    pub lower: String,
+    pub upper: String,
 }
 
 /// A step as written: a one-key map (serde_norway reads enums only from YAML tags).
@@ -233,6 +262,7 @@ struct RawStep {
     key_by: Option<String>,
     dedup: Option<DedupSpec>,
     window: Option<WindowYaml>,
+    join: Option<JoinYaml>,
 }
 
 impl TryFrom<RawStep> for StepSpec {
@@ -245,12 +275,13 @@ impl TryFrom<RawStep> for StepSpec {
             r.key_by.map(StepSpec::KeyBy),
             r.dedup.map(StepSpec::Dedup),
             r.window.map(StepSpec::Window),
+            r.join.map(StepSpec::Join),
         ]
         .into_iter()
         .flatten();
         match (kinds.next(), kinds.next()) {
             (Some(step), None) => Ok(step),
-            _ => Err("each step needs exactly one of filter, map, flat_map, key_by, dedup, window".into()),
+            _ => Err("each step needs exactly one of filter, map, flat_map, key_by, dedup, window, join".into()),
         }
     }
 }
@@ -811,6 +842,28 @@ impl Spec {
             _ => false,
         };
         for step in self.all_steps() {
+            if let StepRef::Step(StepSpec::Join(j)) = step {
+                // Each side keyed by its join key (events of neither side are dropped), then
+                // shuffled by it, then joined.
+                let (b2, classify) = join_sides(b, text, j)?;
+                b = b2.shuffle();
+                let kind = match (&j.window, &j.interval, j.table) {
+                    (Some(w), None, false) => JoinKind::Window { size_ms: dur(w)? },
+                    (None, Some(i), false) => {
+                        let signed = |s: &str| match s.trim().strip_prefix('-') {
+                            Some(rest) => dur(rest).map(|v| -v),
+                            None => dur(s),
+                        };
+                        JoinKind::Interval { lower_ms: signed(&i.lower)?, upper_ms: signed(&i.upper)? }
+                    }
+                    (None, None, true) => JoinKind::Table,
+                    _ => return Err(err("join:", "a join needs exactly one of window, interval, table: true".into())),
+                };
+                let allowed_lateness_ms = j.allowed_lateness.as_deref().map(dur).transpose()?.unwrap_or(0);
+                b = b.join(JoinSpec { kind, classify, allowed_lateness_ms, max_state: j.max_state });
+                partitioned = true;
+                continue;
+            }
             let stateful = matches!(step, StepRef::Window(_) | StepRef::Step(StepSpec::Dedup(_)));
             if stateful && !partitioned {
                 b = b.shuffle();
@@ -864,7 +917,9 @@ impl Spec {
                         .ok_or_else(|| err(horizon, format!("dedup horizon {horizon:?} is not a duration")))?;
                     b.dedup(h, *max_keys)
                 }
-                StepRef::Step(StepSpec::Window(_)) => unreachable!("windows are StepRef::Window"),
+                StepRef::Step(StepSpec::Window(_) | StepSpec::Join(_)) => {
+                    unreachable!("windows are StepRef::Window; joins are handled above")
+                }
                 StepRef::Window(w) => {
                     if let Some(o) = w.out_of_orderness_ms {
                         out_of_orderness = Some(o);
@@ -908,6 +963,50 @@ impl Spec {
         }
         b.build().map_err(|e| err("window", e.to_string()))
     }
+}
+
+/// The key step of a join (each side keyed by its own key expression; events of neither side
+/// dropped) and the classifier the join uses.
+fn join_sides(
+    b: PipelineBuilder,
+    text: &str,
+    j: &JoinYaml,
+) -> Result<(PipelineBuilder, weir_stream::keyed_join::Classify), SpecError> {
+    let left = compile_expr(text, "join left", &j.left)?;
+    let right = compile_expr(text, "join right", &j.right)?;
+    let left_key = compile_expr(text, "join left_key", &j.left_key)?;
+    let right_key = compile_expr(text, "join right_key", &j.right_key)?;
+    let side = move |l: &Expr, r: &Expr, ev: &Event| -> Result<Option<Side>, String> {
+        let is = |e: &Expr| match e.eval(ev)? {
+            serde_json::Value::Bool(b) => Ok(b),
+            other => Err(format!("join side {:?} returned {other}, not a bool", e.source())),
+        };
+        Ok(if is(l)? {
+            Some(Side::Left)
+        } else if is(r)? {
+            Some(Side::Right)
+        } else {
+            None
+        })
+    };
+    let (l2, r2) = (left.clone(), right.clone());
+    let b = b.try_flat_map(move |mut ev, out| {
+        let key = match side(&left, &right, &ev) {
+            Ok(Some(Side::Left)) => left_key.eval(&ev),
+            Ok(Some(Side::Right)) => right_key.eval(&ev),
+            Ok(None) => return Ok(()),
+            Err(detail) => return Err((ev, detail)),
+        };
+        match key {
+            Ok(k) => {
+                ev.key = key_text(&k);
+                out.push(ev);
+                Ok(())
+            }
+            Err(detail) => Err((ev, detail)),
+        }
+    });
+    Ok((b, Box::new(move |ev: &Event| side(&l2, &r2, ev))))
 }
 
 enum StepRef<'a> {

@@ -28,7 +28,13 @@ fn rows(q: &str, lines: &[Value]) -> Vec<String> {
             .map(|l| {
                 let v = &l["value"];
                 if let Some(b) = v.get("Bid") {
-                    format!("bid|{}|{}|{}|{}", int(b, "auction"), int(b, "bidder"), int(b, "price"), int(b, "date_time"))
+                    format!(
+                        "bid|{}|{}|{}|{}",
+                        int(b, "auction"),
+                        int(b, "bidder"),
+                        int(b, "price"),
+                        int(b, "date_time")
+                    )
                 } else if let Some(p) = v.get("Person") {
                     format!("person|{}|{}", int(p, "id"), int(p, "date_time"))
                 } else {
@@ -45,7 +51,9 @@ fn rows(q: &str, lines: &[Value]) -> Vec<String> {
                 format!("{}|{}|{price:.3}|{}", int(v, "auction"), int(v, "bidder"), int(v, "date_time"))
             })
             .collect(),
-        "q2" => lines.iter().map(|l| format!("{}|{}", int(&l["value"], "auction"), int(&l["value"], "price"))).collect(),
+        "q2" => {
+            lines.iter().map(|l| format!("{}|{}", int(&l["value"], "auction"), int(&l["value"], "price"))).collect()
+        }
         "q5" => lines
             .iter()
             .map(|l| {
@@ -62,7 +70,30 @@ fn rows(q: &str, lines: &[Value]) -> Vec<String> {
             .collect(),
         "q11" => lines
             .iter()
-            .map(|l| format!("{}|{}|{}|{}", l["key"].as_str().unwrap(), int(l, "window_start"), int(l, "window_end"), int(l, "bids")))
+            .map(|l| {
+                format!(
+                    "{}|{}|{}|{}",
+                    l["key"].as_str().unwrap(),
+                    int(l, "window_start"),
+                    int(l, "window_end"),
+                    int(l, "bids")
+                )
+            })
+            .collect(),
+        "q3" => lines
+            .iter()
+            .map(|l| {
+                let v = &l["value"];
+                let s = |f: &str| v[f].as_str().unwrap().to_owned();
+                format!("{}|{}|{}|{}", s("name"), s("city"), s("state"), int(v, "auction"))
+            })
+            .collect(),
+        "q8" => lines
+            .iter()
+            .map(|l| {
+                let v = &l["value"];
+                format!("{}|{}|{}", int(v, "id"), v["name"].as_str().unwrap(), int(v, "start"))
+            })
             .collect(),
         other => panic!("no row format for {other}"),
     };
@@ -105,5 +136,5 @@ fn every_example_spec_equals_the_independent_computation() {
         ran.push(q);
     }
     ran.sort();
-    assert!(ran.len() >= 6, "examples found: {ran:?}");
+    assert!(ran.len() >= 8, "examples found: {ran:?}");
 }

@@ -16,6 +16,7 @@
 use crate::aggregate::UserAggregate;
 use crate::dedup::Dedup;
 use crate::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
+use crate::keyed_join::{JoinSpec, KeyedJoin};
 use crate::topn::{TopN, TopNSpec};
 use crate::watermark::Watermarks;
 use crate::windowed::{WindowOperator, WindowSpec};
@@ -49,6 +50,7 @@ enum Node {
     Step(Step),
     Window(Box<WindowOperator>),
     TopN(Box<TopN>),
+    Join(Box<KeyedJoin>),
     /// A partitioning boundary (see the module doc).
     Shuffle,
 }
@@ -56,7 +58,17 @@ enum Node {
 impl Node {
     /// Whether the operator keeps state per key (and so needs its input partitioned by key).
     fn is_keyed_state(&self) -> bool {
-        matches!(self, Node::Step(Step::Dedup(_)) | Node::Window(_) | Node::TopN(_))
+        matches!(self, Node::Step(Step::Dedup(_)) | Node::Window(_) | Node::TopN(_) | Node::Join(_))
+    }
+
+    /// The allowed lateness the operators after this one must hold the watermark back by.
+    fn lateness_ms(&self) -> i64 {
+        match self {
+            Node::Window(w) => w.allowed_lateness_ms(),
+            Node::TopN(t) => t.allowed_lateness_ms(),
+            Node::Join(j) => j.allowed_lateness_ms(),
+            _ => 0,
+        }
     }
 }
 
@@ -91,6 +103,7 @@ enum NodeSpec {
     Step(Step),
     Window(WindowSpec, Option<std::sync::Arc<dyn UserAggregate>>),
     TopN(TopNSpec),
+    Join(JoinSpec),
     Shuffle,
 }
 
@@ -150,6 +163,11 @@ impl PipelineBuilder {
         self.nodes.push(NodeSpec::TopN(spec));
         self
     }
+    /// An inner join of two sides of the stream on its key.
+    pub fn join(mut self, spec: JoinSpec) -> Self {
+        self.nodes.push(NodeSpec::Join(spec));
+        self
+    }
     /// A partitioning boundary: the key changed and a stateful operator follows.
     pub fn shuffle(mut self) -> Self {
         self.nodes.push(NodeSpec::Shuffle);
@@ -189,6 +207,10 @@ impl PipelineBuilder {
                     seen_windows += 1;
                     held = held.saturating_add(spec.allowed_lateness_ms);
                     Node::TopN(Box::new(TopN::new(spec)?))
+                }
+                NodeSpec::Join(spec) => {
+                    held = held.saturating_add(spec.allowed_lateness_ms);
+                    Node::Join(Box::new(KeyedJoin::new(spec)?))
                 }
                 NodeSpec::Shuffle => Node::Shuffle,
             });
@@ -239,6 +261,9 @@ pub struct Checkpoint {
     /// Per top-N window, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     top_n: Vec<Vec<(String, i64, crate::topn::Ranked)>>,
+    /// Per join, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    joins: Vec<crate::keyed_join::JoinState>,
     /// For a stage reading a repartition topic: per upstream task, the last (offset, seq) of
     /// its input applied; records at or below it are replays and skipped.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -266,15 +291,7 @@ impl Pipeline {
     /// The watermark of what the pipeline emits: its own, held back by its windows' allowed
     /// lateness (what a downstream stage may take as "no earlier output will come").
     pub fn output_watermark(&self) -> i64 {
-        let held: i64 = self
-            .nodes
-            .iter()
-            .map(|n| match n {
-                Node::Window(w) => w.allowed_lateness_ms(),
-                Node::TopN(t) => t.allowed_lateness_ms(),
-                _ => 0,
-            })
-            .sum();
+        let held: i64 = self.nodes.iter().map(Node::lateness_ms).sum();
         self.watermarks.current().saturating_sub(held)
     }
 
@@ -284,6 +301,7 @@ impl Pipeline {
             .map(|n| match n {
                 Node::Window(w) => w.open_windows(),
                 Node::TopN(t) => t.open_windows(),
+                Node::Join(j) => j.open_windows(),
                 _ => 0,
             })
             .sum()
@@ -450,6 +468,16 @@ impl Pipeline {
                     result = batch.drain(..).try_for_each(|ev| t.process(ev, watermark, &mut out.dead_letters));
                     break;
                 }
+                Node::Join(j) => {
+                    // Pairs made at once go on to the next operators.
+                    let r =
+                        batch.drain(..).try_for_each(|ev| j.process(ev, watermark, &mut next, &mut out.dead_letters));
+                    if let Err(e) = r {
+                        result = Err(e);
+                        break;
+                    }
+                    std::mem::swap(batch, &mut next);
+                }
             }
         }
         out.events.append(batch);
@@ -483,6 +511,11 @@ impl Pipeline {
                 .iter()
                 .filter_map(|n| if let Node::TopN(t) = n { Some(t.export()) } else { None })
                 .collect(),
+            joins: self
+                .nodes
+                .iter()
+                .filter_map(|n| if let Node::Join(j) = n { Some(j.export()) } else { None })
+                .collect(),
             dedup: self
                 .nodes
                 .iter()
@@ -501,11 +534,13 @@ impl Pipeline {
         }
         let mut windows = std::iter::once(cp.windows).chain(cp.more_windows);
         let mut top_n = cp.top_n.into_iter();
+        let mut joins = cp.joins.into_iter();
         let mut saved = cp.dedup.into_iter();
         for node in &mut self.nodes {
             match node {
                 Node::Window(w) => w.import(windows.next().unwrap_or_default()),
                 Node::TopN(t) => t.import(top_n.next().unwrap_or_default()),
+                Node::Join(j) => j.import(joins.next().unwrap_or_default()),
                 Node::Step(Step::Dedup(d)) => d.import(saved.next().unwrap_or_default()),
                 _ => {}
             }
@@ -542,6 +577,7 @@ impl Pipeline {
                     emitted.extend(results.iter().map(|r| r.to_event(spec.names(), partition, offset)));
                 }
                 Node::TopN(t) => t.on_watermark(wm, &mut emitted),
+                Node::Join(j) => j.on_watermark(wm, &mut emitted),
                 _ => continue,
             }
             if !emitted.is_empty() {

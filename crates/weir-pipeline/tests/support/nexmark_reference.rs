@@ -158,4 +158,3 @@ pub fn reference(query: &str, events: &[N]) -> Vec<String> {
     rows.sort();
     rows
 }
-

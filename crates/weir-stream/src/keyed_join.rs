@@ -1,0 +1,283 @@
+//! Inner joins of two sides of a keyed stream, as one operator of a pipeline. The events'
+//! key is the join key (the front end sets it per side, then shuffles); a classifier says
+//! which side an event is on. Joined events are `{"left", "right", …}` with the join key:
+//! - window: both in the same tumbling window; emitted when the window closes, with
+//!   `window_start`/`window_end`, at `window_end - 1` (Nexmark q8);
+//! - interval: `left.time` within `[right.time + lower, right.time + upper]`; emitted as soon
+//!   as both are there, at the later of the two times; state expires with the watermark;
+//! - table: the right side is a table (the latest value per key; a null value deletes the
+//!   key); every left event joins the key's current row, and left events are kept so a row
+//!   that arrives later joins them too (Nexmark q3).
+//!
+//! Events later than the window end (or interval) plus the allowed lateness are dead letters.
+
+use crate::event::{DeadLetter, DeadLetterReason, Event};
+use crate::join::Side;
+use crate::StreamError;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// What pairs a left and a right event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Window { size_ms: i64 },
+    Interval { lower_ms: i64, upper_ms: i64 },
+    Table,
+}
+
+/// Which side an event is on (None: neither; it is dropped, like a filter).
+pub type Classify = Box<dyn Fn(&Event) -> Result<Option<Side>, String> + Send>;
+
+pub struct JoinSpec {
+    pub kind: JoinKind,
+    pub classify: Classify,
+    pub allowed_lateness_ms: i64,
+    /// Events kept at most (both sides); exceeding it is an error, not an OOM.
+    pub max_state: usize,
+}
+
+#[derive(Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Sides {
+    left: Vec<(i64, Value)>,
+    right: Vec<(i64, Value)>,
+}
+
+pub(crate) struct KeyedJoin {
+    spec: JoinSpec,
+    /// Window: (start, key) -> sides. Interval and table: ("", key) -> sides (start 0).
+    windows: BTreeMap<(i64, String), Sides>,
+    /// Interval: (expiry, key) of kept events, in expiry order.
+    expiry: BTreeMap<(i64, String), usize>,
+    /// Table: key -> current row.
+    table: HashMap<String, Value>,
+    kept: usize,
+}
+
+impl KeyedJoin {
+    pub fn new(spec: JoinSpec) -> Result<Self, StreamError> {
+        match spec.kind {
+            JoinKind::Window { size_ms } if size_ms <= 0 => {
+                return Err(StreamError::InvalidSpec("join window size must be positive"))
+            }
+            JoinKind::Interval { lower_ms, upper_ms } if lower_ms > upper_ms => {
+                return Err(StreamError::InvalidSpec("join interval: lower must not exceed upper"))
+            }
+            _ => {}
+        }
+        Ok(Self { spec, windows: BTreeMap::new(), expiry: BTreeMap::new(), table: HashMap::new(), kept: 0 })
+    }
+
+    pub fn allowed_lateness_ms(&self) -> i64 {
+        self.spec.allowed_lateness_ms
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    fn pair(key: &str, left: &Value, right: &Value, t: i64, window: Option<(i64, i64)>, partition: i32) -> Event {
+        let mut m = serde_json::Map::new();
+        m.insert("key".into(), Value::String(key.to_owned()));
+        m.insert("left".into(), left.clone());
+        m.insert("right".into(), right.clone());
+        if let Some((start, end)) = window {
+            m.insert("window_start".into(), start.into());
+            m.insert("window_end".into(), end.into());
+        }
+        Event { key: Some(key.to_owned()), value: Value::Object(m), timestamp_ms: t, partition, offset: -1 }
+    }
+
+    fn keep(&mut self) -> Result<(), StreamError> {
+        if self.kept >= self.spec.max_state {
+            return Err(StreamError::StateTooLarge { open_windows: self.kept, max: self.spec.max_state });
+        }
+        self.kept += 1;
+        Ok(())
+    }
+
+    /// Adds an event; pairs it makes at once go to `out`.
+    pub fn process(
+        &mut self,
+        ev: Event,
+        watermark_ms: i64,
+        out: &mut Vec<Event>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<(), StreamError> {
+        let side = match (self.spec.classify)(&ev) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(()),
+            Err(detail) => {
+                dead.push(DeadLetter { event: ev, reason: DeadLetterReason::Expression { detail } });
+                return Ok(());
+            }
+        };
+        let lateness = self.spec.allowed_lateness_ms;
+        let late = |ev: Event, dead: &mut Vec<DeadLetter>| {
+            let reason = DeadLetterReason::Late { watermark_ms, allowed_lateness_ms: lateness };
+            dead.push(DeadLetter { event: ev, reason });
+        };
+        let key = ev.key.clone().unwrap_or_default();
+        let t = ev.timestamp_ms;
+        match self.spec.kind {
+            JoinKind::Window { size_ms } => {
+                let start = t.div_euclid(size_ms) * size_ms;
+                if (start + size_ms).saturating_add(lateness) <= watermark_ms {
+                    late(ev, dead);
+                    return Ok(());
+                }
+                self.keep()?;
+                let s = self.windows.entry((start, key)).or_default();
+                match side {
+                    Side::Left => s.left.push((t, ev.value)),
+                    Side::Right => s.right.push((t, ev.value)),
+                }
+            }
+            JoinKind::Interval { lower_ms, upper_ms } => {
+                // The latest time a partner of this event can have, and so when it expires.
+                let expires = match side {
+                    Side::Left => t.saturating_sub(lower_ms),
+                    Side::Right => t.saturating_add(upper_ms),
+                };
+                if expires.saturating_add(lateness) < watermark_ms {
+                    late(ev, dead);
+                    return Ok(());
+                }
+                let s = self.windows.entry((0, key.clone())).or_default();
+                let matches = |l: i64, r: i64| r.saturating_add(lower_ms) <= l && l <= r.saturating_add(upper_ms);
+                match side {
+                    Side::Left => {
+                        for (rt, r) in &s.right {
+                            if matches(t, *rt) {
+                                out.push(Self::pair(&key, &ev.value, r, t.max(*rt), None, ev.partition));
+                            }
+                        }
+                        s.left.push((t, ev.value));
+                    }
+                    Side::Right => {
+                        for (lt, l) in &s.left {
+                            if matches(*lt, t) {
+                                out.push(Self::pair(&key, l, &ev.value, t.max(*lt), None, ev.partition));
+                            }
+                        }
+                        s.right.push((t, ev.value));
+                    }
+                }
+                *self.expiry.entry((expires.saturating_add(lateness), key)).or_default() += 1;
+                self.keep()?;
+            }
+            JoinKind::Table => match side {
+                Side::Left => {
+                    if let Some(row) = self.table.get(&key) {
+                        out.push(Self::pair(&key, &ev.value, row, t, None, ev.partition));
+                    }
+                    self.keep()?;
+                    self.windows.entry((0, key)).or_default().left.push((t, ev.value));
+                }
+                Side::Right if ev.value.is_null() => {
+                    self.table.remove(&key);
+                }
+                Side::Right => {
+                    if let Some(s) = self.windows.get(&(0, key.clone())) {
+                        for (lt, l) in &s.left {
+                            out.push(Self::pair(&key, l, &ev.value, t.max(*lt), None, ev.partition));
+                        }
+                    }
+                    self.table.insert(key, ev.value);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Emits the pairs of closed windows (window joins) and drops expired state (interval).
+    pub fn on_watermark(&mut self, watermark_ms: i64, out: &mut Vec<Event>) {
+        match self.spec.kind {
+            JoinKind::Window { size_ms } => {
+                let lateness = self.spec.allowed_lateness_ms;
+                while let Some(entry) = self.windows.first_entry() {
+                    if (entry.key().0 + size_ms).saturating_add(lateness) > watermark_ms {
+                        break;
+                    }
+                    let Some(((start, key), s)) = self.windows.pop_first() else { break };
+                    self.kept -= s.left.len() + s.right.len();
+                    let window = Some((start, start + size_ms));
+                    for (_, l) in &s.left {
+                        for (_, r) in &s.right {
+                            out.push(Self::pair(&key, l, r, start + size_ms - 1, window, 0));
+                        }
+                    }
+                }
+            }
+            JoinKind::Interval { lower_ms, upper_ms } => {
+                while let Some(entry) = self.expiry.first_entry() {
+                    if entry.key().0 >= watermark_ms {
+                        break;
+                    }
+                    let ((_, key), _) = entry.remove_entry();
+                    let lateness = self.spec.allowed_lateness_ms;
+                    if let Some(s) = self.windows.get_mut(&(0, key.clone())) {
+                        let before = s.left.len() + s.right.len();
+                        let alive = |e: i64| e.saturating_add(lateness) >= watermark_ms;
+                        s.left.retain(|(t, _)| alive(t.saturating_sub(lower_ms)));
+                        s.right.retain(|(t, _)| alive(t.saturating_add(upper_ms)));
+                        self.kept -= before - (s.left.len() + s.right.len());
+                        if s.left.is_empty() && s.right.is_empty() {
+                            self.windows.remove(&(0, key));
+                        }
+                    }
+                }
+            }
+            JoinKind::Table => {}
+        }
+    }
+}
+
+/// A join's state in a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct JoinState {
+    windows: Vec<(i64, String, Vec<(i64, Value)>, Vec<(i64, Value)>)>,
+    table: Vec<(String, Value)>,
+}
+
+impl std::fmt::Debug for Sides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} left, {} right", self.left.len(), self.right.len())
+    }
+}
+
+impl KeyedJoin {
+    pub fn export(&self) -> JoinState {
+        let mut table: Vec<(String, Value)> = self.table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        table.sort_by(|a, b| a.0.cmp(&b.0));
+        JoinState {
+            windows: self.windows.iter().map(|((s, k), v)| (*s, k.clone(), v.left.clone(), v.right.clone())).collect(),
+            table,
+        }
+    }
+
+    pub fn import(&mut self, state: JoinState) {
+        self.windows.clear();
+        self.expiry.clear();
+        self.kept = 0;
+        let lateness = self.spec.allowed_lateness_ms;
+        for (start, key, left, right) in state.windows {
+            if let JoinKind::Interval { lower_ms, upper_ms } = self.spec.kind {
+                for (t, _) in &left {
+                    *self
+                        .expiry
+                        .entry((t.saturating_sub(lower_ms).saturating_add(lateness), key.clone()))
+                        .or_default() += 1;
+                }
+                for (t, _) in &right {
+                    *self
+                        .expiry
+                        .entry((t.saturating_add(upper_ms).saturating_add(lateness), key.clone()))
+                        .or_default() += 1;
+                }
+            }
+            self.kept += left.len() + right.len();
+            self.windows.insert((start, key), Sides { left, right });
+        }
+        self.table = state.table.into_iter().collect();
+    }
+}
