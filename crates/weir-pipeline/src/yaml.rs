@@ -24,6 +24,7 @@
 //! step over a Kafka topic not declared `partitioned_by_key` — the compiler inserts a shuffle:
 //! the runner sends the events through a repartition topic keyed by the new key.
 
+use crate::expr_check::Expect;
 use crate::kafka::CheckpointTopic;
 use crate::kafka::{DeadLetterOut, KafkaSource, KafkaSourceConfig, SinkErrorPolicy, StartFrom};
 pub use crate::runner::RunStats;
@@ -135,7 +136,10 @@ impl TryFrom<RawSource> for SourceSpec {
             _ => return Err("source needs exactly one of jsonl, kafka, nexmark".into()),
         };
         let path = |f: String| vec![f];
-        let compile = |what: &str, src: String| Expr::compile(&src).map_err(|e| format!("source {what} {src:?}: {e}"));
+        let compile = |what: &str, src: String| {
+            crate::expr_check::check(&src, &VARS, Expect::Any).map_err(|e| format!("source {what} {src:?}: {e}"))?;
+            Expr::compile(&src).map_err(|e| format!("source {what} {src:?}: {e}"))
+        };
         let bounded = !matches!(kind, SourceKind::Kafka(_));
         let time = match (r.time_field, r.time) {
             (Some(_), Some(_)) => return Err("source: use time_field or time, not both".into()),
@@ -841,11 +845,13 @@ impl Spec {
             // One partition: in one process, shuffles cost nothing.
             _ => false,
         };
+        // The fields of the events at this point, when a step made them known.
+        let mut known: Option<Vec<String>> = None;
         for step in self.all_steps() {
             if let StepRef::Step(StepSpec::Join(j)) = step {
                 // Each side keyed by its join key (events of neither side are dropped), then
                 // shuffled by it, then joined.
-                let (b2, classify) = join_sides(b, text, j)?;
+                let (b2, classify) = join_sides(b, text, j, &known)?;
                 b = b2.shuffle();
                 let kind = match (&j.window, &j.interval, j.table) {
                     (Some(w), None, false) => JoinKind::Window { size_ms: dur(w)? },
@@ -862,6 +868,11 @@ impl Spec {
                 let allowed_lateness_ms = j.allowed_lateness.as_deref().map(dur).transpose()?.unwrap_or(0);
                 b = b.join(JoinSpec { kind, classify, allowed_lateness_ms, max_state: j.max_state });
                 partitioned = true;
+                let mut out = vec!["key".to_owned(), "left".to_owned(), "right".to_owned()];
+                if matches!(kind, JoinKind::Window { .. }) {
+                    out.extend(["window_start".to_owned(), "window_end".to_owned()]);
+                }
+                known = Some(out);
                 continue;
             }
             let stateful = matches!(step, StepRef::Window(_) | StepRef::Step(StepSpec::Dedup(_)));
@@ -871,7 +882,7 @@ impl Spec {
             }
             b = match step {
                 StepRef::Step(StepSpec::Filter(src)) => {
-                    let e = compile_expr(text, "filter", src)?;
+                    let e = compile_checked(text, "filter", src, Expect::Bool, &known)?;
                     // A failure (missing field, wrong type) dead-letters the event.
                     b.try_filter(move |ev| match e.lookup(ev) {
                         Some(Ok(serde_json::Value::Bool(keep))) => Ok(*keep),
@@ -884,7 +895,8 @@ impl Spec {
                     })
                 }
                 StepRef::Step(StepSpec::Map(src)) => {
-                    let e = compile_expr(text, "map", src)?;
+                    let e = compile_checked(text, "map", src, Expect::Any, &known)?;
+                    known = crate::expr_check::map_literal_fields(src);
                     b.try_map(move |mut ev| match e.eval(&ev) {
                         Ok(v) => {
                             ev.value = v;
@@ -894,7 +906,8 @@ impl Spec {
                     })
                 }
                 StepRef::Step(StepSpec::FlatMap(src)) => {
-                    let e = compile_expr(text, "flat_map", src)?;
+                    let e = compile_checked(text, "flat_map", src, Expect::List, &known)?;
+                    known = None;
                     b.try_flat_map(move |ev, out| match e.eval(&ev) {
                         Ok(serde_json::Value::Array(items)) => {
                             out.extend(items.into_iter().map(|value| Event { value, key: ev.key.clone(), ..ev }));
@@ -905,7 +918,7 @@ impl Spec {
                     })
                 }
                 StepRef::Step(StepSpec::KeyBy(src)) => {
-                    let e = compile_expr(text, "key_by", src)?;
+                    let e = compile_checked(text, "key_by", src, Expect::Any, &known)?;
                     partitioned = false;
                     b.try_key_by(move |ev| match e.lookup(ev) {
                         Some(r) => r.map(key_text),
@@ -926,6 +939,15 @@ impl Spec {
                     }
                     match &w.output {
                         WindowOutput::Aggregates(aggs) => {
+                            for (_, _, f) in aggs {
+                                if let Some(f) = f {
+                                    check_field(text, "the window's aggregate", f, &known)?;
+                                }
+                            }
+                            let mut out: Vec<String> =
+                                ["key", "window_start", "window_end", "count"].map(str::to_owned).into();
+                            out.extend(aggs.iter().map(|(n, _, _)| n.clone()));
+                            known = Some(out);
                             let (name, aggregate, field) = aggs[0].clone();
                             let extra = aggs[1..]
                                 .iter()
@@ -946,14 +968,20 @@ impl Spec {
                                 extra,
                             })
                         }
-                        WindowOutput::TopN { n, by, descending } => b.top_n(TopNSpec {
-                            window: w.window,
-                            by: by.clone(),
-                            n: *n,
-                            descending: *descending,
-                            allowed_lateness_ms: w.allowed_lateness_ms,
-                            max_rows: w.max_open_windows,
-                        }),
+                        WindowOutput::TopN { n, by, descending } => {
+                            check_field(text, "top_n", by, &known)?;
+                            if let Some(k) = &mut known {
+                                k.extend(["window_start", "window_end", "rank"].map(str::to_owned));
+                            }
+                            b.top_n(TopNSpec {
+                                window: w.window,
+                                by: by.clone(),
+                                n: *n,
+                                descending: *descending,
+                                allowed_lateness_ms: w.allowed_lateness_ms,
+                                max_rows: w.max_open_windows,
+                            })
+                        }
                     }
                 }
             };
@@ -971,11 +999,12 @@ fn join_sides(
     b: PipelineBuilder,
     text: &str,
     j: &JoinYaml,
+    known: &Option<Vec<String>>,
 ) -> Result<(PipelineBuilder, weir_stream::keyed_join::Classify), SpecError> {
-    let left = compile_expr(text, "join left", &j.left)?;
-    let right = compile_expr(text, "join right", &j.right)?;
-    let left_key = compile_expr(text, "join left_key", &j.left_key)?;
-    let right_key = compile_expr(text, "join right_key", &j.right_key)?;
+    let left = compile_checked(text, "join left", &j.left, Expect::Bool, known)?;
+    let right = compile_checked(text, "join right", &j.right, Expect::Bool, known)?;
+    let left_key = compile_checked(text, "join left_key", &j.left_key, Expect::Any, known)?;
+    let right_key = compile_checked(text, "join right_key", &j.right_key, Expect::Any, known)?;
     let side = move |l: &Expr, r: &Expr, ev: &Event| -> Result<Option<Side>, String> {
         let is = |e: &Expr| match e.eval(ev)? {
             serde_json::Value::Bool(b) => Ok(b),
@@ -1014,8 +1043,47 @@ enum StepRef<'a> {
     Window(&'a WindowYaml),
 }
 
-fn compile_expr(text: &str, what: &str, src: &str) -> Result<Expr, SpecError> {
-    Expr::compile(src).map_err(|m| SpecError { line: line_of(text, src), message: format!("{what} {src:?}: {m}") })
+/// The variables expressions can read.
+const VARS: [&str; 3] = ["event", "key", "ts"];
+
+/// Compiles an expression and checks it statically: identifiers it may read, the type of its
+/// result where that is known, and (when the fields of the events reaching it are known, after
+/// a map of a literal or a window) that every `event.<field>` it reads exists.
+fn compile_checked(
+    text: &str,
+    what: &str,
+    src: &str,
+    expect: Expect,
+    fields: &Option<Vec<String>>,
+) -> Result<Expr, SpecError> {
+    let fail = |m: String| SpecError { line: line_of(text, src), message: format!("{what} {src:?}: {m}") };
+    let e = Expr::compile(src).map_err(fail)?;
+    crate::expr_check::check(src, &VARS, expect).map_err(fail)?;
+    if let Some(known) = fields {
+        if let Some(missing) = crate::expr_check::event_fields_read(src).into_iter().find(|f| !known.contains(f)) {
+            return Err(fail(format!(
+                "reads event.{missing}, but the events here have only the fields {} (an earlier map or window \
+                 made them)",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(e)
+}
+
+/// `field` must be among the known fields of the events reaching a window.
+fn check_field(text: &str, what: &str, field: &str, fields: &Option<Vec<String>>) -> Result<(), SpecError> {
+    match fields {
+        Some(known) if !known.iter().any(|f| f == field) => Err(SpecError {
+            line: line_of(text, field),
+            message: format!(
+                "{what} reads field {field:?}, but the events here have only the fields {} (an earlier map or \
+                 window made them)",
+                known.join(", ")
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Parses and compiles in one step.

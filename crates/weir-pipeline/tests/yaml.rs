@@ -140,3 +140,118 @@ dead_letters: { jsonl: dlq.jsonl }
     assert!(dlq.contains("not a list") && dlq.contains("o4") && dlq.contains("o5"), "{dlq}");
     assert!(yaml::load(&yaml.replace("event.items", "event.items[")).err().unwrap().line == Some(4));
 }
+
+/// A spec with one step line to replace.
+fn with_steps(steps: &str) -> String {
+    format!("name: t\nsource: {{ jsonl: in.jsonl, time_field: ts }}\nsteps:\n{steps}\nsink: {{ jsonl: out.jsonl }}\n")
+}
+
+#[test]
+fn validate_rejects_what_would_fail_on_every_event() {
+    let cases = [
+        // An undeclared identifier: a typo of `event`.
+        ("  - filter: \"evnt.amount > 5\"", "evnt", 4),
+        // A filter that is not a bool.
+        ("  - filter: \"event.amount + 5\"", "bool", 4),
+        // An unknown function.
+        ("  - map: \"nosuchfn(event.a)\"", "nosuchfn", 4),
+        // A window aggregate over a field the map removed.
+        (
+            "  - map: \"{'customer': event.customer}\"\n  - window: { tumbling: 1m, aggregates: [ { total: \"sum(amount)\" } ] }",
+            "amount",
+            5,
+        ),
+        // An expression after a window reading a field the window does not produce.
+        (
+            "  - window: { tumbling: 1m, aggregates: [ { n: count } ] }\n  - filter: \"event.amount > 1\"",
+            "amount",
+            5,
+        ),
+        // A join side that is not a bool.
+        (
+            "  - join: { left: \"event.a\", left_key: \"event.k\", right: \"1 + 2\", right_key: \"event.k\", window: 10s }",
+            "bool",
+            4,
+        ),
+        // Two kinds in one step.
+        ("  - { filter: \"true\", map: \"event\" }", "exactly one", 4),
+    ];
+    for (steps, needle, line) in cases {
+        let e = yaml::load(&with_steps(steps)).err().unwrap_or_else(|| panic!("accepted: {steps}"));
+        assert!(e.message.contains(needle), "{steps}: {e}");
+        assert_eq!(e.line, Some(line), "{steps}: {e}");
+    }
+    // What the checks must not refuse.
+    for ok in [
+        "  - filter: \"has(event.a) && event.a.b > 1\"",
+        "  - map: \"{'customer': event.customer, 'amount': event.amount}\"\n  - window: { tumbling: 1m, aggregates: [ { total: \"sum(amount)\" } ] }",
+        "  - window: { tumbling: 1m, aggregates: [ { n: count } ] }\n  - filter: \"event.n > 1 && event.window_start > 0\"",
+    ] {
+        yaml::load(&with_steps(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+fn run_lines(dir: &std::path::Path, input: &[serde_json::Value], steps: &str) -> Vec<serde_json::Value> {
+    let text: String = input.iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(dir.join("in.jsonl"), text).unwrap();
+    let stats = yaml::run(yaml::load(&with_steps(steps)).unwrap(), dir, &yaml::RunOptions::default()).unwrap();
+    let out = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(stats.results, lines.len() as u64, "the summary counts every output");
+    lines
+}
+
+#[test]
+fn two_stages_count_per_key_then_keep_the_top_count_per_window_with_ties() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    // Window [0, 10 s): a 3, b 3, c 1 (a and b tie); window [10 s, 20 s): c 2, a 1.
+    let input: Vec<_> =
+        [("a", 1), ("b", 2), ("a", 3), ("b", 4), ("c", 5), ("a", 6), ("b", 7), ("c", 11), ("c", 12), ("a", 13)]
+            .iter()
+            .map(|(k, s)| json!({"item": k, "ts": s * 1000, "price": s}))
+            .collect();
+    let out = run_lines(
+        dir.path(),
+        &input,
+        "  - key_by: \"event.item\"\n  - window: { tumbling: 10s, aggregates: [ { n: count }, { top: \"max(price)\" } ] }\n  - map: \"{'item': event.key, 'n': event.n, 'top': event.top, 'start': event.window_start}\"\n  - key_by: \"string(event.start)\"\n  - window: { tumbling: 10s, top_n: { n: 1, by: n } }",
+    );
+    let mut got: Vec<(String, i64, i64, i64, i64)> = out
+        .iter()
+        .map(|l| {
+            let v = &l["value"];
+            (
+                v["item"].as_str().unwrap().into(),
+                v["start"].as_i64().unwrap(),
+                v["n"].as_i64().unwrap(),
+                v["top"].as_i64().unwrap(),
+                v["rank"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![("a".into(), 0, 3, 6, 1), ("b".into(), 0, 3, 7, 1), ("c".into(), 10_000, 2, 12, 1)]);
+}
+
+#[test]
+fn interval_join_pairs_events_within_the_bounds_only() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let input = vec![
+        json!({"kind": "click", "user": "u1", "ts": 1000}),
+        json!({"kind": "view", "user": "u1", "ts": 3000}), // click within [view - 5 s, view]: pair
+        json!({"kind": "view", "user": "u2", "ts": 3500}), // no click of u2
+        json!({"kind": "click", "user": "u1", "ts": 9000}), // after the view: no pair
+        json!({"kind": "view", "user": "u1", "ts": 20000}), // the 9 s click is 11 s before: no pair
+    ];
+    let out = run_lines(
+        dir.path(),
+        &input,
+        "  - join: { left: \"event.kind == 'click'\", left_key: \"event.user\", right: \"event.kind == 'view'\", right_key: \"event.user\", interval: { lower: -5s, upper: 0s } }",
+    );
+    let pairs: Vec<(i64, i64)> = out
+        .iter()
+        .map(|l| (l["value"]["left"]["ts"].as_i64().unwrap(), l["value"]["right"]["ts"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(pairs, vec![(1000, 3000)]);
+}
