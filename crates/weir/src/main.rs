@@ -162,9 +162,24 @@ struct BenchArgs {
     /// Nexmark: produce the events to a topic on --bootstrap and read them back with a Kafka client
     #[arg(long)]
     via_topic: bool,
+    /// Nexmark: write the generated events to this file as JSON lines (the `nexmark` crate's
+    /// format, `{"Bid": {...}}`), the input of examples/nexmark, and exit
+    #[arg(long)]
+    write_jsonl: Option<PathBuf>,
 }
 
 fn nexmark(a: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(path) = &a.write_jsonl {
+        use std::io::Write;
+        let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+        for e in weir_pipeline::nexmark::generator(a.event_rate).take(a.events) {
+            writeln!(out, "{}", weir_pipeline::nexmark::to_crate_json(&e))?;
+        }
+        out.flush()?;
+        eprintln!("wrote {} Nexmark events to {}", a.events, path.display());
+        return Ok(());
+    }
     let queries: Vec<&str> = if a.query == "all" {
         weir_pipeline::nexmark::QUERIES.to_vec()
     } else {
@@ -284,16 +299,23 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
     }
     stop_on_signal(opts.stop.clone());
     let started = std::time::Instant::now();
+    let bounded = compiled.spec.bounded();
     let stats = weir_pipeline::yaml::run(compiled, &base, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     eprintln!(
-        "{} events in {secs:.2}s ({:.0} events/s): {} results, {} dead letters, {} duplicates dropped",
+        "{} events in {secs:.2}s ({:.0} events/s): {} outputs, {} dead letters, {} duplicates dropped",
         stats.events,
         stats.events as f64 / secs,
         stats.results,
         stats.dead_letters,
         stats.duplicates
     );
+    if stats.repartitioned > 0 {
+        eprintln!("{} records read back from repartition topics", stats.repartitioned);
+    }
+    if bounded && stats.events > 0 && stats.dead_letters >= stats.events {
+        anyhow::bail!("every event went to the dead letters: check the spec's time field and expressions");
+    }
     if stats.active_ms > 0 {
         let secs = stats.active_ms as f64 / 1000.0;
         eprintln!("from the first event: {secs:.2}s ({:.0} events/s)", stats.events as f64 / secs);
