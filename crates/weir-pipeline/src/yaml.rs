@@ -520,7 +520,7 @@ fn locate(text: &str, message: &str) -> Option<usize> {
     ["window", "step", "source", "sink", "dead_letters", "aggregate", "top_n"]
         .iter()
         .find(|w| message.contains(*w))
-        .and_then(|w| line_of(text, &format!("{w}")))
+        .and_then(|w| line_of(text, w))
 }
 
 fn line_of(text: &str, needle: &str) -> Option<usize> {

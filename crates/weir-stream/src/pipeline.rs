@@ -364,7 +364,7 @@ impl Pipeline {
                 fired.push(f);
             }
         }
-        if i >= stage + 1 {
+        if i > stage {
             return None;
         }
         let base = first_hold(&holdback);
