@@ -1192,7 +1192,7 @@ pub fn run(compiled: Compiled, base: &std::path::Path, opts: &RunOptions) -> Res
         policy: spec.on_sink_error,
         stop_at_end: opts.stop_at_end,
         stop: opts.stop.clone(),
-        max_pending: 100_000,
+        max_pending: 10_000,
     };
     let make = || compiled.new_pipeline();
     let run = |source: &mut dyn Source, sink: &mut dyn Sink, dead: &mut DeadLetterOut| {
