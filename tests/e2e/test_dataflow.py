@@ -212,3 +212,22 @@ def test_a_missing_source_topic_is_an_error(weir, tmp_path):
                          timeout=60)
     assert out.returncode != 0
     assert "no_such_topic" in out.stderr and "does not exist" in out.stderr
+
+
+def test_local_checkpoints_missing_on_another_machine_refuse_instead_of_starting_empty(weir, tmp_path):
+    orders, end = make_orders(3_000, seed=5)
+    create(weir, ("orders5", 2))
+    produce(weir, "orders5", orders, end, 2)
+    paths = []
+    for m in ("a", "b"):
+        (tmp_path / m).mkdir()
+        paths.append(spec(tmp_path / m, weir, "local", "orders5", "{ jsonl: out.jsonl }", checkpoint=", dir: cp"))
+    first = subprocess.run([WEIR_BIN, "pipeline", "run", str(paths[0]), "--until-end"], capture_output=True,
+                           text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert os.listdir(tmp_path / "a" / "cp")
+    # The same group from a machine without those files: committed offsets, no checkpoint.
+    second = subprocess.run([WEIR_BIN, "pipeline", "run", str(paths[1]), "--until-end"], capture_output=True,
+                            text=True, timeout=120)
+    assert second.returncode != 0
+    assert "no checkpoint" in second.stderr and "--from earliest" in second.stderr, second.stderr[-2000:]
