@@ -94,6 +94,10 @@ pub struct Log {
     failed: AtomicBool,
     /// Serializes retention and compaction.
     pub(crate) maintenance: Mutex<()>,
+    /// The checkpoint on disk (None: no valid file). Held while writing it, so writers of
+    /// the one `.tmp` file never interleave, and an unchanged checkpoint is not rewritten:
+    /// an idle partition costs no sync in the maintenance pass or at shutdown.
+    checkpoint: Mutex<Option<Checkpoint>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,10 +144,22 @@ impl Log {
             last_sync_ms: AtomicI64::new(0),
             failed: AtomicBool::new(false),
             maintenance: Mutex::new(()),
+            // No file says the same as an all-zero one: recover from offset 0.
+            checkpoint: Mutex::new(Some(recovered.checkpoint.unwrap_or_default())),
         };
         log.last_sync_ms.store(log.clock.now_ms(), Ordering::Relaxed);
         log.write_checkpoint()?;
         Ok(log)
+    }
+
+    /// Lays out a new, empty log in `dir` (its directory and first segment) without any
+    /// sync. The caller makes it durable by syncing `dir` and its parent, once for a whole
+    /// batch of logs ([`crate::sync_dirs`]); [`Log::open`] then opens it without a sync.
+    pub fn prepare(dir: &Path, storage: &dyn Storage) -> Result<(), LogError> {
+        storage.create_dir_all(dir).map_err(|e| LogError::io("create dir", dir, e))?;
+        let path = file_path(dir, 0, LOG_SUFFIX);
+        storage.create_unsynced(&path).map_err(|e| LogError::io("create", &path, e))?;
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -335,6 +351,23 @@ impl Log {
         Ok(())
     }
 
+    /// Whether [`Log::flush_if_due`] has work: unsynced data past the interval, or an active
+    /// segment old enough to roll. Reads only in-memory state, for a cheap walk over many logs.
+    pub fn flush_is_due(&self) -> bool {
+        let config = self.config();
+        let now = self.clock.now_ms();
+        if let Durability::IntervalMs(ms) = config.durability {
+            if self.durable_offset() < self.log_end_offset()
+                && now - self.last_sync_ms.load(Ordering::Relaxed) >= ms as i64
+            {
+                return true;
+            }
+        }
+        config.segment_ms.is_some_and(|segment_ms| {
+            read(&self.view).segments.last().and_then(|s| s.first_append_ms).is_some_and(|t| now - t >= segment_ms)
+        })
+    }
+
     /// Syncs if the interval policy says it is time; for a periodic ticker.
     pub fn flush_if_due(&self) -> Result<(), LogError> {
         let config = self.config();
@@ -398,18 +431,35 @@ impl Log {
         read(&self.view).segments.iter().map(|s| s.base_offset).collect()
     }
 
-    /// Writes the recovery point (durable offset) and log start offset.
+    /// Writes the recovery point (durable offset) and log start offset, unless the file
+    /// already says exactly that.
     pub fn write_checkpoint(&self) -> Result<(), LogError> {
+        let mut stored = lock(&self.checkpoint);
         let cp = Checkpoint { recovery_point: self.durable_offset(), log_start_offset: self.log_start_offset() };
+        if *stored == Some(cp) {
+            return Ok(());
+        }
         let path = self.dir.join(checkpoint::FILE_NAME);
-        write_atomic(&*self.storage, &path, &cp.encode()).map_err(|e| LogError::io("write checkpoint", &path, e))
+        // Unknown after a failed attempt: the next call writes again.
+        *stored = None;
+        write_atomic(&*self.storage, &path, &cp.encode()).map_err(|e| LogError::io("write checkpoint", &path, e))?;
+        *stored = Some(cp);
+        Ok(())
     }
 
-    /// Syncs everything, writes the active segment's indexes and the checkpoint.
+    /// True when a checkpoint written now would differ from the one on disk (appends made
+    /// durable, or the log start moved): the maintenance pass skips the rest.
+    pub fn checkpoint_due(&self) -> bool {
+        let cp = Checkpoint { recovery_point: self.durable_offset(), log_start_offset: self.log_start_offset() };
+        *lock(&self.checkpoint) != Some(cp)
+    }
+
+    /// Syncs everything and writes the checkpoint; an idle log does neither. The active
+    /// segment's indexes are not written: recovery always re-scans the last segment
+    /// (rolling writes a segment's indexes once it is closed).
     pub fn close(&self) -> Result<(), LogError> {
         let _w = lock(&self.writer);
         self.sync_to(read(&self.view).log_end)?;
-        self.persist_active_indexes()?;
         self.write_checkpoint()
     }
 

@@ -15,6 +15,8 @@ use std::path::Path;
 pub(crate) struct Recovered {
     pub segments: Vec<Segment>,
     pub log_start: u64,
+    /// The valid checkpoint found, if any.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 fn read_checkpoint(dir: &Path, storage: &dyn Storage) -> Option<Checkpoint> {
@@ -46,7 +48,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
         let base = cp.map_or(0, |c| c.log_start_offset);
         let path = file_path(dir, base, LOG_SUFFIX);
         let file = storage.open(&path, true).map_err(|e| LogError::io("create", &path, e))?;
-        return Ok(Recovered { segments: vec![Segment::new(dir, base, file)], log_start: base });
+        return Ok(Recovered { segments: vec![Segment::new(dir, base, file)], log_start: base, checkpoint: cp });
     }
     let interval = config.index_interval_bytes;
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
@@ -73,7 +75,12 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
             crate::metrics::RECOVERY_TRUNCATIONS.inc();
             truncated_at = Some(i);
         }
-        seg.file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;
+        // What was scanned past the recovery point is about to be served and called durable
+        // (the new recovery point is the log end): make it so. A log closed cleanly has
+        // nothing past its recovery point and costs no sync here.
+        if seg.next_offset > recovery_point || truncated_at == Some(i) {
+            seg.file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;
+        }
         if next_base.is_some() && truncated_at.is_none() {
             write_indexes(&seg, storage)?;
         }
@@ -96,7 +103,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
     let first = segments[0].base_offset;
     let end = segments.last().map_or(first, |s| s.next_offset);
     let log_start = cp.map_or(first, |c| c.log_start_offset.max(first)).min(end);
-    Ok(Recovered { segments, log_start })
+    Ok(Recovered { segments, log_start, checkpoint: cp })
 }
 
 fn write_indexes(seg: &Segment, storage: &dyn Storage) -> Result<(), LogError> {
