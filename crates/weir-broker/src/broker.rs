@@ -61,7 +61,10 @@ impl Broker {
         // not a topic at all.
         for leftover in [config.data_dir.join(DELETING_DIR), config.data_dir.join(CREATING_DIR)] {
             if storage.exists(&leftover) {
-                tracing::info!(dir = %leftover.display(), "removing what an interrupted topic creation or deletion left");
+                let names = storage.list(&leftover).map_err(|e| BrokerError::io(&leftover, e))?;
+                if !names.is_empty() {
+                    tracing::warn!(dir = %leftover.display(), ?names, "removing what an interrupted topic creation or deletion left");
+                }
                 storage.remove_dir_all(&leftover).map_err(|e| BrokerError::io(&leftover, e))?;
             }
         }
@@ -225,6 +228,7 @@ impl Broker {
         let staging = staging_root.join(format!("{name}-{}", hex(&id)));
         let laid_out = self.lay_out(&staging, &meta);
         if let Err(e) = laid_out {
+            tracing::warn!(topic = name, error = %e, "topic creation failed; removing what was made");
             self.remove_quietly(&staging);
             return Err(e);
         }
@@ -242,6 +246,7 @@ impl Broker {
         match open_topics(vec![plan], &self.storage, &self.clock) {
             Ok(mut opened) => opened.pop().ok_or(BrokerError::InvalidRequest("topic vanished while opening")),
             Err(e) => {
+                tracing::warn!(topic = name, error = %e, "opening a new topic failed; removing it");
                 // Opened partitions close with their handles; the files go aside first so
                 // a crash during removal leaves no half topic under topics/.
                 let trash = self.config.data_dir.join(DELETING_DIR);

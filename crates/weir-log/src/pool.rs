@@ -100,7 +100,13 @@ impl Pool {
         let mut ring = lock(&self.ring);
         ring.push_back(file);
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        crate::metrics::FILES_OPEN.inc();
         if open <= self.open_max {
+            // Short-lived files (checkpoints, indexes) leave dead entries behind; drop them
+            // once they outnumber the live ones, so the ring stays O(open files).
+            if ring.len() > 2 * open + 64 {
+                ring.retain(|w| w.strong_count() > 0);
+            }
             return;
         }
         // Two sweeps at most: the first may only clear reference flags.
@@ -119,6 +125,8 @@ impl Pool {
             if lock(&f.fd).take().is_some() {
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 self.evictions.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::FILES_OPEN.dec();
+                crate::metrics::FILES_EVICTED.inc();
             }
         }
     }
@@ -144,6 +152,7 @@ impl PooledFile {
             *slot = Some(fresh.clone());
         }
         self.pool.reopens.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::FILES_REOPENED.inc();
         self.pool.admit(self.me.clone());
         Ok(fresh)
     }
@@ -153,6 +162,7 @@ impl Drop for PooledFile {
     fn drop(&mut self) {
         if lock(&self.fd).take().is_some() {
             self.pool.open.fetch_sub(1, Ordering::AcqRel);
+            crate::metrics::FILES_OPEN.dec();
         }
         let path = lock(&self.path).clone();
         let mut by_path = lock(&self.pool.by_path);
@@ -254,5 +264,63 @@ impl Storage for PooledStorage {
             self.pool.detach(&p);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FsStorage;
+
+    #[test]
+    fn files_beyond_the_budget_are_closed_and_reopened_on_access() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = PooledStorage::new(Arc::new(FsStorage), OPEN_FILES_MIN);
+        let files: Vec<_> = (0..100)
+            .map(|i| {
+                let f = pool.open(&dir.path().join(format!("f{i}")), true).expect("create");
+                f.write_all_at(format!("file {i}").as_bytes(), 0).expect("write");
+                f
+            })
+            .collect();
+        assert!(pool.open_files() <= OPEN_FILES_MIN, "{} open", pool.open_files());
+        assert!(pool.evictions() >= 100 - OPEN_FILES_MIN as u64);
+        for (i, f) in files.iter().enumerate() {
+            let want = format!("file {i}");
+            let mut buf = vec![0u8; want.len()];
+            f.read_exact_at(&mut buf, 0).expect("read");
+            assert_eq!(buf, want.as_bytes());
+        }
+        assert!(pool.reopens() > 0);
+        assert!(pool.open_files() <= OPEN_FILES_MIN);
+        drop(files);
+        assert_eq!(pool.open_files(), 0);
+    }
+
+    #[test]
+    fn a_renamed_file_follows_its_handle_and_a_replaced_one_keeps_its_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = PooledStorage::new(Arc::new(FsStorage), OPEN_FILES_MIN);
+        let (seg, cleaned) = (dir.path().join("seg"), dir.path().join("seg.cleaned"));
+        let old = pool.open(&seg, true).expect("create");
+        old.write_all_at(b"old", 0).expect("write");
+        let new = pool.open(&cleaned, true).expect("create");
+        new.write_all_at(b"new", 0).expect("write");
+        pool.rename(&cleaned, &seg).expect("rename");
+        // Push both out of the pool, then read through the handles again.
+        let _others: Vec<_> =
+            (0..2 * OPEN_FILES_MIN).map(|i| pool.open(&dir.path().join(format!("o{i}")), true).expect("o")).collect();
+        let mut buf = [0u8; 3];
+        new.read_exact_at(&mut buf, 0).expect("renamed file reopens under its new name");
+        assert_eq!(&buf, b"new");
+        old.read_exact_at(&mut buf, 0).expect("replaced file keeps its descriptor");
+        assert_eq!(&buf, b"old");
+        // A removed file is never recreated by a reopen.
+        let gone = pool.open(&dir.path().join("gone"), true).expect("create");
+        drop(gone);
+        let kept = pool.open(&dir.path().join("kept"), true).expect("create");
+        pool.remove_file(&dir.path().join("kept")).expect("remove");
+        kept.write_all_at(b"x", 0).expect("an unlinked file stays writable through its handle");
+        assert!(!dir.path().join("kept").exists());
     }
 }
