@@ -6,6 +6,7 @@ use crate::group::store::TOPIC as OFFSETS_TOPIC;
 use crate::group::Coordinator;
 use crate::partition::Partition;
 use crate::producer::ProducerIdAllocator;
+use crate::schedule::Schedule;
 use crate::topic::{hex, parse_hex, random_uuid, validate_topic_name, Topic, TopicMeta, META_FILE};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub struct Broker {
     cluster_id: String,
     /// Set once at open; `None` only while opening.
     groups: Option<Coordinator>,
+    /// Partitions with an interval flush or a roll by age pending, by due time.
+    schedule: Arc<Schedule>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -81,8 +84,11 @@ impl Broker {
             plan.remove_ungrown_partitions(&*storage)?;
             plans.push(plan);
         }
-        let topics: BTreeMap<String, Arc<Topic>> =
-            open_topics(plans, &storage, &clock)?.into_iter().map(|t| (t.name.clone(), Arc::new(t))).collect();
+        let schedule = Arc::new(Schedule::default());
+        let topics: BTreeMap<String, Arc<Topic>> = open_topics(plans, &storage, &clock, &schedule)?
+            .into_iter()
+            .map(|t| (t.name.clone(), Arc::new(t)))
+            .collect();
         let partitions: usize = topics.values().map(|t| t.partition_count() as usize).sum();
         tracing::info!(
             topics = topics.len(), partitions, dir = %config.data_dir.display(),
@@ -98,6 +104,7 @@ impl Broker {
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
             groups: None,
+            schedule,
         };
         let store = match broker.topic(OFFSETS_TOPIC) {
             Some(t) => t,
@@ -243,7 +250,7 @@ impl Broker {
             dir: dir.clone(),
             meta,
         };
-        match open_topics(vec![plan], &self.storage, &self.clock) {
+        match open_topics(vec![plan], &self.storage, &self.clock, &self.schedule) {
             Ok(mut opened) => opened.pop().ok_or(BrokerError::InvalidRequest("topic vanished while opening")),
             Err(e) => {
                 tracing::warn!(topic = name, error = %e, "opening a new topic failed; removing it");
@@ -347,7 +354,7 @@ impl Broker {
             return Err(e);
         }
         let mut added: Vec<Option<Arc<Partition>>> = (current..count).map(|_| None).collect();
-        let opened = open_partitions(&dirs, current, config, &self.storage, &self.clock, &mut added);
+        let opened = open_partitions(&dirs, current, config, &self.storage, &self.clock, &self.schedule, &mut added);
         if let Err(e) = opened {
             drop(added);
             remove_added();
@@ -399,8 +406,10 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
+        let now = self.clock.now_ms();
         for p in topic.partitions() {
             p.log.set_config(config)?;
+            p.schedule_check(now);
         }
         *topic.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
         self.write_meta(&topic.dir, &topic.meta())
@@ -419,28 +428,22 @@ impl Broker {
     }
 
     /// Every partition of every topic.
-    fn all_partitions(&self) -> Vec<(Arc<Topic>, Arc<Partition>)> {
-        let mut all = Vec::new();
-        for topic in self.topics() {
-            for p in topic.partitions() {
-                all.push((topic.clone(), p));
-            }
-        }
-        all
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics().iter().flat_map(|t| t.partitions()).collect()
     }
 
     /// Runs `f` on `parts` with syncs grouped: in parallel (errors are logged per
     /// partition); the first error is returned.
     fn for_each_synced(
-        parts: &[(Arc<Topic>, Arc<Partition>)],
+        parts: &[Arc<Partition>],
         what: &'static str,
         f: impl Fn(&Partition) -> Result<(), weir_log::LogError> + Sync,
     ) -> Result<(), BrokerError> {
         let first_error = Mutex::new(None);
         let _ = run_parallel(parts.len(), SYNC_THREADS_MAX, |i| {
-            let (topic, p) = &parts[i];
+            let p = &parts[i];
             if let Err(e) = f(p) {
-                tracing::error!(topic = %topic.name, partition = p.index, error = %e, "{what} failed");
+                tracing::error!(dir = %p.log.dir().display(), error = %e, "{what} failed");
                 lock(&first_error).get_or_insert(BrokerError::from(e));
             }
             Ok::<(), ()>(())
@@ -448,12 +451,19 @@ impl Broker {
         first_error.into_inner().unwrap_or_else(|e| e.into_inner()).map_or(Ok(()), Err)
     }
 
-    /// Interval-policy flushes and age-based rolls (called every second). The walk over the
-    /// partitions only reads a few in-memory fields; the partitions with a flush due sync
-    /// together.
+    /// Interval-policy flushes and age-based rolls (called every second): only the
+    /// partitions the schedule says are due, flushed together.
     pub fn flush_due(&self) {
-        let due: Vec<_> = self.all_partitions().into_iter().filter(|(_, p)| p.log.flush_is_due()).collect();
+        let due = self.schedule.take_due(self.clock.now_ms());
         let _ = Self::for_each_synced(&due, "flush", |p| p.log.flush_if_due());
+        for p in &due {
+            p.reschedule();
+        }
+    }
+
+    /// Partitions waiting in the flush schedule (entries, possibly stale).
+    pub fn scheduled_partitions(&self) -> usize {
+        self.schedule.len()
     }
 
     /// Retention, compaction and checkpoints for every partition. Called periodically from
@@ -461,14 +471,14 @@ impl Broker {
     /// changed write one, and those write theirs together.
     pub fn run_maintenance(&self) {
         let all = self.all_partitions();
-        for (topic, p) in &all {
+        for p in &all {
             let log = &p.log;
             let result = log.enforce_retention().map(|_| ()).and_then(|()| log.compact().map(|_| ()));
             if let Err(e) = result {
-                tracing::error!(topic = %topic.name, partition = p.index, error = %e, "maintenance failed");
+                tracing::error!(dir = %log.dir().display(), error = %e, "maintenance failed");
             }
         }
-        let due: Vec<_> = all.into_iter().filter(|(_, p)| p.log.checkpoint_due()).collect();
+        let due: Vec<_> = all.into_iter().filter(|p| p.log.checkpoint_due()).collect();
         let _ = Self::for_each_synced(&due, "checkpoint", |p| p.log.write_checkpoint());
     }
 
@@ -533,6 +543,7 @@ fn open_topics(
     plans: Vec<TopicPlan>,
     storage: &Arc<dyn Storage>,
     clock: &Arc<dyn Clock>,
+    schedule: &Arc<Schedule>,
 ) -> Result<Vec<Topic>, BrokerError> {
     let jobs: Vec<(usize, i32)> =
         plans.iter().enumerate().flat_map(|(t, plan)| (0..plan.meta.partitions).map(move |i| (t, i))).collect();
@@ -541,8 +552,8 @@ fn open_topics(
         let (t, i) = jobs[j];
         let plan = &plans[t];
         let pdir = Topic::partition_dir(&plan.dir, i);
-        let p = Partition::open(pdir, i, plan.log_config, storage.clone(), clock.clone())?;
-        let _ = slots[j].set(Arc::new(p));
+        let p = Partition::open(pdir, i, plan.log_config, storage.clone(), clock.clone(), schedule.clone())?;
+        let _ = slots[j].set(p);
         Ok::<(), BrokerError>(())
     })?;
     let mut slots = slots.into_iter().map(|s| s.into_inner());
@@ -567,12 +578,20 @@ fn open_partitions(
     config: LogConfig,
     storage: &Arc<dyn Storage>,
     clock: &Arc<dyn Clock>,
+    schedule: &Arc<Schedule>,
     out: &mut [Option<Arc<Partition>>],
 ) -> Result<(), BrokerError> {
     let slots: Vec<std::sync::OnceLock<Arc<Partition>>> = dirs.iter().map(|_| std::sync::OnceLock::new()).collect();
     run_parallel(dirs.len(), SYNC_THREADS_MAX, |j| {
-        let p = Partition::open(dirs[j].clone(), first + j as i32, config, storage.clone(), clock.clone())?;
-        let _ = slots[j].set(Arc::new(p));
+        let p = Partition::open(
+            dirs[j].clone(),
+            first + j as i32,
+            config,
+            storage.clone(),
+            clock.clone(),
+            schedule.clone(),
+        )?;
+        let _ = slots[j].set(p);
         Ok::<(), BrokerError>(())
     })?;
     for (o, s) in out.iter_mut().zip(slots) {

@@ -152,3 +152,35 @@ fn startup_removes_what_interrupted_creations_deletions_and_growths_left() {
     let broker = Broker::open(config(d), Arc::new(FsStorage), Arc::new(SystemClock)).unwrap();
     assert_eq!(broker.partition("t", 4).unwrap().log.log_end_offset(), 1);
 }
+
+#[test]
+fn the_flush_tick_touches_only_partitions_with_timed_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(Counting::default());
+    let file_syncs = storage.file_syncs.clone();
+    let clock = Arc::new(weir_log::ManualClock::new(1_700_000_000_000));
+    let mut cfg = config(dir.path());
+    cfg.log.durability = weir_log::Durability::IntervalMs(1000);
+    cfg.log.segment_ms = Some(60_000);
+    let broker = Broker::open(cfg, storage, clock.clone()).unwrap();
+    broker.create_topic(&NewTopic { name: "t".into(), partitions: Some(500), ..NewTopic::default() }, false).unwrap();
+    assert_eq!(broker.scheduled_partitions(), 0);
+    let p = broker.partition("t", 3).unwrap();
+    p.append(&ValidatedBatch::new(&one_record(), 1 << 20).unwrap()).unwrap();
+    p.append(&ValidatedBatch::new(&one_record(), 1 << 20).unwrap()).unwrap();
+    assert_eq!(broker.scheduled_partitions(), 1, "one entry for one partition with unsynced data");
+    // Not yet due: nothing happens.
+    let before = file_syncs.load(Ordering::SeqCst);
+    broker.flush_due();
+    assert_eq!((file_syncs.load(Ordering::SeqCst) - before, p.log.durable_offset()), (0, 0));
+    // Due: that one partition syncs; it stays entered for its roll by age.
+    clock.advance(1000);
+    broker.flush_due();
+    assert_eq!((file_syncs.load(Ordering::SeqCst) - before, p.log.durable_offset()), (1, 2));
+    assert_eq!(broker.scheduled_partitions(), 1);
+    // The roll by age happens on time, after which nothing is pending.
+    clock.advance(60_000);
+    broker.flush_due();
+    assert_eq!(p.log.segment_base_offsets(), vec![0, 2]);
+    assert_eq!(broker.scheduled_partitions(), 0);
+}

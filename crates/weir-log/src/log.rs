@@ -62,11 +62,16 @@ pub(crate) struct View {
     pub log_end: u64,
 }
 
+thread_local! {
+    /// Reused buffer of appends: batches are copied here with their offsets assigned, then
+    /// written once. One per thread rather than one per log, so memory grows with the
+    /// threads that append (bounded), not with the number of partitions.
+    static APPEND_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// State owned by the single appender at a time.
 #[derive(Debug)]
 struct Writer {
-    /// Reused buffer: batches are copied here with their offsets assigned, then written once.
-    buf: Vec<u8>,
     active_file: Arc<dyn StorageFile>,
     active_path: Arc<Path>,
     active_base: u64,
@@ -124,7 +129,6 @@ impl Log {
         let recovered = crate::recovery::recover(&dir, &config, &*storage)?;
         let last = recovered.segments.last().ok_or(LogError::Config { reason: "no segment" })?;
         let writer = Writer {
-            buf: Vec::new(),
             active_file: last.file.clone(),
             active_path: last.path.clone(),
             active_base: last.base_offset,
@@ -218,24 +222,27 @@ impl Log {
             self.roll(&mut w)?;
         }
         let first = w.next_offset;
-        let mut next = first;
-        w.buf.clear();
-        for b in batches {
-            let start = w.buf.len();
-            w.buf.extend_from_slice(b.bytes());
-            let stored = &mut w.buf[start..];
-            batch::set_base_offset(stored, next as i64);
-            batch::set_partition_leader_epoch(stored, 0);
-            next += b.header().offset_count();
-        }
         let position = w.active_size;
-        if let Err(e) = w.active_file.write_all_at(&w.buf, position) {
-            // Nothing past `position` is published; cut the partial bytes off the file too.
-            if w.active_file.set_len(position).is_err() {
-                self.fail("could not truncate a partial write");
+        let next = APPEND_BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            let mut next = first;
+            for b in batches {
+                let start = buf.len();
+                buf.extend_from_slice(b.bytes());
+                let stored = &mut buf[start..];
+                batch::set_base_offset(stored, next as i64);
+                batch::set_partition_leader_epoch(stored, 0);
+                next += b.header().offset_count();
             }
-            return Err(LogError::io("write", &*w.active_path, e));
-        }
+            if let Err(e) = w.active_file.write_all_at(buf, position) {
+                // Nothing past `position` is published; cut the partial bytes off the file too.
+                if w.active_file.set_len(position).is_err() {
+                    self.fail("could not truncate a partial write");
+                }
+                return Err(LogError::io("write", &*w.active_path, e));
+            }
+            Ok(next)
+        })?;
         {
             let mut view = write(&self.view);
             let seg = view.segments.last_mut().ok_or(LogError::Config { reason: "no segment" })?;
@@ -351,21 +358,23 @@ impl Log {
         Ok(())
     }
 
-    /// Whether [`Log::flush_if_due`] has work: unsynced data past the interval, or an active
-    /// segment old enough to roll. Reads only in-memory state, for a cheap walk over many logs.
-    pub fn flush_is_due(&self) -> bool {
+    /// When [`Log::flush_if_due`] will next have work (clock milliseconds): an interval
+    /// flush of unsynced data, or the roll of an active segment by age. None: nothing timed.
+    pub fn next_due_ms(&self) -> Option<i64> {
         let config = self.config();
-        let now = self.clock.now_ms();
-        if let Durability::IntervalMs(ms) = config.durability {
-            if self.durable_offset() < self.log_end_offset()
-                && now - self.last_sync_ms.load(Ordering::Relaxed) >= ms as i64
-            {
-                return true;
+        let flush = match config.durability {
+            Durability::IntervalMs(ms) if self.durable_offset() < self.log_end_offset() => {
+                Some(self.last_sync_ms.load(Ordering::Relaxed).saturating_add(ms as i64))
             }
+            _ => None,
+        };
+        let roll = config.segment_ms.and_then(|segment_ms| {
+            read(&self.view).segments.last().and_then(|s| s.first_append_ms).map(|t| t.saturating_add(segment_ms))
+        });
+        match (flush, roll) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        config.segment_ms.is_some_and(|segment_ms| {
-            read(&self.view).segments.last().and_then(|s| s.first_append_ms).is_some_and(|t| now - t >= segment_ms)
-        })
     }
 
     /// Syncs if the interval policy says it is time; for a periodic ticker.
