@@ -4,6 +4,7 @@ Brokers started here may run under a lowered RLIMIT_NOFILE (set in the child bef
 so they start through `Weir` subclassed with a preexec hook.
 """
 
+import json
 import os
 import re
 import resource
@@ -197,3 +198,26 @@ def test_more_partitions_than_the_fd_limit_all_produce_and_fetch(tmp_path):
     finally:
         if w.alive():
             w.stop(signal.SIGKILL)
+
+
+def test_topic_list_pages_in_name_order(weir):
+    admin = AdminClient({"bootstrap.servers": weir.bootstrap})
+    names = [f"page-{i:02d}" for i in range(7)]
+    for f in admin.create_topics([NewTopic(n, 2, 1) for n in names]).values():
+        f.result()
+
+    def page(*args):
+        r = subprocess.run([WEIR_BIN, "topic", "-b", weir.bootstrap, "list", "-o", "json", *args],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return [t["name"] for t in json.loads(r.stdout)], r.stderr
+
+    first, hint = page("--limit", "3", "--after", "page")
+    assert first == names[:3]
+    assert "next page: --after page-02" in hint
+    second, _ = page("--limit", "3", "--after", first[-1])
+    assert second == names[3:6]
+    last, hint = page("--limit", "3", "--after", second[-1])
+    assert last == names[6:] and "next page" not in hint
+    everything, hint = page()
+    assert [n for n in everything if n.startswith("page-")] == names and hint == ""
