@@ -64,7 +64,7 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let before = lim.rlim_cur as u64;
+    let before = lim.rlim_cur;
     if lim.rlim_cur < lim.rlim_max {
         let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
         // SAFETY: setrlimit reads only the struct we pass; raising the soft limit up to the
@@ -74,7 +74,7 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
         }
         lim = raised;
     }
-    Ok((before, lim.rlim_cur as u64))
+    Ok((before, lim.rlim_cur))
 }
 
 #[cfg(not(target_os = "linux"))]

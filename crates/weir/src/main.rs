@@ -395,6 +395,13 @@ fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
         .unwrap_or_else(|| fd_limit.map_or(4096, |l| (l / 2).min(1 << 20) as usize))
         .max(weir_log::OPEN_FILES_MIN);
     tracing::info!(open_files_max, "segment files kept open at most (least recently used are closed)");
+    if fd_limit.is_some_and(|l| open_files_max as u64 >= l) {
+        tracing::warn!(
+            open_files_max,
+            limit = fd_limit,
+            "--open-files-max is not below the open file limit: opening partitions can fail with EMFILE"
+        );
+    }
     let storage = Arc::new(PooledStorage::new(Arc::new(FsStorage), open_files_max));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
