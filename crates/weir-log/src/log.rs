@@ -103,6 +103,10 @@ pub struct Log {
     /// the one `.tmp` file never interleave, and an unchanged checkpoint is not rewritten:
     /// an idle partition costs no sync in the maintenance pass or at shutdown.
     checkpoint: Mutex<Option<Checkpoint>>,
+    /// (base, size) of the active segment as its index files on disk describe it: a clean
+    /// close writes them (so the next open trusts the segment up to the recovery point
+    /// instead of re-reading it whole) only when they would differ.
+    active_indexes: Mutex<Option<(u64, u64)>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -150,6 +154,7 @@ impl Log {
             maintenance: Mutex::new(()),
             // No file says the same as an all-zero one: recover from offset 0.
             checkpoint: Mutex::new(Some(recovered.checkpoint.unwrap_or_default())),
+            active_indexes: Mutex::new(recovered.active_indexes),
         };
         log.last_sync_ms.store(log.clock.now_ms(), Ordering::Relaxed);
         log.write_checkpoint()?;
@@ -463,12 +468,19 @@ impl Log {
         *lock(&self.checkpoint) != Some(cp)
     }
 
-    /// Syncs everything and writes the checkpoint; an idle log does neither. The active
-    /// segment's indexes are not written: recovery always re-scans the last segment
-    /// (rolling writes a segment's indexes once it is closed).
+    /// Syncs everything, writes the active segment's indexes and the checkpoint; an idle
+    /// log whose files already say all this does nothing.
     pub fn close(&self) -> Result<(), LogError> {
-        let _w = lock(&self.writer);
+        let w = lock(&self.writer);
         self.sync_to(read(&self.view).log_end)?;
+        let active = (w.active_base, w.active_size);
+        let mut written = lock(&self.active_indexes);
+        if active.1 > 0 && *written != Some(active) {
+            *written = None;
+            self.persist_active_indexes()?;
+            *written = Some(active);
+        }
+        drop(written);
         self.write_checkpoint()
     }
 
