@@ -10,6 +10,7 @@ import re
 import resource
 import signal
 import subprocess
+import sys
 import time
 
 import requests
@@ -221,3 +222,18 @@ def test_topic_list_pages_in_name_order(weir):
     assert last == names[6:] and "next page" not in hint
     everything, hint = page()
     assert [n for n in everything if n.startswith("page-")] == names and hint == ""
+
+
+def test_partition_benchmark_runs(tmp_path):
+    """scripts/bench-partitions (the scale table in docs/PERFORMANCE.md) at a small size: it
+    must run to the end and print a row; its figures are reported, not asserted."""
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "bench-partitions")
+    r = subprocess.run(
+        [sys.executable, script, "--bin", WEIR_BIN, "--counts", "100", "--big-topic", "300", "--per-partition", "2",
+         "--idle-seconds", "1", "--settle-seconds", "0", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| 100 |")]
+    assert len(rows) == 1, r.stdout
+    assert "one topic of 300 partitions created" in r.stdout
+    print(r.stdout)

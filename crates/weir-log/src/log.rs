@@ -7,7 +7,7 @@ use crate::config::{Durability, LogConfig};
 use crate::error::{BatchError, LogError};
 use crate::index::{encode_index, encode_time_index};
 use crate::segment::{check_placement, file_path, read_placed_header, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
-use crate::storage::{write_atomic, Storage, StorageFile};
+use crate::storage::{write_atomic, write_unsynced, Storage, StorageFile};
 use bytes::BytesMut;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -295,7 +295,7 @@ impl Log {
             self.fail("fdatasync failed while rolling");
             LogError::io("fdatasync", &*w.active_path, e)
         })?;
-        self.persist_active_indexes()?;
+        self.persist_active_indexes(true)?;
         let base = w.next_offset;
         let path = file_path(&self.dir, base, LOG_SUFFIX);
         let file = self.storage.open(&path, true).map_err(|e| LogError::io("create", &path, e))?;
@@ -320,8 +320,12 @@ impl Log {
         Ok(())
     }
 
-    /// Writes the offset and time index of the last segment.
-    fn persist_active_indexes(&self) -> Result<(), LogError> {
+    /// Writes the offset and time index of the last segment: atomically and durably when
+    /// it rolls (a closed segment's indexes are loaded without a re-scan), in place without
+    /// a sync at a clean close — they are derived data, checked when loaded, and recovery
+    /// re-scans the segment when they are missing, short or wrong; a sync per file would
+    /// make stopping a broker with many partitions slow.
+    fn persist_active_indexes(&self, durable: bool) -> Result<(), LogError> {
         let (idx_path, tidx_path, idx, tidx) = {
             let view = read(&self.view);
             let Some(seg) = view.segments.last() else {
@@ -329,8 +333,9 @@ impl Log {
             };
             (seg.index_path(), seg.time_index_path(), encode_index(&seg.index), encode_time_index(&seg.time_index))
         };
-        write_atomic(&*self.storage, &idx_path, &idx).map_err(|e| LogError::io("write index", &idx_path, e))?;
-        write_atomic(&*self.storage, &tidx_path, &tidx).map_err(|e| LogError::io("write index", &tidx_path, e))?;
+        let write = if durable { write_atomic } else { write_unsynced };
+        write(&*self.storage, &idx_path, &idx).map_err(|e| LogError::io("write index", &idx_path, e))?;
+        write(&*self.storage, &tidx_path, &tidx).map_err(|e| LogError::io("write index", &tidx_path, e))?;
         Ok(())
     }
 
@@ -477,7 +482,7 @@ impl Log {
         let mut written = lock(&self.active_indexes);
         if active.1 > 0 && *written != Some(active) {
             *written = None;
-            self.persist_active_indexes()?;
+            self.persist_active_indexes(false)?;
             *written = Some(active);
         }
         drop(written);

@@ -68,6 +68,14 @@ pub fn write_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Res
     storage.rename(&tmp, path)
 }
 
+/// Replaces a small file's content in place without any sync: for derived data that is
+/// checked when read back (a crash may leave it old, short or empty, never trusted blindly).
+pub fn write_unsynced(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let file = storage.create_unsynced(path)?;
+    file.set_len(0)?;
+    file.write_all_at(bytes, 0)
+}
+
 /// The real filesystem.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FsStorage;
