@@ -6,11 +6,12 @@ use crate::group::store::TOPIC as OFFSETS_TOPIC;
 use crate::group::Coordinator;
 use crate::partition::Partition;
 use crate::producer::ProducerIdAllocator;
+use crate::schedule::Schedule;
 use crate::topic::{hex, parse_hex, random_uuid, validate_topic_name, Topic, TopicMeta, META_FILE};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use weir_log::{read_whole, write_atomic, Clock, LogConfig, Storage};
+use weir_log::{read_whole, run_parallel, sync_dirs, write_atomic, Clock, Log, LogConfig, Storage, SYNC_THREADS_MAX};
 
 /// A request to create a topic.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +39,8 @@ pub struct Broker {
     cluster_id: String,
     /// Set once at open; `None` only while opening.
     groups: Option<Coordinator>,
+    /// Partitions with an interval flush or a roll by age pending, by due time.
+    schedule: Arc<Schedule>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -50,27 +53,47 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Broker {
-    /// Opens the data directory, recovering every topic's partitions.
+    /// Opens the data directory, recovering every topic's partitions (in parallel: a clean
+    /// restart costs no sync, a crash restart one per log with unsynced data, and concurrent
+    /// syncs share journal commits).
     pub fn open(config: BrokerConfig, storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Broker, BrokerError> {
+        let started = std::time::Instant::now();
         let topics_dir = config.data_dir.join("topics");
         storage.create_dir_all(&topics_dir).map_err(|e| BrokerError::io(&topics_dir, e))?;
-        let trash = config.data_dir.join("deleting");
-        if storage.exists(&trash) {
-            storage.remove_dir_all(&trash).map_err(|e| BrokerError::io(&trash, e))?;
+        // Interrupted deletions and creations: a topic is either wholly under topics/ or
+        // not a topic at all.
+        for leftover in [config.data_dir.join(DELETING_DIR), config.data_dir.join(CREATING_DIR)] {
+            if storage.exists(&leftover) {
+                let names = storage.list(&leftover).map_err(|e| BrokerError::io(&leftover, e))?;
+                if !names.is_empty() {
+                    tracing::warn!(dir = %leftover.display(), ?names, "removing what an interrupted topic creation or deletion left");
+                }
+                storage.remove_dir_all(&leftover).map_err(|e| BrokerError::io(&leftover, e))?;
+            }
         }
         let cluster_id = load_or_create_cluster_id(&*storage, &config.data_dir)?;
         let producer_ids = ProducerIdAllocator::open(&*storage, config.data_dir.join("producer_ids"))?;
-        let mut topics = BTreeMap::new();
+        let mut plans = Vec::new();
         for name in storage.list(&topics_dir).map_err(|e| BrokerError::io(&topics_dir, e))? {
             let dir = topics_dir.join(&name);
             if validate_topic_name(&name).is_err() || !storage.exists(&dir.join(META_FILE)) {
                 tracing::warn!(dir = %dir.display(), "ignoring directory that is not a topic");
                 continue;
             }
-            let topic = open_topic(&config, &storage, &clock, name.clone(), dir)?;
-            topics.insert(name, Arc::new(topic));
+            let plan = TopicPlan::read(&config, &*storage, name, dir)?;
+            plan.remove_ungrown_partitions(&*storage)?;
+            plans.push(plan);
         }
-        tracing::info!(topics = topics.len(), dir = %config.data_dir.display(), "broker opened");
+        let schedule = Arc::new(Schedule::default());
+        let topics: BTreeMap<String, Arc<Topic>> = open_topics(plans, &storage, &clock, &schedule)?
+            .into_iter()
+            .map(|t| (t.name.clone(), Arc::new(t)))
+            .collect();
+        let partitions: usize = topics.values().map(|t| t.partition_count() as usize).sum();
+        tracing::info!(
+            topics = topics.len(), partitions, dir = %config.data_dir.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64, "broker opened"
+        );
         let group_config = config.group;
         let mut broker = Broker {
             config,
@@ -81,6 +104,7 @@ impl Broker {
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
             groups: None,
+            schedule,
         };
         let store = match broker.topic(OFFSETS_TOPIC) {
             Some(t) => t,
@@ -194,12 +218,77 @@ impl Broker {
                 partitions: RwLock::new(Vec::new()),
             }));
         }
-        self.storage.create_dir_all(&dir).map_err(|e| BrokerError::io(&dir, e))?;
-        self.write_meta(&dir, &meta)?;
-        let topic = Arc::new(open_topic(&self.config, &self.storage, &self.clock, req.name.clone(), dir)?);
+        let topic = self.create_topic_dirs(&req.name, id, dir, meta)?;
+        let topic = Arc::new(topic);
         self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(req.name.clone(), topic.clone());
         tracing::info!(topic = %req.name, partitions, "created topic");
         Ok(topic)
+    }
+
+    /// All or nothing: the topic is laid out in `creating/<name>-<id>` (partition
+    /// directories and empty segments, no sync each), made durable with one group of
+    /// directory syncs, renamed into `topics/` and opened there. If anything fails (a full
+    /// disk, out of file descriptors) what was made is removed again; a crash leaves either
+    /// the complete topic or a staging directory that startup removes.
+    fn create_topic_dirs(&self, name: &str, id: [u8; 16], dir: PathBuf, meta: TopicMeta) -> Result<Topic, BrokerError> {
+        let staging_root = self.config.data_dir.join(CREATING_DIR);
+        let staging = staging_root.join(format!("{name}-{}", hex(&id)));
+        let laid_out = self.lay_out(&staging, &meta);
+        if let Err(e) = laid_out {
+            tracing::warn!(topic = name, error = %e, "topic creation failed; removing what was made");
+            self.remove_quietly(&staging);
+            return Err(e);
+        }
+        self.storage.rename(&staging, &dir).map_err(|e| {
+            self.remove_quietly(&staging);
+            BrokerError::io(&staging, e)
+        })?;
+        let plan = TopicPlan {
+            name: name.to_owned(),
+            id,
+            log_config: meta.configs.resolve(&self.config.log)?,
+            dir: dir.clone(),
+            meta,
+        };
+        match open_topics(vec![plan], &self.storage, &self.clock, &self.schedule) {
+            Ok(mut opened) => opened.pop().ok_or(BrokerError::InvalidRequest("topic vanished while opening")),
+            Err(e) => {
+                tracing::warn!(topic = name, error = %e, "opening a new topic failed; removing it");
+                // Opened partitions close with their handles; the files go aside first so
+                // a crash during removal leaves no half topic under topics/.
+                let trash = self.config.data_dir.join(DELETING_DIR);
+                let target = trash.join(format!("{name}-{}", hex(&id)));
+                let moved = self.storage.create_dir_all(&trash).and_then(|()| self.storage.rename(&dir, &target));
+                match moved {
+                    Ok(()) => self.remove_quietly(&target),
+                    Err(err) => {
+                        tracing::error!(topic = name, error = %err, "could not roll back a failed topic creation")
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn lay_out(&self, staging: &std::path::Path, meta: &TopicMeta) -> Result<(), BrokerError> {
+        self.storage.create_dir_all(staging).map_err(|e| BrokerError::io(staging, e))?;
+        let mut dirs = Vec::with_capacity(meta.partitions.clamp(0, PARTITIONS_MAX) as usize + 1);
+        for i in 0..meta.partitions {
+            let pdir = Topic::partition_dir(staging, i);
+            Log::prepare(&pdir, &*self.storage)?;
+            dirs.push(pdir);
+        }
+        self.write_meta(staging, meta)?;
+        dirs.push(staging.to_owned());
+        sync_dirs(&*self.storage, &dirs).map_err(|(path, e)| BrokerError::io(path, e))
+    }
+
+    fn remove_quietly(&self, dir: &std::path::Path) {
+        if self.storage.exists(dir) {
+            if let Err(e) = self.storage.remove_dir_all(dir) {
+                tracing::error!(dir = %dir.display(), error = %e, "could not remove; startup will");
+            }
+        }
     }
 
     fn write_meta(&self, dir: &std::path::Path, meta: &TopicMeta) -> Result<(), BrokerError> {
@@ -222,7 +311,7 @@ impl Broker {
             .remove(name)
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition { topic: name.to_owned(), partition: -1 })?;
         // Move it aside first so a crash mid-delete never leaves a half topic behind.
-        let trash = self.config.data_dir.join("deleting");
+        let trash = self.config.data_dir.join(DELETING_DIR);
         self.storage.create_dir_all(&trash).map_err(|e| BrokerError::io(&trash, e))?;
         let target = trash.join(format!("{}-{}", topic.name, hex(&topic.id)));
         self.storage.rename(&topic.dir, &target).map_err(|e| BrokerError::io(&topic.dir, e))?;
@@ -245,13 +334,40 @@ impl Broker {
             return Ok(());
         }
         let config = self.resolve_config(&topic.overrides())?;
-        let mut added = Vec::new();
-        for i in current..count {
-            let dir = Topic::partition_dir(&topic.dir, i);
-            added.push(Arc::new(Partition::open(dir, i, config, self.storage.clone(), self.clock.clone())?));
+        // New partitions are laid out and synced as a group, recorded in topic.json, then
+        // opened; on failure their directories go again (a crash before topic.json is
+        // written leaves directories past the count, which startup removes).
+        let dirs: Vec<PathBuf> = (current..count).map(|i| Topic::partition_dir(&topic.dir, i)).collect();
+        let remove_added = || {
+            for d in &dirs {
+                self.remove_quietly(d);
+            }
+        };
+        let laid_out =
+            dirs.iter().try_for_each(|d| Log::prepare(d, &*self.storage).map_err(BrokerError::from)).and_then(|()| {
+                let mut sync = dirs.clone();
+                sync.push(topic.dir.clone());
+                sync_dirs(&*self.storage, &sync).map_err(|(path, e)| BrokerError::io(path, e))
+            });
+        if let Err(e) = laid_out {
+            remove_added();
+            return Err(e);
         }
-        topic.partitions.write().unwrap_or_else(|e| e.into_inner()).extend(added);
-        self.write_meta(&topic.dir, &topic.meta())?;
+        let mut added: Vec<Option<Arc<Partition>>> = (current..count).map(|_| None).collect();
+        let opened = open_partitions(&dirs, current, config, &self.storage, &self.clock, &self.schedule, &mut added);
+        if let Err(e) = opened {
+            drop(added);
+            remove_added();
+            return Err(e);
+        }
+        let mut meta = topic.meta();
+        meta.partitions = count;
+        if let Err(e) = self.write_meta(&topic.dir, &meta) {
+            drop(added);
+            remove_added();
+            return Err(e);
+        }
+        topic.partitions.write().unwrap_or_else(|e| e.into_inner()).extend(added.into_iter().flatten());
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }
@@ -290,8 +406,10 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
+        let now = self.clock.now_ms();
         for p in topic.partitions() {
             p.log.set_config(config)?;
+            p.schedule_check(now);
         }
         *topic.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
         self.write_meta(&topic.dir, &topic.meta())
@@ -309,70 +427,177 @@ impl Broker {
         Ok((id, 0))
     }
 
-    /// Interval-policy flushes and age-based rolls for every partition (called every second).
-    pub fn flush_due(&self) {
-        for topic in self.topics() {
-            for p in topic.partitions() {
-                if let Err(e) = p.log.flush_if_due() {
-                    tracing::error!(topic = %topic.name, partition = p.index, error = %e, "flush failed");
-                }
+    /// Every partition of every topic.
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics().iter().flat_map(|t| t.partitions()).collect()
+    }
+
+    /// Runs `f` on `parts` with syncs grouped: in parallel (errors are logged per
+    /// partition); the first error is returned.
+    fn for_each_synced(
+        parts: &[Arc<Partition>],
+        what: &'static str,
+        f: impl Fn(&Partition) -> Result<(), weir_log::LogError> + Sync,
+    ) -> Result<(), BrokerError> {
+        let first_error = Mutex::new(None);
+        let _ = run_parallel(parts.len(), SYNC_THREADS_MAX, |i| {
+            let p = &parts[i];
+            if let Err(e) = f(p) {
+                tracing::error!(dir = %p.log.dir().display(), error = %e, "{what} failed");
+                lock(&first_error).get_or_insert(BrokerError::from(e));
             }
+            Ok::<(), ()>(())
+        });
+        first_error.into_inner().unwrap_or_else(|e| e.into_inner()).map_or(Ok(()), Err)
+    }
+
+    /// Interval-policy flushes and age-based rolls (called every second): only the
+    /// partitions the schedule says are due, flushed together.
+    pub fn flush_due(&self) {
+        let due = self.schedule.take_due(self.clock.now_ms());
+        let _ = Self::for_each_synced(&due, "flush", |p| p.log.flush_if_due());
+        for p in &due {
+            p.reschedule();
         }
+    }
+
+    /// Partitions waiting in the flush schedule (entries, possibly stale).
+    pub fn scheduled_partitions(&self) -> usize {
+        self.schedule.len()
     }
 
     /// Retention, compaction and checkpoints for every partition. Called periodically from
-    /// a blocking thread; errors are logged per partition.
+    /// a blocking thread; errors are logged per partition. Only partitions whose checkpoint
+    /// changed write one, and those write theirs together.
     pub fn run_maintenance(&self) {
-        for topic in self.topics() {
-            for p in topic.partitions() {
-                let log = &p.log;
-                let result = log
-                    .enforce_retention()
-                    .map(|_| ())
-                    .and_then(|()| log.compact().map(|_| ()))
-                    .and_then(|()| log.write_checkpoint());
-                if let Err(e) = result {
-                    tracing::error!(topic = %topic.name, partition = p.index, error = %e, "maintenance failed");
-                }
+        let all = self.all_partitions();
+        for p in &all {
+            let log = &p.log;
+            let result = log.enforce_retention().map(|_| ()).and_then(|()| log.compact().map(|_| ()));
+            if let Err(e) = result {
+                tracing::error!(dir = %log.dir().display(), error = %e, "maintenance failed");
             }
         }
+        let due: Vec<_> = all.into_iter().filter(|p| p.log.checkpoint_due()).collect();
+        let _ = Self::for_each_synced(&due, "checkpoint", |p| p.log.write_checkpoint());
     }
 
-    /// Syncs every log and writes checkpoints and indexes (graceful shutdown).
+    /// Syncs every log and writes checkpoints (graceful shutdown); idle logs cost nothing,
+    /// the others sync together.
     pub fn close(&self) -> Result<(), BrokerError> {
-        let mut first_error = None;
-        for topic in self.topics() {
-            for p in topic.partitions() {
-                if let Err(e) = p.log.close() {
-                    tracing::error!(topic = %topic.name, partition = p.index, error = %e, "close failed");
-                    first_error.get_or_insert(BrokerError::from(e));
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let started = std::time::Instant::now();
+        let all = self.all_partitions();
+        let result = Self::for_each_synced(&all, "close", |p| p.log.close());
+        tracing::info!(partitions = all.len(), elapsed_ms = started.elapsed().as_millis() as u64, "logs closed");
+        result
     }
 }
 
-fn open_topic(
-    config: &BrokerConfig,
+/// Staging area of topic creation (`creating/<name>-<id>`) and of deletion
+/// (`deleting/<name>-<id>`); startup removes both.
+const CREATING_DIR: &str = "creating";
+const DELETING_DIR: &str = "deleting";
+
+/// A topic read from its topic.json, before its partitions are opened.
+struct TopicPlan {
+    name: String,
+    id: [u8; 16],
+    dir: PathBuf,
+    meta: TopicMeta,
+    log_config: LogConfig,
+}
+
+impl TopicPlan {
+    fn read(config: &BrokerConfig, storage: &dyn Storage, name: String, dir: PathBuf) -> Result<Self, BrokerError> {
+        let meta_path = dir.join(META_FILE);
+        let bytes = read_whole(storage, &meta_path).map_err(|e| BrokerError::io(&meta_path, e))?;
+        let meta: TopicMeta = serde_json::from_slice(&bytes)
+            .map_err(|e| BrokerError::Metadata { path: meta_path.clone(), reason: e.to_string() })?;
+        let id = parse_hex(&meta.id)
+            .ok_or_else(|| BrokerError::Metadata { path: meta_path.clone(), reason: "bad topic id".into() })?;
+        if !(0..=PARTITIONS_MAX).contains(&meta.partitions) {
+            return Err(BrokerError::Metadata { path: meta_path, reason: format!("{} partitions", meta.partitions) });
+        }
+        let log_config = meta.configs.resolve(&config.log)?;
+        Ok(Self { name, id, dir, meta, log_config })
+    }
+
+    /// Partition directories past the recorded count are what an interrupted partition
+    /// growth left (never acknowledged): remove them.
+    fn remove_ungrown_partitions(&self, storage: &dyn Storage) -> Result<(), BrokerError> {
+        for entry in storage.list(&self.dir).map_err(|e| BrokerError::io(&self.dir, e))? {
+            if entry.parse::<i32>().is_ok_and(|i| i >= self.meta.partitions)
+                && entry.bytes().all(|b| b.is_ascii_digit())
+            {
+                let p = self.dir.join(&entry);
+                tracing::warn!(dir = %p.display(), "removing a partition an interrupted growth left");
+                storage.remove_dir_all(&p).map_err(|e| BrokerError::io(&p, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens the partitions of all `plans` together (one pool of threads for all of them).
+fn open_topics(
+    plans: Vec<TopicPlan>,
     storage: &Arc<dyn Storage>,
     clock: &Arc<dyn Clock>,
-    name: String,
-    dir: PathBuf,
-) -> Result<Topic, BrokerError> {
-    let meta_path = dir.join(META_FILE);
-    let bytes = read_whole(&**storage, &meta_path).map_err(|e| BrokerError::io(&meta_path, e))?;
-    let meta: TopicMeta = serde_json::from_slice(&bytes)
-        .map_err(|e| BrokerError::Metadata { path: meta_path.clone(), reason: e.to_string() })?;
-    let id = parse_hex(&meta.id)
-        .ok_or_else(|| BrokerError::Metadata { path: meta_path.clone(), reason: "bad topic id".into() })?;
-    let log_config = meta.configs.resolve(&config.log)?;
-    let mut partitions = Vec::with_capacity(meta.partitions.clamp(0, PARTITIONS_MAX) as usize);
-    for i in 0..meta.partitions {
-        let pdir = Topic::partition_dir(&dir, i);
-        partitions.push(Arc::new(Partition::open(pdir, i, log_config, storage.clone(), clock.clone())?));
+    schedule: &Arc<Schedule>,
+) -> Result<Vec<Topic>, BrokerError> {
+    let jobs: Vec<(usize, i32)> =
+        plans.iter().enumerate().flat_map(|(t, plan)| (0..plan.meta.partitions).map(move |i| (t, i))).collect();
+    let slots: Vec<std::sync::OnceLock<Arc<Partition>>> = jobs.iter().map(|_| std::sync::OnceLock::new()).collect();
+    run_parallel(jobs.len(), SYNC_THREADS_MAX, |j| {
+        let (t, i) = jobs[j];
+        let plan = &plans[t];
+        let pdir = Topic::partition_dir(&plan.dir, i);
+        let p = Partition::open(pdir, i, plan.log_config, storage.clone(), clock.clone(), schedule.clone())?;
+        let _ = slots[j].set(p);
+        Ok::<(), BrokerError>(())
+    })?;
+    let mut slots = slots.into_iter().map(|s| s.into_inner());
+    let mut topics = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let partitions: Vec<Arc<Partition>> = slots.by_ref().take(plan.meta.partitions as usize).flatten().collect();
+        topics.push(Topic {
+            name: plan.name,
+            id: plan.id,
+            dir: plan.dir,
+            overrides: RwLock::new(plan.meta.configs),
+            partitions: RwLock::new(partitions),
+        });
     }
-    Ok(Topic { name, id, dir, overrides: RwLock::new(meta.configs), partitions: RwLock::new(partitions) })
+    Ok(topics)
+}
+
+/// Opens partitions `first..` from `dirs` into `out` in parallel.
+fn open_partitions(
+    dirs: &[PathBuf],
+    first: i32,
+    config: LogConfig,
+    storage: &Arc<dyn Storage>,
+    clock: &Arc<dyn Clock>,
+    schedule: &Arc<Schedule>,
+    out: &mut [Option<Arc<Partition>>],
+) -> Result<(), BrokerError> {
+    let slots: Vec<std::sync::OnceLock<Arc<Partition>>> = dirs.iter().map(|_| std::sync::OnceLock::new()).collect();
+    run_parallel(dirs.len(), SYNC_THREADS_MAX, |j| {
+        let p = Partition::open(
+            dirs[j].clone(),
+            first + j as i32,
+            config,
+            storage.clone(),
+            clock.clone(),
+            schedule.clone(),
+        )?;
+        let _ = slots[j].set(p);
+        Ok::<(), BrokerError>(())
+    })?;
+    for (o, s) in out.iter_mut().zip(slots) {
+        *o = s.into_inner();
+    }
+    Ok(())
 }
 
 fn load_or_create_cluster_id(storage: &dyn Storage, data_dir: &std::path::Path) -> Result<String, BrokerError> {

@@ -10,6 +10,7 @@ mod error;
 pub mod group;
 mod partition;
 mod producer;
+mod schedule;
 mod topic;
 
 pub use broker::{Broker, ConfigChange, NewTopic};

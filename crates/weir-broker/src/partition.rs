@@ -2,7 +2,9 @@
 
 use crate::error::BrokerError;
 use crate::producer::{ProducerStates, SequenceCheck};
-use std::sync::{Arc, Mutex};
+use crate::schedule::Schedule;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use weir_log::{Clock, Durability, Log, LogConfig, Storage, ValidatedBatch};
 
 #[derive(Debug)]
@@ -11,6 +13,11 @@ pub struct Partition {
     pub log: Log,
     /// Held across check-append-record so sequence checks and offsets agree.
     producers: Mutex<ProducerStates>,
+    /// The broker's timetable of flushes and rolls by age, and whether this partition is
+    /// entered in it (so an append costs one atomic load once it is).
+    schedule: Arc<Schedule>,
+    scheduled: AtomicBool,
+    me: Weak<Partition>,
 }
 
 /// Where a produced batch went.
@@ -25,17 +32,50 @@ pub struct Appended {
 }
 
 impl Partition {
-    pub fn open(
+    pub(crate) fn open(
         dir: std::path::PathBuf,
         index: i32,
         config: LogConfig,
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, BrokerError> {
+        schedule: Arc<Schedule>,
+    ) -> Result<Arc<Self>, BrokerError> {
         let log = Log::open(dir, config, storage, clock)?;
         let mut states = ProducerStates::default();
         log.for_each_batch_header(log.log_start_offset(), |h| states.record(h, h.base_offset as u64))?;
-        Ok(Self { index, log, producers: Mutex::new(states) })
+        Ok(Arc::new_cyclic(|me| Self {
+            index,
+            log,
+            producers: Mutex::new(states),
+            schedule,
+            scheduled: AtomicBool::new(false),
+            me: me.clone(),
+        }))
+    }
+
+    /// Enters the partition in the schedule if it has timed work and is not entered yet.
+    fn schedule_if_pending(&self) {
+        if self.scheduled.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(due) = self.log.next_due_ms() {
+            if !self.scheduled.swap(true, Ordering::AcqRel) {
+                self.schedule.add(due, self.me.clone());
+            }
+        }
+    }
+
+    /// After the tick took this partition's entry and did what was due: enter it again if
+    /// more is pending. The flag is cleared first, so a concurrent append either sees it
+    /// clear and enters the partition itself, or its data is seen here.
+    pub(crate) fn reschedule(&self) {
+        self.scheduled.store(false, Ordering::Release);
+        self.schedule_if_pending();
+    }
+
+    /// A config change can move due times earlier: check at the next tick.
+    pub(crate) fn schedule_check(&self, now_ms: i64) {
+        self.schedule.add(now_ms, self.me.clone());
     }
 
     /// Appends one producer batch, de-duplicating retries of idempotent producers.
@@ -52,6 +92,7 @@ impl Partition {
             SequenceCheck::Append => {
                 let info = self.log.append(std::slice::from_ref(batch))?;
                 producers.record(h, info.base_offset);
+                self.schedule_if_pending();
                 Ok(Appended {
                     base_offset: info.base_offset,
                     end_offset: info.log_end_offset,

@@ -22,6 +22,7 @@ pub mod fuzzing;
 pub mod index;
 mod log;
 pub mod metrics;
+mod pool;
 pub mod record;
 mod recovery;
 mod retention;
@@ -35,5 +36,8 @@ pub use compaction::CompactionStats;
 pub use config::{CleanupPolicy, Durability, LogConfig, SEGMENT_BYTES_MAX};
 pub use error::{BatchError, LogError};
 pub use log::{AppendInfo, Log, LogStats, ReadInfo, SegmentInfo};
+pub use pool::{PooledStorage, OPEN_FILES_MIN};
 pub use retention::RetentionStats;
-pub use storage::{read_whole, write_atomic, FsStorage, Storage, StorageFile};
+pub use storage::{
+    read_whole, run_parallel, sync_dirs, write_atomic, FsStorage, Storage, StorageFile, SYNC_THREADS_MAX,
+};

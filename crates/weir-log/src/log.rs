@@ -7,7 +7,7 @@ use crate::config::{Durability, LogConfig};
 use crate::error::{BatchError, LogError};
 use crate::index::{encode_index, encode_time_index};
 use crate::segment::{check_placement, file_path, read_placed_header, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
-use crate::storage::{write_atomic, Storage, StorageFile};
+use crate::storage::{write_atomic, write_unsynced, Storage, StorageFile};
 use bytes::BytesMut;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -62,11 +62,16 @@ pub(crate) struct View {
     pub log_end: u64,
 }
 
+thread_local! {
+    /// Reused buffer of appends: batches are copied here with their offsets assigned, then
+    /// written once. One per thread rather than one per log, so memory grows with the
+    /// threads that append (bounded), not with the number of partitions.
+    static APPEND_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// State owned by the single appender at a time.
 #[derive(Debug)]
 struct Writer {
-    /// Reused buffer: batches are copied here with their offsets assigned, then written once.
-    buf: Vec<u8>,
     active_file: Arc<dyn StorageFile>,
     active_path: Arc<Path>,
     active_base: u64,
@@ -94,6 +99,14 @@ pub struct Log {
     failed: AtomicBool,
     /// Serializes retention and compaction.
     pub(crate) maintenance: Mutex<()>,
+    /// The checkpoint on disk (None: no valid file). Held while writing it, so writers of
+    /// the one `.tmp` file never interleave, and an unchanged checkpoint is not rewritten:
+    /// an idle partition costs no sync in the maintenance pass or at shutdown.
+    checkpoint: Mutex<Option<Checkpoint>>,
+    /// (base, size) of the active segment as its index files on disk describe it: a clean
+    /// close writes them (so the next open trusts the segment up to the recovery point
+    /// instead of re-reading it whole) only when they would differ.
+    active_indexes: Mutex<Option<(u64, u64)>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -120,7 +133,6 @@ impl Log {
         let recovered = crate::recovery::recover(&dir, &config, &*storage)?;
         let last = recovered.segments.last().ok_or(LogError::Config { reason: "no segment" })?;
         let writer = Writer {
-            buf: Vec::new(),
             active_file: last.file.clone(),
             active_path: last.path.clone(),
             active_base: last.base_offset,
@@ -140,10 +152,23 @@ impl Log {
             last_sync_ms: AtomicI64::new(0),
             failed: AtomicBool::new(false),
             maintenance: Mutex::new(()),
+            // No file says the same as an all-zero one: recover from offset 0.
+            checkpoint: Mutex::new(Some(recovered.checkpoint.unwrap_or_default())),
+            active_indexes: Mutex::new(recovered.active_indexes),
         };
         log.last_sync_ms.store(log.clock.now_ms(), Ordering::Relaxed);
         log.write_checkpoint()?;
         Ok(log)
+    }
+
+    /// Lays out a new, empty log in `dir` (its directory and first segment) without any
+    /// sync. The caller makes it durable by syncing `dir` and its parent, once for a whole
+    /// batch of logs ([`crate::sync_dirs`]); [`Log::open`] then opens it without a sync.
+    pub fn prepare(dir: &Path, storage: &dyn Storage) -> Result<(), LogError> {
+        storage.create_dir_all(dir).map_err(|e| LogError::io("create dir", dir, e))?;
+        let path = file_path(dir, 0, LOG_SUFFIX);
+        storage.create_unsynced(&path).map_err(|e| LogError::io("create", &path, e))?;
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -202,24 +227,27 @@ impl Log {
             self.roll(&mut w)?;
         }
         let first = w.next_offset;
-        let mut next = first;
-        w.buf.clear();
-        for b in batches {
-            let start = w.buf.len();
-            w.buf.extend_from_slice(b.bytes());
-            let stored = &mut w.buf[start..];
-            batch::set_base_offset(stored, next as i64);
-            batch::set_partition_leader_epoch(stored, 0);
-            next += b.header().offset_count();
-        }
         let position = w.active_size;
-        if let Err(e) = w.active_file.write_all_at(&w.buf, position) {
-            // Nothing past `position` is published; cut the partial bytes off the file too.
-            if w.active_file.set_len(position).is_err() {
-                self.fail("could not truncate a partial write");
+        let next = APPEND_BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            let mut next = first;
+            for b in batches {
+                let start = buf.len();
+                buf.extend_from_slice(b.bytes());
+                let stored = &mut buf[start..];
+                batch::set_base_offset(stored, next as i64);
+                batch::set_partition_leader_epoch(stored, 0);
+                next += b.header().offset_count();
             }
-            return Err(LogError::io("write", &*w.active_path, e));
-        }
+            if let Err(e) = w.active_file.write_all_at(buf, position) {
+                // Nothing past `position` is published; cut the partial bytes off the file too.
+                if w.active_file.set_len(position).is_err() {
+                    self.fail("could not truncate a partial write");
+                }
+                return Err(LogError::io("write", &*w.active_path, e));
+            }
+            Ok(next)
+        })?;
         {
             let mut view = write(&self.view);
             let seg = view.segments.last_mut().ok_or(LogError::Config { reason: "no segment" })?;
@@ -267,7 +295,7 @@ impl Log {
             self.fail("fdatasync failed while rolling");
             LogError::io("fdatasync", &*w.active_path, e)
         })?;
-        self.persist_active_indexes()?;
+        self.persist_active_indexes(true)?;
         let base = w.next_offset;
         let path = file_path(&self.dir, base, LOG_SUFFIX);
         let file = self.storage.open(&path, true).map_err(|e| LogError::io("create", &path, e))?;
@@ -292,8 +320,12 @@ impl Log {
         Ok(())
     }
 
-    /// Writes the offset and time index of the last segment.
-    fn persist_active_indexes(&self) -> Result<(), LogError> {
+    /// Writes the offset and time index of the last segment: atomically and durably when
+    /// it rolls (a closed segment's indexes are loaded without a re-scan), in place without
+    /// a sync at a clean close — they are derived data, checked when loaded, and recovery
+    /// re-scans the segment when they are missing, short or wrong; a sync per file would
+    /// make stopping a broker with many partitions slow.
+    fn persist_active_indexes(&self, durable: bool) -> Result<(), LogError> {
         let (idx_path, tidx_path, idx, tidx) = {
             let view = read(&self.view);
             let Some(seg) = view.segments.last() else {
@@ -301,8 +333,9 @@ impl Log {
             };
             (seg.index_path(), seg.time_index_path(), encode_index(&seg.index), encode_time_index(&seg.time_index))
         };
-        write_atomic(&*self.storage, &idx_path, &idx).map_err(|e| LogError::io("write index", &idx_path, e))?;
-        write_atomic(&*self.storage, &tidx_path, &tidx).map_err(|e| LogError::io("write index", &tidx_path, e))?;
+        let write = if durable { write_atomic } else { write_unsynced };
+        write(&*self.storage, &idx_path, &idx).map_err(|e| LogError::io("write index", &idx_path, e))?;
+        write(&*self.storage, &tidx_path, &tidx).map_err(|e| LogError::io("write index", &tidx_path, e))?;
         Ok(())
     }
 
@@ -333,6 +366,25 @@ impl Log {
         self.durable_end.fetch_max(end, Ordering::AcqRel);
         self.last_sync_ms.store(self.clock.now_ms(), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// When [`Log::flush_if_due`] will next have work (clock milliseconds): an interval
+    /// flush of unsynced data, or the roll of an active segment by age. None: nothing timed.
+    pub fn next_due_ms(&self) -> Option<i64> {
+        let config = self.config();
+        let flush = match config.durability {
+            Durability::IntervalMs(ms) if self.durable_offset() < self.log_end_offset() => {
+                Some(self.last_sync_ms.load(Ordering::Relaxed).saturating_add(ms as i64))
+            }
+            _ => None,
+        };
+        let roll = config.segment_ms.and_then(|segment_ms| {
+            read(&self.view).segments.last().and_then(|s| s.first_append_ms).map(|t| t.saturating_add(segment_ms))
+        });
+        match (flush, roll) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Syncs if the interval policy says it is time; for a periodic ticker.
@@ -398,18 +450,42 @@ impl Log {
         read(&self.view).segments.iter().map(|s| s.base_offset).collect()
     }
 
-    /// Writes the recovery point (durable offset) and log start offset.
+    /// Writes the recovery point (durable offset) and log start offset, unless the file
+    /// already says exactly that.
     pub fn write_checkpoint(&self) -> Result<(), LogError> {
+        let mut stored = lock(&self.checkpoint);
         let cp = Checkpoint { recovery_point: self.durable_offset(), log_start_offset: self.log_start_offset() };
+        if *stored == Some(cp) {
+            return Ok(());
+        }
         let path = self.dir.join(checkpoint::FILE_NAME);
-        write_atomic(&*self.storage, &path, &cp.encode()).map_err(|e| LogError::io("write checkpoint", &path, e))
+        // Unknown after a failed attempt: the next call writes again.
+        *stored = None;
+        write_atomic(&*self.storage, &path, &cp.encode()).map_err(|e| LogError::io("write checkpoint", &path, e))?;
+        *stored = Some(cp);
+        Ok(())
     }
 
-    /// Syncs everything, writes the active segment's indexes and the checkpoint.
+    /// True when a checkpoint written now would differ from the one on disk (appends made
+    /// durable, or the log start moved): the maintenance pass skips the rest.
+    pub fn checkpoint_due(&self) -> bool {
+        let cp = Checkpoint { recovery_point: self.durable_offset(), log_start_offset: self.log_start_offset() };
+        *lock(&self.checkpoint) != Some(cp)
+    }
+
+    /// Syncs everything, writes the active segment's indexes and the checkpoint; an idle
+    /// log whose files already say all this does nothing.
     pub fn close(&self) -> Result<(), LogError> {
-        let _w = lock(&self.writer);
+        let w = lock(&self.writer);
         self.sync_to(read(&self.view).log_end)?;
-        self.persist_active_indexes()?;
+        let active = (w.active_base, w.active_size);
+        let mut written = lock(&self.active_indexes);
+        if active.1 > 0 && *written != Some(active) {
+            *written = None;
+            self.persist_active_indexes(false)?;
+            *written = Some(active);
+        }
+        drop(written);
         self.write_checkpoint()
     }
 

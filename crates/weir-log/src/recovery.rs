@@ -15,6 +15,10 @@ use std::path::Path;
 pub(crate) struct Recovered {
     pub segments: Vec<Segment>,
     pub log_start: u64,
+    /// The valid checkpoint found, if any.
+    pub checkpoint: Option<Checkpoint>,
+    /// (base, size) of the last segment when its index files on disk describe exactly it.
+    pub active_indexes: Option<(u64, u64)>,
 }
 
 fn read_checkpoint(dir: &Path, storage: &dyn Storage) -> Option<Checkpoint> {
@@ -46,11 +50,17 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
         let base = cp.map_or(0, |c| c.log_start_offset);
         let path = file_path(dir, base, LOG_SUFFIX);
         let file = storage.open(&path, true).map_err(|e| LogError::io("create", &path, e))?;
-        return Ok(Recovered { segments: vec![Segment::new(dir, base, file)], log_start: base });
+        return Ok(Recovered {
+            segments: vec![Segment::new(dir, base, file)],
+            log_start: base,
+            checkpoint: cp,
+            active_indexes: None,
+        });
     }
     let interval = config.index_interval_bytes;
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     let mut truncated_at: Option<usize> = None;
+    let mut active_indexes = None;
     for (i, &base) in bases.iter().enumerate() {
         let path = file_path(dir, base, LOG_SUFFIX);
         let file = storage.open(&path, false).map_err(|e| LogError::io("open", &path, e))?;
@@ -63,7 +73,25 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
             segments.push(seg);
             continue;
         }
-        let scan = segment::scan(&mut seg, len, interval, true)?;
+        // The last segment: what lies below the recovery point was durable, so (as for closed
+        // segments) its indexes are trusted when they check out; everything after it is
+        // fully validated. Without usable indexes, the whole segment is.
+        let trusted_end = match next_base {
+            None if recovery_point > base && !config.verify_on_open => {
+                trusted_prefix(&mut seg, len, recovery_point, interval, storage)
+            }
+            _ => None,
+        };
+        let scan = match trusted_end {
+            Some(Trusted { end, indexes_unchanged }) => {
+                let scan = segment::scan_from(&mut seg, end, len, interval, true)?;
+                if indexes_unchanged && scan.stopped.is_none() && seg.size == end {
+                    active_indexes = Some((base, seg.size));
+                }
+                scan
+            }
+            None => segment::scan(&mut seg, len, interval, true)?,
+        };
         if let Some(reason) = scan.stopped {
             tracing::warn!(
                 file = %path.display(), position = scan.valid_end, bytes_cut = len - scan.valid_end,
@@ -73,7 +101,12 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
             crate::metrics::RECOVERY_TRUNCATIONS.inc();
             truncated_at = Some(i);
         }
-        seg.file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;
+        // What was scanned past the recovery point is about to be served and called durable
+        // (the new recovery point is the log end): make it so. A log closed cleanly has
+        // nothing past its recovery point and costs no sync here.
+        if seg.next_offset > recovery_point || truncated_at == Some(i) {
+            seg.file.sync_data().map_err(|e| LogError::io("fdatasync", &path, e))?;
+        }
         if next_base.is_some() && truncated_at.is_none() {
             write_indexes(&seg, storage)?;
         }
@@ -96,7 +129,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> 
     let first = segments[0].base_offset;
     let end = segments.last().map_or(first, |s| s.next_offset);
     let log_start = cp.map_or(first, |c| c.log_start_offset.max(first)).min(end);
-    Ok(Recovered { segments, log_start })
+    Ok(Recovered { segments, log_start, checkpoint: cp, active_indexes })
 }
 
 fn write_indexes(seg: &Segment, storage: &dyn Storage) -> Result<(), LogError> {
@@ -192,6 +225,64 @@ fn extend_from_last_entry(seg: &mut Segment, len: u64, interval: u32) -> Result<
         return Err("time index points past the last batch");
     }
     Ok(seg.index.len() != before)
+}
+
+/// Loads the indexes of the last segment (written when it was closed cleanly) and walks
+/// batch headers from the last entry up to the recovery point, checking their placement.
+/// Returns the byte position where the batches at or past `recovery_point` begin, with
+/// `seg` describing everything before it; None (and `seg` to be rebuilt by a full scan)
+/// when the indexes are missing or disagree with the segment.
+fn trusted_prefix(
+    seg: &mut Segment,
+    len: u64,
+    recovery_point: u64,
+    interval: u32,
+    storage: &dyn Storage,
+) -> Option<Trusted> {
+    if load_indexes(seg, len, recovery_point, storage).is_err() {
+        return None;
+    }
+    let rp_rel = recovery_point - seg.base_offset;
+    let loaded = (seg.index.len(), seg.time_index.len());
+    seg.index.retain(|e| u64::from(e.relative_offset) < rp_rel);
+    let (mut pos, mut expected) = match seg.index.last() {
+        None => (0, seg.base_offset),
+        Some(e) => (u64::from(e.position), seg.base_offset + u64::from(e.relative_offset)),
+    };
+    let last_rel = seg.index.last().map_or(0, |e| e.relative_offset);
+    if seg.index.is_empty() {
+        seg.time_index.clear();
+    } else {
+        seg.time_index.retain(|t| t.relative_offset <= last_rel);
+    }
+    seg.max_timestamp = seg.time_index.last().map_or(i64::MIN, |t| t.timestamp);
+    seg.bytes_since_index = 0;
+    seg.size = pos;
+    seg.next_offset = expected;
+    while pos < len {
+        // Below the recovery point a batch that does not parse or sits in the wrong place
+        // means the indexes or the data are not what the checkpoint vouched for: scan whole.
+        let h = read_header(&*seg.file, &seg.path, pos, len).ok()?;
+        check_placement(&h, expected).ok()?;
+        let last = h.last_offset() as u64;
+        if last >= recovery_point {
+            break;
+        }
+        let l = h.total_len() as u64;
+        seg.observe(pos, l, expected, last, h.max_timestamp, interval);
+        expected = last + 1;
+        pos += l;
+    }
+    let indexes_unchanged = (seg.index.len(), seg.time_index.len()) == loaded;
+    Some(Trusted { end: pos, indexes_unchanged })
+}
+
+/// How far [`trusted_prefix`] got.
+struct Trusted {
+    /// Byte position of the first batch at or past the recovery point.
+    end: u64,
+    /// The index files on disk hold exactly the entries rebuilt for the prefix.
+    indexes_unchanged: bool,
 }
 
 /// Rebuilds both indexes from batch headers (structure checked, CRC not: that is the job of

@@ -193,9 +193,21 @@ pub(crate) fn scan(seg: &mut Segment, file_len: u64, index_interval: u32, verify
     seg.bytes_since_index = 0;
     seg.next_offset = seg.base_offset;
     seg.max_timestamp = i64::MIN;
+    scan_from(seg, 0, file_len, index_interval, verify)
+}
+
+/// Continues a scan at byte `start` of `seg`, whose indexes and counters already describe
+/// the batches before it (the next batch must start at `seg.next_offset`).
+pub(crate) fn scan_from(
+    seg: &mut Segment,
+    start: u64,
+    file_len: u64,
+    index_interval: u32,
+    verify: bool,
+) -> Result<Scan, LogError> {
     let mut buf = Vec::new();
-    let mut pos = 0u64;
-    let mut expected = seg.base_offset;
+    let mut pos = start;
+    let mut expected = seg.next_offset;
     while pos < file_len {
         let header = match read_header(&*seg.file, &seg.path, pos, file_len) {
             Ok(h) => h,

@@ -23,6 +23,15 @@ pub trait StorageFile: Send + Sync + std::fmt::Debug {
 pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Opens `path` for reading and writing, creating it when `create` is set.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>>;
+    /// Creates (or opens) `path` without making its directory entry durable: for creating
+    /// many files at once, after which the caller syncs each directory once ([`Storage::sync_dir`]).
+    fn create_unsynced(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        self.open(path, true)
+    }
+    /// Makes the entries of directory `path` (creations, renames, removals) durable.
+    fn sync_dir(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// File names (not paths) directly inside `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
@@ -57,6 +66,14 @@ pub fn write_atomic(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Res
     file.sync_data()?;
     drop(file);
     storage.rename(&tmp, path)
+}
+
+/// Replaces a small file's content in place without any sync: for derived data that is
+/// checked when read back (a crash may leave it old, short or empty, never trusted blindly).
+pub fn write_unsynced(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let file = storage.create_unsynced(path)?;
+    file.set_len(0)?;
+    file.write_all_at(bytes, 0)
 }
 
 /// The real filesystem.
@@ -99,6 +116,13 @@ impl Storage for FsStorage {
         }
         Ok(Arc::new(FsFile(file)))
     }
+    fn create_unsynced(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        Ok(Arc::new(FsFile(file)))
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        sync_dir(path)
+    }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
     }
@@ -128,4 +152,46 @@ impl Storage for FsStorage {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_dir_all(path)
     }
+}
+
+/// Most syncs in flight at once in [`sync_dirs`]. Concurrent syncs share the filesystem's
+/// journal commits and the device's cache flushes, so a batch costs a few commits instead of
+/// one per file; the threads mostly sleep in the kernel, so more than cores is right.
+pub const SYNC_THREADS_MAX: usize = 32;
+
+/// Group commit of directory syncs: syncs every directory in `dirs` (each once), with up to
+/// [`SYNC_THREADS_MAX`] in flight, and returns the first error with its path. The threads
+/// are scoped: all have finished when this returns.
+pub fn sync_dirs(storage: &dyn Storage, dirs: &[PathBuf]) -> Result<(), (PathBuf, io::Error)> {
+    run_parallel(dirs.len(), SYNC_THREADS_MAX, |i| storage.sync_dir(&dirs[i]).map_err(|e| (dirs[i].clone(), e)))
+}
+
+/// Runs `job(0..n)` on up to `threads` scoped threads; the first error stops new jobs and
+/// is returned. One thread (no spawn) when `n` is small.
+pub fn run_parallel<E: Send>(n: usize, threads: usize, job: impl Fn(usize) -> Result<(), E> + Sync) -> Result<(), E> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 || n < 4 {
+        return (0..n).try_for_each(job);
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    if let Err(e) = job(i) {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    first_error.into_inner().unwrap_or_else(|e| e.into_inner()).map_or(Ok(()), Err)
 }

@@ -450,3 +450,66 @@ fn compaction_streams_large_segments_in_chunks() {
     let log = open(dir.path(), config, fs(), Arc::new(SystemClock));
     assert_eq!(read_all(&log), recs, "the compacted segment reopens cleanly");
 }
+
+/// After a clean close the active segment is trusted up to the recovery point (its indexes
+/// were written at close), as closed segments are: a bit flip there is refused on read, not
+/// a reason to cut durable data at open. What lies past the recovery point is still fully
+/// validated, and indexes that disagree with the segment make recovery scan it whole.
+#[test]
+fn a_clean_close_lets_the_next_open_trust_the_active_segment_to_its_recovery_point() {
+    let config = LogConfig { index_interval_bytes: 256, segment_ms: None, retention_ms: None, ..LogConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join(format!("{:020}.log", 0));
+    let log = open(dir.path(), config, fs(), Arc::new(SystemClock));
+    let mut ends = vec![0u64];
+    for i in 0..40 {
+        append(&log, &simple_batch(3, 40, 1000 + i, i as u64));
+        ends.push(std::fs::metadata(&seg).unwrap().len());
+    }
+    let good = read_all(&log);
+    log.close().unwrap();
+    drop(log);
+
+    // A flip inside batch 10's records: the open keeps all 120 offsets, the read of that
+    // batch fails, later batches are served.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let flip = ends[10] as usize + 70;
+    bytes[flip] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = open(dir.path(), config, fs(), Arc::new(SystemClock));
+    assert_eq!(log.log_end_offset(), 120);
+    let mut buf = BytesMut::new();
+    assert!(matches!(log.read(30, 1 << 20, &mut buf), Err(LogError::Corrupt { position, .. }) if position == ends[10]));
+    buf.clear();
+    assert!(log.read(33, 1 << 20, &mut buf).unwrap().bytes > 0);
+    bytes[flip] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    // Unsynced appends past the recovery point, then a crash that tears the last one: the
+    // torn tail is cut, everything before it is kept, and reads match.
+    append(&log, &simple_batch(3, 40, 2000, 100));
+    append(&log, &simple_batch(3, 40, 2001, 101));
+    drop(log); // no close: the checkpoint still says 120
+    let len = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 5).unwrap();
+    let log = open(dir.path(), config, fs(), Arc::new(SystemClock));
+    assert_eq!(log.log_end_offset(), 123);
+    assert_eq!(read_all(&log)[..120], good[..]);
+    log.close().unwrap();
+    drop(log);
+
+    // Index files that disagree with the segment (entries shifted by one batch): recovery
+    // notices and scans the segment whole, losing nothing.
+    let index = dir.path().join(format!("{:020}.index", 0));
+    let original = std::fs::read(&index).unwrap();
+    assert!(original.len() >= 16, "the test needs index entries");
+    for (byte, delta) in [(7, 1u8), (7, 61), (3, 1), (15, 200)] {
+        let mut idx = original.clone();
+        idx[byte] = idx[byte].wrapping_add(delta);
+        std::fs::write(&index, &idx).unwrap();
+        let log = open(dir.path(), config, fs(), Arc::new(SystemClock));
+        assert_eq!(log.log_end_offset(), 123, "index byte {byte} + {delta}");
+        assert_eq!(read_all(&log)[..120], good[..]);
+        drop(log);
+    }
+}

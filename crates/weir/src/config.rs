@@ -75,6 +75,10 @@ pub struct ServeSettings {
     /// How often retention and compaction run [default: 60000]
     #[arg(long, env = "WEIR_MAINTENANCE_INTERVAL_MS")]
     pub maintenance_interval_ms: Option<u64>,
+    /// Segment files kept open at most; the least recently used are closed and reopened on
+    /// demand [default: half the open file limit]
+    #[arg(long, env = "WEIR_OPEN_FILES_MAX")]
+    pub open_files_max: Option<usize>,
     /// A new consumer group waits this long for more members before its first assignment [default: 3000]
     #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<i64>,
@@ -114,6 +118,7 @@ impl ServeSettings {
             idle_timeout_ms,
             request_timeout_ms,
             maintenance_interval_ms,
+            open_files_max,
             group_initial_rebalance_delay_ms
         );
         Ok(self)

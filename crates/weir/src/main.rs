@@ -3,6 +3,7 @@
 mod client;
 mod config;
 mod data_cmd;
+mod data_dir;
 mod group_cmd;
 mod topic_cmd;
 
@@ -11,7 +12,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 use weir_broker::Broker;
-use weir_log::{FsStorage, SystemClock};
+use weir_log::{FsStorage, PooledStorage, SystemClock};
 use weir_server::Server;
 
 #[derive(Debug, Parser)]
@@ -396,15 +397,41 @@ fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     let broker_config = settings.broker_config()?;
     let server_config = settings.server_config();
     let http_config = settings.http_config();
+    // First of all: one owner per data directory. Held until the process exits.
+    let lock = data_dir::lock(&broker_config.data_dir)?;
+    tracing::info!(lock_file = %lock.path.display(), pid = std::process::id(), "data directory locked");
+    let fd_limit = match data_dir::raise_fd_limit() {
+        Ok((before, now)) => {
+            tracing::info!(soft_before = before, limit = now, "open file limit (RLIMIT_NOFILE)");
+            Some(now)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open file limit");
+            None
+        }
+    };
+    // Segment files share half the descriptors; the rest are for connections and the
+    // short-lived files of checkpoints and directory syncs.
+    let open_files_max = settings
+        .open_files_max
+        .unwrap_or_else(|| fd_limit.map_or(4096, |l| (l / 2).min(1 << 20) as usize))
+        .max(weir_log::OPEN_FILES_MIN);
+    tracing::info!(open_files_max, "segment files kept open at most (least recently used are closed)");
+    if fd_limit.is_some_and(|l| open_files_max as u64 >= l) {
+        tracing::warn!(
+            open_files_max,
+            limit = fd_limit,
+            "--open-files-max is not below the open file limit: opening partitions can fail with EMFILE"
+        );
+    }
+    let storage = Arc::new(PooledStorage::new(Arc::new(FsStorage), open_files_max));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let data_dir = broker_config.data_dir.clone();
-        let broker = tokio::task::spawn_blocking(move || {
-            Broker::open(broker_config, Arc::new(FsStorage), Arc::new(SystemClock))
-        })
-        .await?
-        .with_context(|| format!("opening data directory {}", data_dir.display()))?;
+        let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config, storage, Arc::new(SystemClock)))
+            .await?
+            .with_context(|| format!("opening data directory {}", data_dir.display()))?;
         let broker = Arc::new(broker);
         // One append signal for both front ends: a Kafka fetch wakes on an HTTP produce and
         // an HTTP long poll on a Kafka produce.

@@ -21,8 +21,16 @@ pub enum TopicCommand {
         #[arg(long = "config", short = 'c', value_parser = parse_kv)]
         configs: Vec<(String, String)>,
     },
-    /// List topics.
-    List,
+    /// List topics, in name order. Rows are printed as they are read; --limit and --after
+    /// page through a broker with many topics.
+    List {
+        /// Print at most this many topics (the command says how to get the next page)
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start after this topic name (the last one of the previous page)
+        #[arg(long)]
+        after: Option<String>,
+    },
     /// Partitions with offsets, and configs.
     Describe { name: String },
     /// Delete a topic and its data.
@@ -43,7 +51,7 @@ pub fn run(bootstrap: &str, output: Output, cmd: TopicCommand) -> anyhow::Result
     let mut c = Client::connect(bootstrap)?;
     match cmd {
         TopicCommand::Create { name, partitions, configs } => create(&mut c, &name, partitions, configs),
-        TopicCommand::List => list(&mut c, output),
+        TopicCommand::List { limit, after } => list(&mut c, output, limit, after.as_deref()),
         TopicCommand::Describe { name } => describe(&mut c, output, &name),
         TopicCommand::Delete { name } => delete(&mut c, &name),
         TopicCommand::Alter { name, configs } => alter(&mut c, &name, configs),
@@ -99,21 +107,34 @@ pub(crate) fn metadata(c: &mut Client, names: Option<&[&str]>) -> anyhow::Result
     Ok(out)
 }
 
-fn list(c: &mut Client, output: Output) -> anyhow::Result<()> {
+fn list(c: &mut Client, output: Output, limit: Option<usize>, after: Option<&str>) -> anyhow::Result<()> {
+    use std::io::Write;
     let topics = metadata(c, None)?;
+    let start = after.map_or(0, |a| topics.partition_point(|(n, _, _)| n.as_str() <= a));
+    let rest = &topics[start..];
+    let page = &rest[..limit.unwrap_or(usize::MAX).min(rest.len())];
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match output {
-        Output::Json => println!(
-            "{}",
-            json!(topics
-                .iter()
-                .map(|(n, p, i)| json!({"name": n, "partitions": p, "internal": i}))
-                .collect::<Vec<_>>())
-        ),
-        Output::Table => {
-            println!("{:<40} {:>10}", "TOPIC", "PARTITIONS");
-            for (n, p, internal) in topics {
-                println!("{:<40} {p:>10}{}", n, if internal { "  (internal)" } else { "" });
+        Output::Json => {
+            // One array, written element by element.
+            write!(out, "[")?;
+            for (i, (n, p, internal)) in page.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                write!(out, "{sep}{}", json!({"name": n, "partitions": p, "internal": internal}))?;
             }
+            writeln!(out, "]")?;
+        }
+        Output::Table => {
+            writeln!(out, "{:<40} {:>10}", "TOPIC", "PARTITIONS")?;
+            for (n, p, internal) in page {
+                writeln!(out, "{:<40} {p:>10}{}", n, if *internal { "  (internal)" } else { "" })?;
+            }
+        }
+    }
+    out.flush()?;
+    if page.len() < rest.len() {
+        if let Some((last, _, _)) = page.last() {
+            eprintln!("{} more topic(s); next page: --after {last}", rest.len() - page.len());
         }
     }
     Ok(())
