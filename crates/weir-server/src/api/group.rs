@@ -50,6 +50,7 @@ pub(crate) fn group_error_code(e: GroupError) -> i16 {
         GroupError::NonEmptyGroup => 68,
         GroupError::InvalidGroupId => 24,
         GroupError::UnknownTopicOrPartition => errors::UNKNOWN_TOPIC_OR_PARTITION,
+        GroupError::FencedInstanceId => 82,
         // Retriable for clients: they look the coordinator up again and retry.
         _ => errors::COORDINATOR_NOT_AVAILABLE,
     }
@@ -180,7 +181,8 @@ pub(crate) async fn sync_group(
 }
 
 pub(crate) fn heartbeat(shared: &Shared, req: HeartbeatRequest) -> HeartbeatResponse {
-    let r = shared.broker.groups().heartbeat(&req.group_id.0, req.generation_id, &req.member_id);
+    let instance = req.group_instance_id.as_ref().map(|i| i.as_str());
+    let r = shared.broker.groups().heartbeat(&req.group_id.0, req.generation_id, &req.member_id, instance);
     HeartbeatResponse::default().with_error_code(code(r))
 }
 
