@@ -158,3 +158,26 @@ def test_delete_records_moves_low_watermark(weir):
     c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "unused"})
     assert c.get_watermark_offsets(TopicPartition("trimmed", 0), timeout=10) == (20, 50)
     c.close()
+
+
+def test_init_transactions_fails_fast_naming_the_missing_feature(weir):
+    """Until transactions exist, a transactional producer must fail at once with an error
+    that says transactions are unsupported, not retry until transaction.timeout.ms."""
+    p = Producer({"bootstrap.servers": weir.bootstrap, "transactional.id": "tx-1",
+                  "transaction.timeout.ms": 60000})
+    started = time.monotonic()
+    try:
+        p.init_transactions(30)
+        raise AssertionError("init_transactions succeeded against a broker without transactions")
+    except KafkaException as e:
+        took = time.monotonic() - started
+        err = e.args[0]
+        print(f"init_transactions failed after {took:.2f}s: {err}")
+        assert took < 5, f"took {took:.1f}s"
+        assert not err.retriable(), err
+        assert "transactions are not supported" in err.str(), err.str()
+    # The broker keeps serving non-transactional producers.
+    create(weir, "after-tx", 1)
+    ok = Producer({"bootstrap.servers": weir.bootstrap, "enable.idempotence": True})
+    ok.produce("after-tx", b"v")
+    assert ok.flush(10) == 0

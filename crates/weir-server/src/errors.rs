@@ -23,7 +23,16 @@ pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const INVALID_RECORD: i16 = 87;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
-pub const TRANSACTIONAL_ID_NOT_SUPPORTED: i16 = INVALID_REQUEST;
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+/// The answer to anything that needs a transaction coordinator, until transactions exist.
+/// It must be non-retriable for every client: librdkafka retries every FindCoordinator and
+/// InitProducerId error except the authorization ones (and INVALID_TRANSACTION_TIMEOUT)
+/// until `init_transactions` times out, and the Java client treats this one as fatal too.
+/// The error message (FindCoordinator v1+, Produce v8+) says that transactions are missing.
+pub const TRANSACTIONS_UNSUPPORTED: i16 = TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+pub const TRANSACTIONS_UNSUPPORTED_MESSAGE: &str =
+    "transactions are not supported by this broker (Weir has no transaction coordinator): \
+     use an idempotent producer without transactional.id";
 
 pub fn batch_error_code(e: &BatchError) -> i16 {
     match e {

@@ -505,3 +505,46 @@ async fn group_flow_at_every_version() {
         }
     }
 }
+
+/// Transactions do not exist yet: FindCoordinator(TRANSACTION) and InitProducerId with a
+/// transactional id answer a non-retriable code whose message (where the version has one)
+/// names the missing feature, at every version.
+#[tokio::test]
+async fn transaction_requests_fail_fast_with_a_named_non_retriable_error() {
+    use ResponseKind as S;
+    let (addr, _broker, _dir) = start().await;
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut corr = 5000;
+    for v in 1..=max_version(ApiKey::FindCoordinator) {
+        corr += 1;
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![s("tx")])
+        } else {
+            FindCoordinatorRequest::default().with_key_type(1).with_key(s("tx"))
+        };
+        let S::FindCoordinator(r) =
+            call(&mut conn, ApiKey::FindCoordinator, v, corr, &RequestKind::FindCoordinator(req)).await
+        else {
+            panic!()
+        };
+        let (code, message) = if v >= 4 {
+            (r.coordinators[0].error_code, r.coordinators[0].error_message.clone())
+        } else {
+            (r.error_code, r.error_message.clone())
+        };
+        assert_eq!(code, 53, "FindCoordinator v{v}: TRANSACTIONAL_ID_AUTHORIZATION_FAILED (fatal for every client)");
+        assert!(message.unwrap().contains("transactions are not supported"), "FindCoordinator v{v}");
+    }
+    for v in min_version(ApiKey::InitProducerId)..=max_version(ApiKey::InitProducerId) {
+        corr += 1;
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s("tx"))))
+            .with_transaction_timeout_ms(60000);
+        let S::InitProducerId(r) =
+            call(&mut conn, ApiKey::InitProducerId, v, corr, &RequestKind::InitProducerId(req)).await
+        else {
+            panic!()
+        };
+        assert_eq!((r.error_code, r.producer_id.0), (53, -1), "InitProducerId v{v}");
+    }
+}

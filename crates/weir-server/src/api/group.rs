@@ -61,13 +61,24 @@ fn code(r: Result<(), GroupError>) -> i16 {
 }
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
+/// FindCoordinator: this node coordinates every group. Transaction coordinators do not
+/// exist (yet): key type TRANSACTION gets a non-retriable error whose message says so,
+/// so `init_transactions` fails at once instead of retrying until its timeout.
 pub(crate) fn find_coordinator(shared: &Shared, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let node = BrokerId(shared.broker.node_id());
     let host = str_bytes(&shared.advertised_host);
-    let supported = req.key_type == KEY_TYPE_GROUP;
-    let error = if supported { errors::NONE } else { errors::COORDINATOR_NOT_AVAILABLE };
-    let message = (!supported).then(|| str_bytes("only group coordinators exist: transactions are not supported"));
+    let (error, message) = match req.key_type {
+        KEY_TYPE_GROUP => (errors::NONE, None),
+        KEY_TYPE_TRANSACTION => (errors::TRANSACTIONS_UNSUPPORTED, Some(errors::TRANSACTIONS_UNSUPPORTED_MESSAGE)),
+        _ => (errors::INVALID_REQUEST, Some("unknown coordinator key type: only GROUP (0) is supported")),
+    };
+    if error != errors::NONE {
+        tracing::debug!(key_type = req.key_type, code = error, "FindCoordinator for an unsupported key type");
+    }
+    let supported = error == errors::NONE;
+    let message = message.map(str_bytes);
     if version >= 4 {
         let coordinators = req
             .coordinator_keys

@@ -25,8 +25,8 @@ pub(crate) fn handle(shared: &Shared, req: ProduceRequest, version: i16) -> Opti
             } else if req.transactional_id.is_some() {
                 error_response(
                     p.index,
-                    errors::TRANSACTIONAL_ID_NOT_SUPPORTED,
-                    "transactions are not supported".into(),
+                    errors::TRANSACTIONS_UNSUPPORTED,
+                    errors::TRANSACTIONS_UNSUPPORTED_MESSAGE.into(),
                     version,
                 )
             } else {
@@ -104,7 +104,7 @@ fn produce_partition(
 pub(crate) fn init_producer_id(shared: &Shared, req: InitProducerIdRequest) -> InitProducerIdResponse {
     if req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
         return InitProducerIdResponse::default()
-            .with_error_code(errors::TRANSACTIONAL_ID_NOT_SUPPORTED)
+            .with_error_code(errors::TRANSACTIONS_UNSUPPORTED)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }
