@@ -181,3 +181,51 @@ def test_init_transactions_fails_fast_naming_the_missing_feature(weir):
     ok = Producer({"bootstrap.servers": weir.bootstrap, "enable.idempotence": True})
     ok.produce("after-tx", b"v")
     assert ok.flush(10) == 0
+
+
+def test_topic_creation_with_every_kafka_topic_config(weir):
+    from kafka_topic_configs import KAFKA_TOPIC_CONFIGS
+
+    create(weir, "all-configs", 1, dict(KAFKA_TOPIC_CONFIGS))
+    a = admin(weir)  # kept alive until the futures resolve
+    res = ConfigResource(ConfigResource.Type.TOPIC, "all-configs")
+    described = a.describe_configs([res])[res].result(timeout=10)
+    for k, v in KAFKA_TOPIC_CONFIGS.items():
+        assert described[k].value == v, (k, described[k].value, v)
+        assert not described[k].is_default, k  # set explicitly: DYNAMIC_TOPIC_CONFIG
+        assert not described[k].is_read_only, k
+    # Unknown names are still refused, and so is tiered storage.
+    for bad in ({"no.such.config": "1"}, {"remote.storage.enable": "true"}):
+        f = a.create_topics([NewTopic("refused", 1, 1, config=bad)])["refused"]
+        try:
+            f.result(timeout=10)
+            raise AssertionError(f"{bad} accepted")
+        except KafkaException as e:
+            assert e.args[0].name() == "INVALID_CONFIG", e
+
+
+def test_log_append_time_topic_stamps_records_with_the_broker_time(weir):
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME
+
+    create(weir, "stamped", 1, {"message.timestamp.type": "LogAppendTime"})
+    create(weir, "unstamped", 1)
+    p = Producer({"bootstrap.servers": weir.bootstrap})
+    before = int(time.time() * 1000)
+    for t in ("stamped", "unstamped"):
+        for i in range(3):
+            p.produce(t, value=f"v{i}".encode(), timestamp=1_000_000 + i)
+    assert p.flush(10) == 0
+    after = int(time.time() * 1000)
+    for t in ("stamped", "unstamped"):
+        c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "ts", "enable.auto.commit": False})
+        c.assign([TopicPartition(t, 0, 0)])
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += [m.timestamp() for m in c.consume(10, timeout=0.5) if m.error() is None]
+        c.close()
+        assert len(got) == 3
+        if t == "stamped":
+            assert all(kind == TIMESTAMP_LOG_APPEND_TIME and before - 1000 <= ts <= after + 1000 for kind, ts in got), got
+        else:
+            assert got == [(TIMESTAMP_CREATE_TIME, 1_000_000 + i) for i in range(3)], got

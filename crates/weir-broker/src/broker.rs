@@ -1,6 +1,6 @@
 //! The broker: the set of topics on this node, their lifecycle, and background maintenance.
 
-use crate::config::{apply_config, BrokerConfig, TopicOverrides, PARTITIONS_MAX};
+use crate::config::{apply_config, BrokerConfig, TopicConfig, TopicOverrides, PARTITIONS_MAX};
 use crate::error::BrokerError;
 use crate::group::store::TOPIC as OFFSETS_TOPIC;
 use crate::group::Coordinator;
@@ -10,7 +10,7 @@ use crate::topic::{hex, parse_hex, random_uuid, validate_topic_name, Topic, Topi
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use weir_log::{read_whole, write_atomic, Clock, LogConfig, Storage};
+use weir_log::{read_whole, write_atomic, Clock, Storage};
 
 /// A request to create a topic.
 #[derive(Debug, Clone, Default)]
@@ -157,8 +157,8 @@ impl Broker {
         }
     }
 
-    /// Effective log config of a topic from its overrides.
-    pub fn resolve_config(&self, overrides: &TopicOverrides) -> Result<LogConfig, BrokerError> {
+    /// Effective config of a topic from its overrides.
+    pub fn resolve_config(&self, overrides: &TopicOverrides) -> Result<TopicConfig, BrokerError> {
         overrides.resolve(&self.config.log)
     }
 
@@ -172,12 +172,12 @@ impl Broker {
             return Err(BrokerError::InvalidReplicationFactor(rf));
         }
         let mut overrides = TopicOverrides::default();
-        let mut check = self.config.log;
+        let mut check = TopicConfig::defaults(&self.config.log);
         for (k, v) in &req.configs {
             apply_config(&mut check, k, v)?;
             overrides.0.insert(k.clone(), v.clone());
         }
-        check.validate()?;
+        check.log.validate()?;
         let _admin = lock(&self.admin);
         if self.topic(&req.name).is_some() {
             return Err(BrokerError::TopicExists(req.name.clone()));
@@ -248,7 +248,9 @@ impl Broker {
         let mut added = Vec::new();
         for i in current..count {
             let dir = Topic::partition_dir(&topic.dir, i);
-            added.push(Arc::new(Partition::open(dir, i, config, self.storage.clone(), self.clock.clone())?));
+            let p = Partition::open(dir, i, config.log, self.storage.clone(), self.clock.clone())?;
+            p.set_policy(config.produce);
+            added.push(Arc::new(p));
         }
         topic.partitions.write().unwrap_or_else(|e| e.into_inner()).extend(added);
         self.write_meta(&topic.dir, &topic.meta())?;
@@ -286,12 +288,13 @@ impl Broker {
             }
         }
         let config = self.resolve_config(&overrides)?;
-        config.validate()?;
+        config.log.validate()?;
         if validate_only {
             return Ok(());
         }
         for p in topic.partitions() {
-            p.log.set_config(config)?;
+            p.log.set_config(config.log)?;
+            p.set_policy(config.produce);
         }
         *topic.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
         self.write_meta(&topic.dir, &topic.meta())
@@ -366,11 +369,13 @@ fn open_topic(
         .map_err(|e| BrokerError::Metadata { path: meta_path.clone(), reason: e.to_string() })?;
     let id = parse_hex(&meta.id)
         .ok_or_else(|| BrokerError::Metadata { path: meta_path.clone(), reason: "bad topic id".into() })?;
-    let log_config = meta.configs.resolve(&config.log)?;
+    let topic_config = meta.configs.resolve(&config.log)?;
     let mut partitions = Vec::with_capacity(meta.partitions.clamp(0, PARTITIONS_MAX) as usize);
     for i in 0..meta.partitions {
         let pdir = Topic::partition_dir(&dir, i);
-        partitions.push(Arc::new(Partition::open(pdir, i, log_config, storage.clone(), clock.clone())?));
+        let p = Partition::open(pdir, i, topic_config.log, storage.clone(), clock.clone())?;
+        p.set_policy(topic_config.produce);
+        partitions.push(Arc::new(p));
     }
     Ok(Topic { name, id, dir, overrides: RwLock::new(meta.configs), partitions: RwLock::new(partitions) })
 }

@@ -13,7 +13,10 @@ mod producer;
 mod topic;
 
 pub use broker::{Broker, ConfigChange, NewTopic};
-pub use config::{apply_config, describe_config, parse_durability, BrokerConfig, TopicOverrides, TOPIC_CONFIG_KEYS};
+pub use config::{
+    apply_config, config_kind, describe_config, parse_durability, BrokerConfig, ConfigKind, ProducePolicy,
+    TimestampType, TopicConfig, TopicOverrides, TOPIC_CONFIG_KEYS,
+};
 pub use error::BrokerError;
 pub use partition::{Appended, Partition};
 pub use producer::{ProducerStates, SequenceCheck};

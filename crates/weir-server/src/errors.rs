@@ -9,6 +9,8 @@ pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 pub const CORRUPT_MESSAGE: i16 = 2;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const MESSAGE_TOO_LARGE: i16 = 10;
+pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+pub const INVALID_TIMESTAMP: i16 = 32;
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 pub const UNSUPPORTED_VERSION: i16 = 35;
@@ -58,6 +60,8 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::Storage(LogError::Config { .. }) => INVALID_CONFIG,
         BrokerError::Storage(_) => KAFKA_STORAGE_ERROR,
         BrokerError::InvalidRequest(_) => INVALID_REQUEST,
+        BrokerError::InvalidTimestamp { .. } => INVALID_TIMESTAMP,
+        BrokerError::NotEnoughReplicas { .. } => NOT_ENOUGH_REPLICAS,
         _ => UNKNOWN_SERVER_ERROR,
     }
 }

@@ -23,15 +23,20 @@ use kafka_protocol::messages::incremental_alter_configs_response::{
     AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::messages::{BrokerId, TopicName};
-use weir_broker::{describe_config, BrokerError, NewTopic, Topic, TOPIC_CONFIG_KEYS};
+use weir_broker::{
+    config_kind, describe_config, BrokerError, ConfigKind, NewTopic, Topic, TopicConfig, TOPIC_CONFIG_KEYS,
+};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -163,10 +168,19 @@ pub(crate) fn create_partitions(shared: &Shared, req: CreatePartitionsRequest) -
 }
 
 fn config_type(key: &str) -> i8 {
-    match key {
-        "cleanup.policy" => TYPE_LIST,
-        "compression.type" => TYPE_STRING,
-        _ => TYPE_LONG,
+    match config_kind(key) {
+        Some(ConfigKind::Boolean) => TYPE_BOOLEAN,
+        Some(ConfigKind::String) => TYPE_STRING,
+        Some(ConfigKind::Int) => TYPE_INT,
+        Some(ConfigKind::Double) => TYPE_DOUBLE,
+        Some(ConfigKind::List) => TYPE_LIST,
+        // Broker-level keys shown by DescribeConfigs(BROKER).
+        Some(ConfigKind::Long) | None => match key {
+            "auto.create.topics.enable" => TYPE_BOOLEAN,
+            "num.partitions" => TYPE_INT,
+            "log.cleanup.policy" => TYPE_LIST,
+            _ => TYPE_LONG,
+        },
     }
 }
 
@@ -183,7 +197,7 @@ fn broker_configs(shared: &Shared) -> Vec<(&'static str, String, i8)> {
         ("log.cleanup.policy", "cleanup.policy"),
         ("message.max.bytes", "max.message.bytes"),
     ] {
-        if let Some(v) = describe_config(&c.log, topic_key) {
+        if let Some(v) = describe_config(&TopicConfig::defaults(&c.log), topic_key) {
             out.push((broker_key, v, SOURCE_STATIC_BROKER));
         }
     }

@@ -77,6 +77,10 @@ fn produce_partition(
     let Some(records) = p.records.as_ref() else {
         return fail(BrokerError::InvalidRequest("no records"));
     };
+    let required = partition.policy().min_insync_replicas;
+    if acks == -1 && required > 1 {
+        return fail(BrokerError::NotEnoughReplicas { required });
+    }
     let max = partition.log.config().max_batch_bytes;
     // Produce v3+ carries exactly one v2 batch per partition.
     let batch = match ValidatedBatch::new(records, max) {
