@@ -229,3 +229,33 @@ def test_log_append_time_topic_stamps_records_with_the_broker_time(weir):
             assert all(kind == TIMESTAMP_LOG_APPEND_TIME and before - 1000 <= ts <= after + 1000 for kind, ts in got), got
         else:
             assert got == [(TIMESTAMP_CREATE_TIME, 1_000_000 + i) for i in range(3)], got
+
+
+def test_error_codes_are_counted_per_api_and_name_and_logged_with_the_correlation_id(weir_factory, monkeypatch):
+    import re
+
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monkeypatch.setenv("WEIR_LOG", "info,weir_server=debug")
+    w = weir_factory()
+    p = Producer({"bootstrap.servers": w.bootstrap, "transactional.id": "tx-metrics"})
+    try:
+        p.init_transactions(10)
+    except KafkaException:
+        pass
+    a = admin(w)
+    res = ConfigResource(ConfigResource.Type.TOPIC, "no-such-topic")
+    try:
+        a.describe_configs([res])[res].result(timeout=10)
+    except KafkaException:
+        pass
+    text = requests.get(f"{w.http}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    errors = {(s.labels["api"], s.labels["error"]): s.value for s in families["weir_kafka_request_errors"].samples}
+    assert errors.get(("FindCoordinator", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"), 0) >= 1, errors
+    assert errors.get(("DescribeConfigs", "UNKNOWN_TOPIC_OR_PARTITION"), 0) >= 1, errors
+    with open(w.log_path) as f:
+        log = f.read()
+    assert re.search(r"api=FindCoordinator.*correlation_id=\d+.*error=TRANSACTIONAL_ID_AUTHORIZATION_FAILED", log), \
+        "debug line with the correlation id"
