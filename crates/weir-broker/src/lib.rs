@@ -19,5 +19,5 @@ pub use config::{
 };
 pub use error::BrokerError;
 pub use partition::{Appended, Partition};
-pub use producer::{ProducerStates, SequenceCheck};
+pub use producer::{ActiveProducer, ProducerStates, SequenceCheck};
 pub use topic::{hex, validate_topic_name, Topic};

@@ -57,6 +57,11 @@ impl Partition {
         })
     }
 
+    /// The idempotent producers with state on this partition (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<crate::producer::ActiveProducer> {
+        self.producers.lock().unwrap_or_else(|e| e.into_inner()).states.active()
+    }
+
     pub fn policy(&self) -> ProducePolicy {
         *self.policy.read().unwrap_or_else(|e| e.into_inner())
     }

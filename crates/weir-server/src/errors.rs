@@ -24,6 +24,10 @@ pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const INVALID_RECORD: i16 = 87;
+pub const GROUP_ID_NOT_FOUND: i16 = 69;
+pub const NON_EMPTY_GROUP: i16 = 68;
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 /// The answer to anything that needs a transaction coordinator, until transactions exist.

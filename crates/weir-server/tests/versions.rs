@@ -64,19 +64,22 @@ fn batch() -> Bytes {
     Bytes::from(b.build())
 }
 
-fn request(key: ApiKey, v: i16) -> RequestKind {
+fn request(key: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
     use RequestKind as R;
     match key {
-        ApiKey::Produce => {
-            R::Produce(ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
-                produce_request::TopicProduceData::default().with_name(topic("t")).with_partition_data(vec![
-                    produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch())),
-                ]),
-            ]))
-        }
+        ApiKey::Produce => R::Produce(
+            ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+                produce_request::TopicProduceData::default()
+                    .with_name(topic("t"))
+                    .with_topic_id(id)
+                    .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch()))]),
+            ]),
+        ),
         ApiKey::Fetch => {
             R::Fetch(FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(
-                vec![fetch_request::FetchTopic::default().with_topic(topic("t")).with_partitions(
+                vec![fetch_request::FetchTopic::default().with_topic(topic("t")).with_topic_id(id).with_partitions(
                     vec![fetch_request::FetchPartition::default()
                         .with_partition(0)
                         .with_fetch_offset(0)
@@ -151,6 +154,22 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
             ]))
         }
         ApiKey::DescribeCluster => R::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::AlterConfigs => R::AlterConfigs(
+            AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("t"))
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_value(Some(s("2000000")))])]),
+        ),
+        ApiKey::DescribeLogDirs => R::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
+        ApiKey::DescribeProducers => R::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+            describe_producers_request::TopicRequest::default().with_name(topic("t")).with_partition_indexes(vec![0]),
+        ])),
+        ApiKey::DescribeTopicPartitions => R::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(topic("t"))]),
+        ),
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -188,13 +207,30 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
         S::CreatePartitions(r) => r.results.iter().map(|x| x.error_code).collect(),
         S::IncrementalAlterConfigs(r) => r.responses.iter().map(|x| x.error_code).collect(),
         S::DescribeCluster(r) => vec![r.error_code],
+        S::AlterConfigs(r) => r.responses.iter().map(|x| x.error_code).collect(),
+        S::DescribeLogDirs(r) => {
+            let t = r.results[0].topics.iter().find(|t| t.name.0.as_str() == "t").expect("topic t listed");
+            assert!(!t.partitions.is_empty());
+            std::iter::once(r.error_code).chain(r.results.iter().map(|x| x.error_code)).collect()
+        }
+        S::DescribeProducers(r) => {
+            let p = &r.topics[0].partitions[0];
+            assert!(p.active_producers.is_empty(), "the test produces without idempotence");
+            vec![p.error_code]
+        }
+        S::DescribeTopicPartitions(r) => {
+            let t = &r.topics[0];
+            assert!(t.topic_id != uuid::Uuid::nil() && !t.partitions.is_empty());
+            r.topics.iter().map(|t| t.error_code).collect()
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_api_and_version_round_trips() {
-    let (addr, _broker, _dir) = start().await;
+    let (addr, broker, _dir) = start().await;
+    let topic_id = uuid::Uuid::from_bytes(broker.topic("t").unwrap().id);
     let mut conn = TcpStream::connect(addr).await.unwrap();
     let mut correlation = 0;
     let mut calls = 0;
@@ -212,7 +248,7 @@ async fn every_advertised_api_and_version_round_trips() {
         let min = if key == ApiKey::Produce { 3 } else { min };
         for v in min..=max {
             correlation += 1;
-            let resp = call(&mut conn, key, v, correlation, &request(key, v)).await;
+            let resp = call(&mut conn, key, v, correlation, &request(key, v, topic_id)).await;
             let codes = errors(&resp);
             assert!(codes.iter().all(|&c| c == 0), "{key:?} v{v}: error codes {codes:?}");
             calls += 1;
@@ -258,6 +294,7 @@ const GROUP_APIS: &[ApiKey] = &[
     ApiKey::DescribeGroups,
     ApiKey::ListGroups,
     ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
 ];
 
 fn max_version(key: ApiKey) -> i16 {
@@ -462,6 +499,19 @@ async fn group_flow_at_every_version() {
         let code = if gv >= 3 { r.members[0].error_code } else { r.error_code };
         assert_eq!(code, 0, "LeaveGroup v{gv}");
 
+        // OffsetDelete: the group is empty now, so its offsets may go.
+        let od = OffsetDeleteRequest::default().with_group_id(group.clone()).with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default().with_name(topic("t")).with_partitions(vec![
+                offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
+            ]),
+        ]);
+        let S::OffsetDelete(r) =
+            call(&mut conn, ApiKey::OffsetDelete, 0, next(&mut corr), &RequestKind::OffsetDelete(od)).await
+        else {
+            panic!()
+        };
+        assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0), "OffsetDelete");
+
         let xv = pick(ApiKey::DeleteGroups, v);
         let del = DeleteGroupsRequest::default().with_groups_names(vec![group.clone(), GroupId(s("never-existed"))]);
         let S::DeleteGroups(r) =
@@ -546,5 +596,43 @@ async fn transaction_requests_fail_fast_with_a_named_non_retriable_error() {
             panic!()
         };
         assert_eq!((r.error_code, r.producer_id.0), (53, -1), "InitProducerId v{v}");
+    }
+}
+
+/// Fetch v13+ and Produce v13 address topics by id: after a delete and re-create under the
+/// same name, the old id is UNKNOWN_TOPIC_ID and the new one works, at every version.
+#[tokio::test]
+async fn a_stale_topic_id_after_delete_and_recreate_is_unknown() {
+    use ResponseKind as S;
+    let (addr, broker, _dir) = start().await;
+    let old = uuid::Uuid::from_bytes(broker.topic("t").unwrap().id);
+    broker.delete_topic("t").unwrap();
+    broker.create_topic(&NewTopic { name: "t".into(), partitions: Some(1), ..NewTopic::default() }, false).unwrap();
+    let new = uuid::Uuid::from_bytes(broker.topic("t").unwrap().id);
+    assert_ne!(old, new);
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut corr = 9000;
+    corr += 1;
+    let S::Produce(r) = call(&mut conn, ApiKey::Produce, 13, corr, &request(ApiKey::Produce, 13, old)).await else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 100, "Produce v13 by a stale id");
+    corr += 1;
+    let S::Produce(r) = call(&mut conn, ApiKey::Produce, 13, corr, &request(ApiKey::Produce, 13, new)).await else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    for v in 13..=max_version(ApiKey::Fetch) {
+        for (id, want) in [(old, 100), (new, 0)] {
+            corr += 1;
+            let S::Fetch(r) = call(&mut conn, ApiKey::Fetch, v, corr, &request(ApiKey::Fetch, v, id)).await else {
+                panic!()
+            };
+            let t = &r.responses[0];
+            assert_eq!((t.topic_id, t.partitions[0].error_code), (id, want), "Fetch v{v}");
+            if want == 0 {
+                assert!(t.partitions[0].records.as_ref().is_some_and(|b| !b.is_empty()));
+            }
+        }
     }
 }

@@ -41,6 +41,9 @@ pub enum GroupError {
     InvalidGroupId,
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// OffsetDelete of a topic the (non-empty) group's members subscribe to.
+    #[error("group subscribed to topic")]
+    GroupSubscribedToTopic,
     /// A static member's instance id is now held by a newer member id (KIP-345).
     #[error("fenced instance id")]
     FencedInstanceId,
@@ -483,6 +486,23 @@ impl Group {
     }
 }
 
+/// Whether a consumer-protocol subscription (ConsumerProtocolSubscription: version i16,
+/// topics [string], …) names `topic`. Malformed metadata names nothing.
+fn subscription_has(metadata: &[u8], topic: &str) -> bool {
+    let Some(mut rest) = metadata.get(2..) else { return false };
+    let Some(count) = rest.get(..4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) else { return false };
+    rest = &rest[4..];
+    for _ in 0..count.max(0) {
+        let Some(len) = rest.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]])) else { return false };
+        let Some(name) = usize::try_from(len).ok().and_then(|l| rest.get(2..2 + l)) else { return false };
+        if name == topic.as_bytes() {
+            return true;
+        }
+        rest = &rest[2 + name.len()..];
+    }
+    false
+}
+
 fn metadata_for(m: &Member, protocol: &str) -> Bytes {
     m.protocols.iter().find(|(n, _)| n == protocol).map(|(_, md)| md.clone()).unwrap_or_default()
 }
@@ -913,6 +933,39 @@ impl Coordinator {
         let mut out: Vec<GroupInfo> = inner.groups.iter().map(|(id, g)| g.info(id)).collect();
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
+    }
+
+    /// OffsetDelete: removes committed offsets of a group. Refused per partition while the
+    /// group has members subscribed to the topic (Kafka's GROUP_SUBSCRIBED_TO_TOPIC).
+    /// Returns the per-partition errors and the store offset to wait on.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        offsets: &[(String, i32)],
+    ) -> Result<(Vec<Option<GroupError>>, u64), GroupError> {
+        let mut inner = self.lock();
+        let group = inner.groups.get_mut(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let subscribed = |topic: &str| {
+            group.protocol_type == "consumer"
+                && group.members.values().any(|m| subscription_has(&metadata_for(m, &group.protocol), topic))
+        };
+        let errors: Vec<Option<GroupError>> =
+            offsets.iter().map(|(t, _)| subscribed(t).then_some(GroupError::GroupSubscribedToTopic)).collect();
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = offsets
+            .iter()
+            .zip(&errors)
+            .filter(|((t, p), e)| e.is_none() && group.offsets.contains_key(&(t.clone(), *p)))
+            .map(|((t, p), _)| (store::offset_key(group_id, t, *p), None))
+            .collect();
+        let end = self.append(&records).map_err(|_| GroupError::Storage)?;
+        if let Some(group) = inner.groups.get_mut(group_id) {
+            for ((t, p), e) in offsets.iter().zip(&errors) {
+                if e.is_none() {
+                    group.offsets.remove(&(t.clone(), *p));
+                }
+            }
+        }
+        Ok((errors, end))
     }
 
     /// Deletes an empty group and its committed offsets.

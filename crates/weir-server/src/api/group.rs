@@ -26,6 +26,10 @@ use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequest;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -51,6 +55,7 @@ pub(crate) fn group_error_code(e: GroupError) -> i16 {
         GroupError::InvalidGroupId => 24,
         GroupError::UnknownTopicOrPartition => errors::UNKNOWN_TOPIC_OR_PARTITION,
         GroupError::FencedInstanceId => 82,
+        GroupError::GroupSubscribedToTopic => errors::GROUP_SUBSCRIBED_TO_TOPIC,
         // Retriable for clients: they look the coordinator up again and retry.
         _ => errors::COORDINATOR_NOT_AVAILABLE,
     }
@@ -426,4 +431,47 @@ pub(crate) fn delete_groups(shared: &Shared, req: DeleteGroupsRequest) -> Delete
         })
         .collect();
     DeleteGroupsResponse::default().with_results(results)
+}
+
+/// OffsetDelete (KIP-496): removes a group's committed offsets for partitions its members
+/// do not subscribe to.
+pub(crate) fn offset_delete(shared: &Shared, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let wanted: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
+        .collect();
+    let groups = shared.broker.groups();
+    let codes: Vec<i16> = match groups.delete_offsets(&req.group_id.0, &wanted) {
+        Ok((per_partition, end)) => {
+            let durable = groups.wait_durable(end);
+            per_partition
+                .into_iter()
+                .map(|e| match (e, &durable) {
+                    (Some(e), _) => group_error_code(e),
+                    (None, Err(_)) => errors::COORDINATOR_NOT_AVAILABLE,
+                    (None, Ok(())) => errors::NONE,
+                })
+                .collect()
+        }
+        Err(e) => return OffsetDeleteResponse::default().with_error_code(group_error_code(e)),
+    };
+    let mut codes = codes.into_iter();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(codes.next().unwrap_or(errors::NONE))
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }
