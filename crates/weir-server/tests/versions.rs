@@ -67,16 +67,16 @@ fn batch() -> Bytes {
 fn request(key: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
     use RequestKind as R;
     match key {
-        ApiKey::Produce => R::Produce(
-            ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+        ApiKey::Produce => {
+            R::Produce(ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
                 produce_request::TopicProduceData::default()
                     .with_name(topic("t"))
                     .with_topic_id(id)
                     .with_partition_data(vec![produce_request::PartitionProduceData::default()
                         .with_index(0)
                         .with_records(Some(batch()))]),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::Fetch => {
             R::Fetch(FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(
                 vec![fetch_request::FetchTopic::default().with_topic(topic("t")).with_topic_id(id).with_partitions(
@@ -154,14 +154,14 @@ fn request(key: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
             ]))
         }
         ApiKey::DescribeCluster => R::DescribeCluster(DescribeClusterRequest::default()),
-        ApiKey::AlterConfigs => R::AlterConfigs(
-            AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+        ApiKey::AlterConfigs => R::AlterConfigs(AlterConfigsRequest::default().with_resources(
+            vec![alter_configs_request::AlterConfigsResource::default()
                 .with_resource_type(2)
                 .with_resource_name(s("t"))
                 .with_configs(vec![alter_configs_request::AlterableConfig::default()
                     .with_name(s("retention.ms"))
-                    .with_value(Some(s("2000000")))])]),
-        ),
+                    .with_value(Some(s("2000000")))])],
+        )),
         ApiKey::DescribeLogDirs => R::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
         ApiKey::DescribeProducers => R::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
             describe_producers_request::TopicRequest::default().with_name(topic("t")).with_partition_indexes(vec![0]),
@@ -635,4 +635,141 @@ async fn a_stale_topic_id_after_delete_and_recreate_is_unknown() {
             }
         }
     }
+}
+
+/// DescribeTopicPartitions pages with a cursor; OffsetDelete refuses partitions of a topic
+/// the group's members subscribe to; legacy AlterConfigs replaces the whole override set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions_offset_delete_and_alter_configs_semantics() {
+    use ResponseKind as S;
+    let (addr, broker, _dir) = start().await;
+    broker.create_topic(&NewTopic { name: "wide".into(), partitions: Some(3), ..NewTopic::default() }, false).unwrap();
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut corr = 7000;
+    let mut next = || {
+        corr += 1;
+        corr
+    };
+
+    // Pages of two partitions: wide/0-1, then wide/2.
+    let req = DescribeTopicPartitionsRequest::default()
+        .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(topic("wide"))])
+        .with_response_partition_limit(2);
+    let S::DescribeTopicPartitions(r) =
+        call(&mut conn, ApiKey::DescribeTopicPartitions, 0, next(), &RequestKind::DescribeTopicPartitions(req.clone()))
+            .await
+    else {
+        panic!()
+    };
+    let parts: Vec<i32> = r.topics[0].partitions.iter().map(|p| p.partition_index).collect();
+    assert_eq!(parts, vec![0, 1]);
+    let cursor = r.next_cursor.expect("a cursor to the rest");
+    assert_eq!((cursor.topic_name.0.as_str(), cursor.partition_index), ("wide", 2));
+    let req = req.with_cursor(Some(
+        describe_topic_partitions_request::Cursor::default()
+            .with_topic_name(cursor.topic_name)
+            .with_partition_index(cursor.partition_index),
+    ));
+    let S::DescribeTopicPartitions(r) =
+        call(&mut conn, ApiKey::DescribeTopicPartitions, 0, next(), &RequestKind::DescribeTopicPartitions(req)).await
+    else {
+        panic!()
+    };
+    let parts: Vec<i32> = r.topics[0].partitions.iter().map(|p| p.partition_index).collect();
+    assert_eq!((parts, r.next_cursor.is_none()), (vec![2], true));
+
+    // A member subscribed to "wide" (ConsumerProtocolSubscription v0) holds the group.
+    let mut subscription = vec![0, 0, 0, 0, 0, 1, 0, 4];
+    subscription.extend_from_slice(b"wide");
+    subscription.extend_from_slice(&[0, 0, 0, 0]);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(s("od")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(s(""))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(Bytes::from(subscription))]);
+    let S::JoinGroup(j) = call(&mut conn, ApiKey::JoinGroup, 3, next(), &RequestKind::JoinGroup(join)).await else {
+        panic!()
+    };
+    assert_eq!(j.error_code, 0);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(s("od")))
+        .with_generation_id(j.generation_id)
+        .with_member_id(j.member_id.clone());
+    let S::SyncGroup(r) = call(&mut conn, ApiKey::SyncGroup, 3, next(), &RequestKind::SyncGroup(sync)).await else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 0);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("od")))
+        .with_generation_id_or_member_epoch(j.generation_id)
+        .with_member_id(j.member_id.clone())
+        .with_topics(
+            ["wide", "t"]
+                .iter()
+                .map(|name| {
+                    offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic(name)).with_partitions(
+                        vec![offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(5)],
+                    )
+                })
+                .collect(),
+        );
+    let S::OffsetCommit(r) = call(&mut conn, ApiKey::OffsetCommit, 2, next(), &RequestKind::OffsetCommit(commit)).await
+    else {
+        panic!()
+    };
+    assert!(r.topics.iter().all(|t| t.partitions[0].error_code == 0));
+    let od = OffsetDeleteRequest::default().with_group_id(GroupId(s("od"))).with_topics(
+        ["wide", "t"]
+            .iter()
+            .map(|name| {
+                offset_delete_request::OffsetDeleteRequestTopic::default().with_name(topic(name)).with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
+                ])
+            })
+            .collect(),
+    );
+    let S::OffsetDelete(r) = call(&mut conn, ApiKey::OffsetDelete, 0, next(), &RequestKind::OffsetDelete(od)).await
+    else {
+        panic!()
+    };
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.partitions[0].error_code).collect();
+    assert_eq!(codes, vec![86, 0], "GROUP_SUBSCRIBED_TO_TOPIC for wide, t deleted");
+    let left: Vec<_> = broker.groups().fetch("od", None).into_iter().map(|((t, _), _)| t).collect();
+    assert_eq!(left, vec!["wide".to_owned()]);
+    let unknown = OffsetDeleteRequest::default().with_group_id(GroupId(s("nope")));
+    let S::OffsetDelete(r) =
+        call(&mut conn, ApiKey::OffsetDelete, 0, next(), &RequestKind::OffsetDelete(unknown)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
+
+    // Legacy AlterConfigs: what is not named goes back to its default.
+    broker
+        .alter_topic_config(
+            "wide",
+            &[("retention.ms".into(), Some("1000".into())), ("segment.ms".into(), Some("5000".into()))],
+            false,
+        )
+        .unwrap();
+    let alter =
+        AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("wide"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(s("segment.ms"))
+                .with_value(Some(s("7000")))])]);
+    let S::AlterConfigs(r) = call(&mut conn, ApiKey::AlterConfigs, 1, next(), &RequestKind::AlterConfigs(alter)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].error_code, 0);
+    let overrides = broker.topic("wide").unwrap().overrides().0;
+    assert_eq!(overrides.into_iter().collect::<Vec<_>>(), vec![("segment.ms".to_owned(), "7000".to_owned())]);
 }
