@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import wait_for
 
@@ -437,3 +437,84 @@ def test_a_static_member_restarted_within_its_session_keeps_its_partitions_witho
     finally:
         for m in members:
             m.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def kip848_broker(weir_factory):
+    return weir_factory("--group-initial-rebalance-delay-ms", "1000", "--group-consumer-session-timeout-ms", "6000",
+                        "--group-consumer-heartbeat-interval-ms", "500")
+
+
+def test_kip848_three_members_six_partitions_one_killed_one_added_every_message_processed(kip848_broker, tmp_path):
+    """group.protocol=consumer (KIP-848): the broker assigns; a SIGKILLed member's partitions
+    move after its session (6 s here); a new member gets a share; every message is processed."""
+    broker = kip848_broker
+    topic, group, partitions = "kip848", "kip848-g", 6
+    create(broker.bootstrap, topic, partitions)
+    outs = [str(tmp_path / f"c{i}.txt") for i in range(4)]
+    opts = ("--protocol", "consumer")
+    members = [Member(broker.bootstrap, group, topic, outs[i], *opts) for i in range(3)]
+    producing = None
+    try:
+        wait_for(lambda: sorted(p for m in members for p in (m.poll_assignment() or [])) == list(range(6))
+                 and all(m.poll_assignment() and len(m.poll_assignment()) == 2 for m in members),
+                 timeout=60, what="three KIP-848 members with two partitions each")
+        producing = Producing(broker.bootstrap, topic)
+        wait_for(lambda: len(processed(outs)) >= 3000, timeout=60, what="consumption under way")
+        victim = members[0]
+        victim_parts = victim.poll_assignment()
+        victim.stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        members.append(Member(broker.bootstrap, group, topic, outs[3], *opts))
+        time.sleep(0.5)
+        committed_at_kill = committed(broker.bootstrap, group, topic, partitions)
+        live = members[1:]
+        wait_for(lambda: sorted(p for m in live for p in (m.poll_assignment() or [])) == list(range(6))
+                 and all(m.poll_assignment() for m in live), timeout=45, what="survivors and the new member own everything")
+        took = time.monotonic() - killed_at
+        time.sleep(2)
+        total = producing.stop()
+        producing = None
+        wait_for(lambda: len(set(v for _, _, v in processed(outs))) >= total, timeout=120,
+                 what=f"all {total} messages processed")
+        values = Counter(v for _, _, v in processed(outs))
+        assert set(values) == {f"m{i}" for i in range(total)}, "no message lost"
+        by_victim = set((int(p), int(o)) for p, o, _ in processed([outs[0]]))
+        seen = Counter((int(p), int(o)) for p, o, _ in processed(outs))
+        duplicates = [k for k, n in seen.items() if n > 1]
+        outside = [k for k in duplicates
+                   if not (k in by_victim and k[0] in victim_parts and k[1] >= committed_at_kill[k[0]])]
+        assert outside == [], f"{len(outside)} duplicates outside the killed member's uncommitted range"
+        assert took <= 6 + 3, f"partitions owned again {took:.1f}s after the kill"
+        print(f"KIP-848: {total} messages, all partitions owned again {took:.1f}s after the kill, "
+              f"{len(duplicates)} duplicates (all from the killed member's uncommitted range)")
+    finally:
+        if producing:
+            producing.stop()
+        for m in members:
+            m.stop(signal.SIGKILL)
+
+
+def test_classic_and_kip848_groups_side_by_side(kip848_broker, tmp_path):
+    broker = kip848_broker
+    create(broker.bootstrap, "mixed", 2)
+    classic = Member(broker.bootstrap, "mixed-classic", "mixed", str(tmp_path / "a.txt"))
+    modern = Member(broker.bootstrap, "mixed-848", "mixed", str(tmp_path / "b.txt"), "--protocol", "consumer")
+    try:
+        wait_for(lambda: classic.poll_assignment() == [0, 1] and modern.poll_assignment() == [0, 1], timeout=60,
+                 what="both groups assigned")
+        produce(broker.bootstrap, "mixed", 0, 2000)
+        for m in (classic, modern):
+            wait_for(lambda: len(set(v for _, _, v in processed([m.out]))) >= 2000, timeout=60, what="each group reads all")
+        # A classic member cannot join the KIP-848 group while it has members.
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "mixed-848", "session.timeout.ms": 6000})
+        c.subscribe(["mixed"])
+        errors = []
+        deadline = time.monotonic() + 15
+        while not errors and time.monotonic() < deadline:
+            errors = [m.error() for m in c.consume(10, timeout=0.5) if m.error() is not None]
+        c.close()
+        assert any(e.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL for e in errors), errors
+    finally:
+        classic.stop(signal.SIGKILL)
+        modern.stop(signal.SIGKILL)

@@ -300,3 +300,112 @@ fn a_member_that_never_sends_sync_group_is_removed_at_the_rebalance_timeout() {
     let members: Vec<String> = env.groups().describe("g").unwrap().members.into_iter().map(|m| m.member_id).collect();
     assert_eq!(members, vec![a.clone()], "b was removed for not syncing");
 }
+
+mod kip848 {
+    use super::*;
+    use weir_broker::group::consumer::{HeartbeatRequest, HeartbeatResponse};
+    use weir_broker::NewTopic;
+
+    fn hb(
+        env: &Env,
+        member: &str,
+        epoch: i32,
+        owned: Option<Vec<([u8; 16], i32)>>,
+    ) -> Result<HeartbeatResponse, GroupError> {
+        let lookup = |name: &str| env.broker.topic(name).map(|t| (t.id, t.partition_count()));
+        env.groups().consumer_heartbeat(
+            HeartbeatRequest {
+                group_id: "k".into(),
+                member_id: member.into(),
+                member_epoch: epoch,
+                instance_id: None,
+                rack_id: None,
+                rebalance_timeout_ms: 30_000,
+                subscribed_topics: (epoch == 0).then(|| vec!["t6".to_owned()]),
+                server_assignor: None,
+                owned,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+            },
+            &lookup,
+        )
+    }
+
+    #[test]
+    fn partitions_move_only_after_their_owner_revoked_them_and_dead_members_expire() {
+        let env = Env::new();
+        env.broker
+            .create_topic(&NewTopic { name: "t6".into(), partitions: Some(6), ..NewTopic::default() }, false)
+            .unwrap();
+        let r1 = hb(&env, "m1", 0, None).unwrap();
+        let a1 = r1.assignment.clone().unwrap();
+        assert_eq!(a1.len(), 6, "alone: everything");
+        let e1 = r1.member_epoch;
+        assert!(e1 > 0);
+        // m2 joins: its share is still owned by m1, so it gets nothing yet.
+        let r2 = hb(&env, "m2", 0, None).unwrap();
+        assert_eq!(r2.assignment.as_deref(), Some(&[][..]));
+        let e2 = r2.member_epoch;
+        assert!(e2 > e1);
+        // m1 is told to give up three; its epoch waits until it has.
+        let r1 = hb(&env, "m1", e1, None).unwrap();
+        let kept = r1.assignment.clone().unwrap();
+        assert_eq!((kept.len(), r1.member_epoch), (3, e1), "revoke three, epoch unchanged until acknowledged");
+        assert_eq!(hb(&env, "m2", e2, None).unwrap().assignment, None, "still held by m1");
+        // m1 acknowledges: now at the group epoch, and m2 gets the other three.
+        let r1 = hb(&env, "m1", e1, Some(kept.clone())).unwrap();
+        assert_eq!(r1.member_epoch, e2);
+        let got = hb(&env, "m2", e2, None).unwrap().assignment.unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|p| !kept.contains(p)), "disjoint");
+        assert_eq!(hb(&env, "m2", e2 + 5, None), Err(GroupError::FencedMemberEpoch));
+        assert_eq!(hb(&env, "nobody", 3, None), Err(GroupError::UnknownMemberId));
+        let info = env.groups().consumer_describe("k").unwrap();
+        assert_eq!((info.members.len(), info.state), (2, "Stable"));
+        // m1 dies: after the session timeout m2 gets everything.
+        env.advance(45_000);
+        env.advance(1);
+        let r2 = hb(&env, "m2", e2, Some(got.clone())).unwrap_err();
+        assert_eq!(r2, GroupError::UnknownMemberId, "m2 did not heartbeat either: expired too");
+        let r2 = hb(&env, "m2", 0, None).unwrap();
+        assert_eq!(r2.assignment.unwrap().len(), 6);
+        // A classic member cannot join the group while it has members; the reverse neither.
+        let j = env.groups();
+        let slot = Slot::default();
+        let s = slot.clone();
+        j.join(
+            JoinRequest {
+                group_id: "k".into(),
+                member_id: String::new(),
+                group_instance_id: None,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: SESSION_MS,
+                rebalance_timeout_ms: REBALANCE_MS,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::new())],
+                require_known_member: false,
+            },
+            Box::new(move |r| s.put(r)),
+        );
+        assert_eq!(slot.take().unwrap().error, Some(GroupError::InconsistentGroupProtocol));
+        env.stable_single(None, b"x");
+        let err = env.groups().consumer_heartbeat(
+            HeartbeatRequest {
+                group_id: "g".into(),
+                member_id: "m".into(),
+                member_epoch: 0,
+                instance_id: None,
+                rack_id: None,
+                rebalance_timeout_ms: 1000,
+                subscribed_topics: Some(vec![]),
+                server_assignor: None,
+                owned: None,
+                client_id: "c".into(),
+                client_host: "h".into(),
+            },
+            &|_: &str| None,
+        );
+        assert_eq!(err, Err(GroupError::GroupIdNotFound), "a classic group with members is not a consumer group");
+    }
+}

@@ -295,6 +295,8 @@ const GROUP_APIS: &[ApiKey] = &[
     ApiKey::ListGroups,
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 fn max_version(key: ApiKey) -> i16 {
@@ -772,4 +774,87 @@ async fn describe_topic_partitions_offset_delete_and_alter_configs_semantics() {
     assert_eq!(r.responses[0].error_code, 0);
     let overrides = broker.topic("wide").unwrap().overrides().0;
     assert_eq!(overrides.into_iter().collect::<Vec<_>>(), vec![("segment.ms".to_owned(), "7000".to_owned())]);
+}
+
+/// KIP-848 at every advertised version: a member joins, gets every partition, a second one
+/// joins and the first gives half up before the second gets it; ConsumerGroupDescribe shows
+/// both; leaving with epoch -1.
+#[tokio::test]
+async fn consumer_group_heartbeat_and_describe_at_every_version() {
+    use ResponseKind as S;
+    let (addr, broker, _dir) = start().await;
+    broker.create_topic(&NewTopic { name: "k4".into(), partitions: Some(4), ..NewTopic::default() }, false).unwrap();
+    let id = uuid::Uuid::from_bytes(broker.topic("k4").unwrap().id);
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut corr = 8000;
+    for v in min_version(ApiKey::ConsumerGroupHeartbeat)..=max_version(ApiKey::ConsumerGroupHeartbeat) {
+        let group = GroupId(s(&format!("k{v}")));
+        let hb = |member: &str, epoch: i32, owned: Option<Vec<i32>>| {
+            RequestKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(group.clone())
+                    .with_member_id(s(member))
+                    .with_member_epoch(epoch)
+                    .with_rebalance_timeout_ms(30_000)
+                    .with_subscribed_topic_names((epoch == 0).then(|| vec![topic("k4")]))
+                    .with_topic_partitions(owned.map(|ps| {
+                        vec![consumer_group_heartbeat_request::TopicPartitions::default()
+                            .with_topic_id(id)
+                            .with_partitions(ps)]
+                    })),
+            )
+        };
+        // v0 has the broker pick member ids; v1 clients bring their own.
+        let a_id = if v >= 1 { "member-a" } else { "" };
+        let a = cg_hb(&mut conn, v, &mut corr, hb(a_id, 0, None)).await;
+        let a_id = a.member_id.clone().unwrap().to_string();
+        let parts = |r: &ConsumerGroupHeartbeatResponse| -> Option<Vec<i32>> {
+            r.assignment.as_ref().map(|x| x.topic_partitions.iter().flat_map(|t| t.partitions.clone()).collect())
+        };
+        assert_eq!(parts(&a), Some(vec![0, 1, 2, 3]));
+        let a = cg_hb(&mut conn, v, &mut corr, hb(&a_id, a.member_epoch, Some(vec![0, 1, 2, 3]))).await;
+        let b = cg_hb(&mut conn, v, &mut corr, hb(if v >= 1 { "member-b" } else { "" }, 0, None)).await;
+        let b_id = b.member_id.clone().unwrap().to_string();
+        assert_eq!(parts(&b), Some(vec![]), "v{v}: all four still owned by a");
+        let a2 = cg_hb(&mut conn, v, &mut corr, hb(&a_id, a.member_epoch, None)).await;
+        let kept = parts(&a2).unwrap();
+        assert_eq!(kept.len(), 2);
+        cg_hb(&mut conn, v, &mut corr, hb(&a_id, a2.member_epoch, Some(kept.clone()))).await;
+        let b2 = cg_hb(&mut conn, v, &mut corr, hb(&b_id, b.member_epoch, None)).await;
+        let got = parts(&b2).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|p| !kept.contains(p)));
+
+        corr += 1;
+        let dv = v.min(max_version(ApiKey::ConsumerGroupDescribe));
+        let S::ConsumerGroupDescribe(d) = call(
+            &mut conn,
+            ApiKey::ConsumerGroupDescribe,
+            dv,
+            corr,
+            &RequestKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![group.clone()]),
+            ),
+        )
+        .await
+        else {
+            panic!()
+        };
+        let g = &d.groups[0];
+        assert_eq!((g.error_code, g.members.len(), g.assignor_name.as_str()), (0, 2, "uniform"), "describe v{dv}");
+        assert!(g.members.iter().all(|m| m.assignment.topic_partitions[0].topic_name.0.as_str() == "k4"));
+
+        let left = cg_hb(&mut conn, v, &mut corr, hb(&a_id, -1, None)).await;
+        assert_eq!(left.member_epoch, -1);
+    }
+}
+
+async fn cg_hb(conn: &mut TcpStream, v: i16, corr: &mut i32, req: RequestKind) -> ConsumerGroupHeartbeatResponse {
+    *corr += 1;
+    let ResponseKind::ConsumerGroupHeartbeat(r) = call(conn, ApiKey::ConsumerGroupHeartbeat, v, *corr, &req).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
+    r
 }

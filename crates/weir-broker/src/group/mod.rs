@@ -6,6 +6,7 @@
 //! SyncGroup answers that must wait for other members are delivered later through the
 //! callbacks given with the request, so this module knows nothing of async runtimes.
 
+pub mod consumer;
 pub mod store;
 pub use store::Committed;
 
@@ -41,6 +42,18 @@ pub enum GroupError {
     InvalidGroupId,
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// KIP-848: a heartbeat with an epoch the member does not have.
+    #[error("fenced member epoch")]
+    FencedMemberEpoch,
+    /// KIP-848: an offset commit with an epoch newer than the member's.
+    #[error("stale member epoch")]
+    StaleMemberEpoch,
+    #[error("unsupported assignor")]
+    UnsupportedAssignor,
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    #[error("group max size reached")]
+    GroupMaxSizeReached,
     /// OffsetDelete of a topic the (non-empty) group's members subscribe to.
     #[error("group subscribed to topic")]
     GroupSubscribedToTopic,
@@ -61,6 +74,11 @@ pub struct GroupConfig {
     pub session_timeout_max_ms: i32,
     /// Members at most per group (each holds buffers and timers).
     pub members_max: usize,
+    /// KIP-848 groups: a member is removed when no heartbeat arrives for this long
+    /// (Kafka's group.consumer.session.timeout.ms).
+    pub consumer_session_timeout_ms: i32,
+    /// KIP-848 groups: how often members heartbeat (group.consumer.heartbeat.interval.ms).
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for GroupConfig {
@@ -70,6 +88,8 @@ impl Default for GroupConfig {
             session_timeout_min_ms: 1000,
             session_timeout_max_ms: 1_800_000,
             members_max: 1000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }
@@ -508,7 +528,10 @@ fn metadata_for(m: &Member, protocol: &str) -> Bytes {
 }
 
 struct Inner {
+    /// Classic groups, and the committed offsets of every group (KIP-848 groups too).
     groups: HashMap<String, Group>,
+    /// KIP-848 groups' membership. A group id has members in at most one of the two maps.
+    consumer_groups: HashMap<String, consumer::ConsumerGroup>,
     next_seq: u64,
 }
 
@@ -567,7 +590,12 @@ impl Coordinator {
             }
         }
         tracing::info!(groups = groups.len(), records, "group coordinator loaded");
-        Ok(Self { config, clock, store, inner: Mutex::new(Inner { groups, next_seq: 0 }) })
+        Ok(Self {
+            config,
+            clock,
+            store,
+            inner: Mutex::new(Inner { groups, consumer_groups: HashMap::new(), next_seq: 0 }),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -590,6 +618,11 @@ impl Coordinator {
         inner.next_seq += 1;
         let seq = inner.next_seq;
         let group_id = req.group_id.clone();
+        if inner.consumer_groups.get(&group_id).is_some_and(|g| !g.is_empty()) {
+            // A KIP-848 group with members: a classic member cannot join it.
+            return fail(respond, GroupError::InconsistentGroupProtocol, req.member_id);
+        }
+        inner.consumer_groups.remove(&group_id);
         let group = inner.groups.entry(group_id.clone()).or_insert_with(Group::new);
         if !group.supports(&req.protocol_type, &req.protocols) {
             return fail(respond, GroupError::InconsistentGroupProtocol, req.member_id);
@@ -836,6 +869,11 @@ impl Coordinator {
     pub fn tick(&self) {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        for (id, group) in inner.consumer_groups.iter_mut() {
+            for member in group.expire(now) {
+                tracing::info!(group = %id, %member, "consumer group member session timed out; removed");
+            }
+        }
         for (id, group) in inner.groups.iter_mut() {
             let pending_before = group.pending_members.len();
             group.pending_members.retain(|_, deadline| *deadline > now);
@@ -871,8 +909,15 @@ impl Coordinator {
         }
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        let consumer_members = match inner.consumer_groups.get(group_id) {
+            Some(g) if !g.is_empty() => Some(g.check_commit(member_id, generation)),
+            _ => None,
+        };
         let group = inner.groups.entry(group_id.to_owned()).or_insert_with(Group::new);
-        if generation < 0 && group.state == State::Empty {
+        if let Some(check) = consumer_members {
+            // KIP-848 group: the member and its epoch were checked above.
+            check?;
+        } else if generation < 0 && group.state == State::Empty {
             // Simple commit from outside any generation: allowed only while nobody is in the group.
         } else if group.state == State::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
@@ -930,7 +975,20 @@ impl Coordinator {
 
     pub fn list(&self) -> Vec<GroupInfo> {
         let inner = self.lock();
-        let mut out: Vec<GroupInfo> = inner.groups.iter().map(|(id, g)| g.info(id)).collect();
+        let mut out: Vec<GroupInfo> = inner
+            .groups
+            .iter()
+            .filter(|(id, _)| inner.consumer_groups.get(*id).is_none_or(|c| c.is_empty()))
+            .map(|(id, g)| g.info(id))
+            .collect();
+        out.extend(inner.consumer_groups.iter().filter(|(_, g)| !g.is_empty()).map(|(id, g)| GroupInfo {
+            group_id: id.clone(),
+            state: g.state(),
+            protocol_type: "consumer".to_owned(),
+            protocol: String::new(),
+            generation: g.epoch(),
+            members: Vec::new(),
+        }));
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }
@@ -944,10 +1002,13 @@ impl Coordinator {
         offsets: &[(String, i32)],
     ) -> Result<(Vec<Option<GroupError>>, u64), GroupError> {
         let mut inner = self.lock();
-        let group = inner.groups.get_mut(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let Inner { groups, consumer_groups, .. } = &mut *inner;
+        let group = groups.get_mut(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let kip848 = consumer_groups.get(group_id);
         let subscribed = |topic: &str| {
-            group.protocol_type == "consumer"
-                && group.members.values().any(|m| subscription_has(&metadata_for(m, &group.protocol), topic))
+            kip848.is_some_and(|g| g.subscribes_to(topic))
+                || (group.protocol_type == "consumer"
+                    && group.members.values().any(|m| subscription_has(&metadata_for(m, &group.protocol), topic)))
         };
         let errors: Vec<Option<GroupError>> =
             offsets.iter().map(|(t, _)| subscribed(t).then_some(GroupError::GroupSubscribedToTopic)).collect();
@@ -968,9 +1029,51 @@ impl Coordinator {
         Ok((errors, end))
     }
 
+    /// KIP-848 ConsumerGroupHeartbeat: joins, heartbeats, reconciles, leaves.
+    pub fn consumer_heartbeat(
+        &self,
+        req: consumer::HeartbeatRequest,
+        topics: consumer::TopicLookup<'_>,
+    ) -> Result<consumer::HeartbeatResponse, GroupError> {
+        if req.group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        if inner.groups.get(&req.group_id).is_some_and(|g| !g.members.is_empty()) {
+            // A classic group with members is not a consumer group (no online migration).
+            return Err(GroupError::GroupIdNotFound);
+        }
+        if !inner.consumer_groups.contains_key(&req.group_id) {
+            if req.member_epoch != 0 {
+                return Err(GroupError::UnknownMemberId);
+            }
+            // Epochs continue from the classic generation so they never go back.
+            let start = inner.groups.get(&req.group_id).map_or(0, |g| g.generation.max(0));
+            inner.consumer_groups.insert(req.group_id.clone(), consumer::ConsumerGroup::new(start));
+        }
+        let group = inner.consumer_groups.get_mut(&req.group_id).expect("inserted above");
+        if req.member_epoch == 0 && !group.has_member(&req.member_id) && group.members_len() >= self.config.members_max
+        {
+            return Err(GroupError::GroupMaxSizeReached);
+        }
+        let (session, interval) =
+            (i64::from(self.config.consumer_session_timeout_ms), self.config.consumer_heartbeat_interval_ms);
+        let client_id = req.client_id.clone();
+        group.heartbeat(req, now, session, interval, topics, || member_id_for(&client_id))
+    }
+
+    pub fn consumer_describe(&self, group_id: &str) -> Option<consumer::ConsumerGroupInfo> {
+        self.lock().consumer_groups.get(group_id).map(|g| g.info(group_id))
+    }
+
     /// Deletes an empty group and its committed offsets.
     pub fn delete(&self, group_id: &str) -> Result<(), GroupError> {
         let mut inner = self.lock();
+        if inner.consumer_groups.get(group_id).is_some_and(|g| !g.is_empty()) {
+            return Err(GroupError::NonEmptyGroup);
+        }
+        inner.consumer_groups.remove(group_id);
         let group = inner.groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
         if !group.members.is_empty() {
             return Err(GroupError::NonEmptyGroup);

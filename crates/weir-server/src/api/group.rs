@@ -6,6 +6,10 @@ use crate::dispatch::{CloseReason, RequestContext};
 use crate::errors;
 use crate::server::Shared;
 use bytes::Bytes;
+use kafka_protocol::messages::consumer_group_describe_request::ConsumerGroupDescribeRequest;
+use kafka_protocol::messages::consumer_group_describe_response::{self as cgd, ConsumerGroupDescribeResponse};
+use kafka_protocol::messages::consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
+use kafka_protocol::messages::consumer_group_heartbeat_response::{self as cgh, ConsumerGroupHeartbeatResponse};
 use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use kafka_protocol::messages::delete_groups_response::{DeletableGroupResult, DeleteGroupsResponse};
 use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
@@ -56,6 +60,11 @@ pub(crate) fn group_error_code(e: GroupError) -> i16 {
         GroupError::UnknownTopicOrPartition => errors::UNKNOWN_TOPIC_OR_PARTITION,
         GroupError::FencedInstanceId => 82,
         GroupError::GroupSubscribedToTopic => errors::GROUP_SUBSCRIBED_TO_TOPIC,
+        GroupError::FencedMemberEpoch => 110,
+        GroupError::UnsupportedAssignor => 112,
+        GroupError::StaleMemberEpoch => 113,
+        GroupError::GroupMaxSizeReached => 81,
+        GroupError::InvalidRequest(_) => errors::INVALID_REQUEST,
         // Retriable for clients: they look the coordinator up again and retry.
         _ => errors::COORDINATOR_NOT_AVAILABLE,
     }
@@ -474,4 +483,129 @@ pub(crate) fn offset_delete(shared: &Shared, req: OffsetDeleteRequest) -> Offset
         })
         .collect();
     OffsetDeleteResponse::default().with_topics(topics)
+}
+
+/// KIP-848 ConsumerGroupHeartbeat: the broker assigns (uniform or range) and members
+/// reconcile incrementally; see weir_broker::group::consumer.
+pub(crate) fn consumer_group_heartbeat(
+    shared: &Shared,
+    ctx: &RequestContext,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    use weir_broker::group::consumer::HeartbeatRequest;
+    let fail = |e: GroupError| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(group_error_code(e))
+            .with_error_message(Some(str_bytes(&e.to_string())))
+    };
+    if req.subscribed_topic_regex.as_ref().is_some_and(|r| !r.is_empty()) {
+        return fail(GroupError::InvalidRequest("subscription by regular expression is not supported"));
+    }
+    let broker = &shared.broker;
+    let owned = req.topic_partitions.map(|tps| {
+        tps.into_iter()
+            .flat_map(|t| {
+                let id = *t.topic_id.as_bytes();
+                t.partitions.into_iter().map(move |p| (id, p))
+            })
+            .collect()
+    });
+    let hb = HeartbeatRequest {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.map(|s| s.to_string()),
+        rack_id: req.rack_id.map(|s| s.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topics: req.subscribed_topic_names.map(|ts| ts.into_iter().map(|t| t.0.to_string()).collect()),
+        server_assignor: req.server_assignor.map(|s| s.to_string()),
+        owned,
+        client_id: ctx.client_id.clone(),
+        client_host: format!("/{}", ctx.peer.ip()),
+    };
+    let lookup = |name: &str| broker.topic(name).map(|t| (t.id, t.partition_count()));
+    match broker.groups().consumer_heartbeat(hb, &lookup) {
+        Ok(r) => {
+            let assignment = r.assignment.map(|parts| {
+                let mut by_topic: Vec<cgh::TopicPartitions> = Vec::new();
+                for (id, p) in parts {
+                    let id = uuid::Uuid::from_bytes(id);
+                    match by_topic.last_mut() {
+                        Some(t) if t.topic_id == id => t.partitions.push(p),
+                        _ => by_topic.push(cgh::TopicPartitions::default().with_topic_id(id).with_partitions(vec![p])),
+                    }
+                }
+                cgh::Assignment::default().with_topic_partitions(by_topic)
+            });
+            ConsumerGroupHeartbeatResponse::default()
+                .with_member_id(Some(str_bytes(&r.member_id)))
+                .with_member_epoch(r.member_epoch)
+                .with_heartbeat_interval_ms(r.heartbeat_interval_ms)
+                .with_assignment(assignment)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// KIP-848 ConsumerGroupDescribe.
+pub(crate) fn consumer_group_describe(
+    shared: &Shared,
+    req: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    let broker = &shared.broker;
+    let name_of = |id: [u8; 16]| broker.topic_by_id(&id).map(|t| t.name.clone()).unwrap_or_default();
+    let assignment = |parts: &[([u8; 16], i32)]| {
+        let mut by_topic: Vec<cgd::TopicPartitions> = Vec::new();
+        for &(id, p) in parts {
+            let uuid = uuid::Uuid::from_bytes(id);
+            match by_topic.last_mut() {
+                Some(t) if t.topic_id == uuid => t.partitions.push(p),
+                _ => by_topic.push(
+                    cgd::TopicPartitions::default()
+                        .with_topic_id(uuid)
+                        .with_topic_name(TopicName(str_bytes(&name_of(id))))
+                        .with_partitions(vec![p]),
+                ),
+            }
+        }
+        cgd::Assignment::default().with_topic_partitions(by_topic)
+    };
+    let groups = req
+        .group_ids
+        .into_iter()
+        .map(|id| match broker.groups().consumer_describe(&id.0) {
+            None => cgd::DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(str_bytes("Dead"))
+                .with_error_code(group_error_code(GroupError::GroupIdNotFound))
+                .with_authorized_operations(i32::MIN),
+            Some(g) => cgd::DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(str_bytes(g.state))
+                .with_group_epoch(g.epoch)
+                .with_assignment_epoch(g.assignment_epoch)
+                .with_assignor_name(str_bytes(g.assignor))
+                .with_authorized_operations(i32::MIN)
+                .with_members(
+                    g.members
+                        .iter()
+                        .map(|m| {
+                            cgd::Member::default()
+                                .with_member_id(str_bytes(&m.member_id))
+                                .with_instance_id(m.instance_id.as_deref().map(str_bytes))
+                                .with_rack_id(m.rack_id.as_deref().map(str_bytes))
+                                .with_member_epoch(m.member_epoch)
+                                .with_client_id(str_bytes(&m.client_id))
+                                .with_client_host(str_bytes(&m.client_host))
+                                .with_subscribed_topic_names(
+                                    m.subscribed_topics.iter().map(|t| TopicName(str_bytes(t))).collect(),
+                                )
+                                .with_assignment(assignment(&m.assignment))
+                                .with_target_assignment(assignment(&m.target))
+                        })
+                        .collect(),
+                ),
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }

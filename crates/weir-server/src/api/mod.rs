@@ -72,6 +72,12 @@ pub(crate) async fn handle(
         R::DescribeTopicPartitions(r) => {
             Ok(Some(S::DescribeTopicPartitions(metadata::describe_topic_partitions(shared, r))))
         }
+        R::ConsumerGroupHeartbeat(r) => {
+            let ctx = ctx.clone();
+            blocking(shared, move |s| Some(S::ConsumerGroupHeartbeat(group::consumer_group_heartbeat(s, &ctx, r))))
+                .await
+        }
+        R::ConsumerGroupDescribe(r) => Ok(Some(S::ConsumerGroupDescribe(group::consumer_group_describe(shared, r)))),
         R::OffsetDelete(r) => blocking(shared, move |s| Some(S::OffsetDelete(group::offset_delete(s, r)))).await,
         R::DescribeCluster(r) => Ok(Some(S::DescribeCluster(admin::describe_cluster(shared, r)))),
         R::FindCoordinator(r) => Ok(Some(S::FindCoordinator(group::find_coordinator(shared, r, version)))),
