@@ -518,3 +518,37 @@ def test_classic_and_kip848_groups_side_by_side(kip848_broker, tmp_path):
     finally:
         classic.stop(signal.SIGKILL)
         modern.stop(signal.SIGKILL)
+
+
+def test_kip848_static_member_restart_gets_its_partitions_back_without_moving_others(kip848_broker, tmp_path):
+    broker = kip848_broker
+    topic, group = "kip848-static", "kip848-static-g"
+    create(broker.bootstrap, topic, 6)
+    outs = [str(tmp_path / f"s{i}.txt") for i in range(4)]
+
+    def start(i, out):
+        return Member(broker.bootstrap, group, topic, out, "--protocol", "consumer", "--instance", f"s{i}")
+
+    members = [start(i, outs[i]) for i in range(3)]
+    try:
+        wait_for(lambda: all(m.poll_assignment() and len(m.poll_assignment()) == 2 for m in members),
+                 timeout=60, what="three static KIP-848 members with two partitions each")
+        before = [m.poll_assignment() for m in members]
+        settled = time.monotonic()
+        members[1].stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        members[1] = start(1, outs[3])
+        wait_for(lambda: members[1].poll_assignment(), timeout=30, what="restarted member assigned")
+        took = assigned_at(members[1], bool, killed_at) - killed_at
+        assert members[1].poll_assignment() == before[1], "the same partitions back"
+        assert took < 6, f"restart took {took:.1f}s, longer than the session"
+        produce(broker.bootstrap, topic, 0, 3000)
+        wait_for(lambda: len(set(v for _, _, v in processed(outs))) >= 3000, timeout=60, what="all processed")
+        for i in (0, 2):
+            assert members[i].poll_assignment() == before[i], f"member {i}'s assignment changed"
+            late = [r for r in members[i].revocations if r[0] >= settled]
+            assert late == [], f"member {i} saw revocations {late}"
+        print(f"KIP-848 static member back with {before[1]} after {took:.1f}s; no revocation elsewhere")
+    finally:
+        for m in members:
+            m.stop(signal.SIGKILL)

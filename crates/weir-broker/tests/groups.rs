@@ -409,3 +409,66 @@ mod kip848 {
         assert_eq!(err, Err(GroupError::GroupIdNotFound), "a classic group with members is not a consumer group");
     }
 }
+
+mod kip848_static {
+    use super::*;
+    use weir_broker::group::consumer::HeartbeatRequest;
+    use weir_broker::NewTopic;
+
+    fn hb(
+        env: &Env,
+        member: &str,
+        instance: &str,
+        epoch: i32,
+        owned: Option<Vec<([u8; 16], i32)>>,
+    ) -> (i32, Option<Vec<([u8; 16], i32)>>) {
+        let lookup = |name: &str| env.broker.topic(name).map(|t| (t.id, t.partition_count()));
+        let r = env
+            .groups()
+            .consumer_heartbeat(
+                HeartbeatRequest {
+                    group_id: "s".into(),
+                    member_id: member.into(),
+                    member_epoch: epoch,
+                    instance_id: Some(instance.into()),
+                    rack_id: None,
+                    rebalance_timeout_ms: 30_000,
+                    subscribed_topics: (epoch == 0).then(|| vec!["t4".to_owned()]),
+                    server_assignor: None,
+                    owned,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                },
+                &lookup,
+            )
+            .unwrap();
+        (r.member_epoch, r.assignment)
+    }
+
+    #[test]
+    fn a_restarted_static_member_gets_its_partitions_back_and_nobody_else_moves() {
+        let env = Env::new();
+        env.broker
+            .create_topic(&NewTopic { name: "t4".into(), partitions: Some(4), ..NewTopic::default() }, false)
+            .unwrap();
+        let (ea, a) = hb(&env, "a1", "a", 0, None);
+        let (ea, a) = hb(&env, "a1", "a", ea, a);
+        let (eb, _) = hb(&env, "b1", "b", 0, None);
+        let (_, a_kept) = hb(&env, "a1", "a", ea, None);
+        let a_kept = a_kept.unwrap();
+        let (ea, _) = hb(&env, "a1", "a", ea, Some(a_kept.clone()));
+        let (eb, b_got) = hb(&env, "b1", "b", eb, None);
+        let b_got = b_got.unwrap();
+        assert_eq!((a_kept.len(), b_got.len(), ea, eb), (2, 2, eb, eb));
+        drop(a);
+        // b leaves for a restart (-2), comes back as b2 with the same instance id.
+        assert_eq!(hb(&env, "b1", "b", -2, None).0, -2);
+        let (e_new, back) = hb(&env, "b2", "b", 0, None);
+        assert_eq!(back.unwrap(), b_got, "its partitions back");
+        assert_eq!(e_new, eb, "no new group epoch");
+        assert_eq!(hb(&env, "a1", "a", ea, None), (ea, None), "a sees nothing change");
+        let info = env.groups().consumer_describe("s").unwrap();
+        let ids: Vec<_> = info.members.iter().map(|m| m.member_id.as_str()).collect();
+        assert_eq!(ids, vec!["a1", "b2"]);
+    }
+}

@@ -190,6 +190,16 @@ impl ConsumerGroup {
         let mut changed = false;
         let mut member_id = req.member_id.clone();
         match req.member_epoch {
+            -2 if self.members.get(&member_id).is_some_and(|m| m.instance_id.is_some()) => {
+                // A static member leaving for a while (KIP-848): it keeps its place and
+                // partitions until its session runs out; back in time, it gets them again.
+                return Ok(HeartbeatResponse {
+                    member_id,
+                    member_epoch: req.member_epoch,
+                    heartbeat_interval_ms,
+                    assignment: None,
+                });
+            }
             -1 | -2 => {
                 if self.members.remove(&member_id).is_some() {
                     tracing::info!(group = %req.group_id, member = %member_id, "consumer group member left");
@@ -208,17 +218,21 @@ impl ConsumerGroup {
                     member_id = new_member_id();
                 }
                 if let Some(inst) = &req.instance_id {
-                    // A static member coming back replaces its old incarnation.
-                    let old: Vec<String> = self
+                    // A static member coming back takes its old incarnation's place and
+                    // target under the new member id: no new epoch, nobody else moves.
+                    let old = self
                         .members
                         .iter()
-                        .filter(|(id, m)| m.instance_id.as_ref() == Some(inst) && **id != member_id)
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    for id in old {
-                        self.members.remove(&id);
-                        self.target.remove(&id);
-                        changed = true;
+                        .find(|(id, m)| m.instance_id.as_ref() == Some(inst) && **id != member_id)
+                        .map(|(id, _)| id.clone());
+                    if let Some(old) = old {
+                        if let Some(m) = self.members.remove(&old) {
+                            self.members.insert(member_id.clone(), m);
+                        }
+                        if let Some(t) = self.target.remove(&old) {
+                            self.target.insert(member_id.clone(), t);
+                        }
+                        tracing::info!(group = %req.group_id, %old, new = %member_id, "static member rejoined");
                     }
                 }
                 if req.subscribed_topics.is_none() && !self.members.contains_key(&member_id) {
