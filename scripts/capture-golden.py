@@ -125,6 +125,18 @@ def main():
             got += len([m for m in c.consume(10, timeout=1) if m.error() is None])
         c.commit(asynchronous=False)
         c.close()
+        # KIP-848: ConsumerGroupHeartbeat, and commits with member epochs.
+        c = Consumer({"bootstrap.servers": b, "group.id": "cg848", "group.protocol": "consumer",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe(["golden"])
+        got = 0
+        deadline = time.time() + 20
+        while got < 5 and time.time() < deadline:
+            got += len([m for m in c.consume(10, timeout=1) if m.error() is None])
+        c.commit(asynchronous=False)
+        c.close()
+        from confluent_kafka import TopicCollection
+        a.describe_topics(TopicCollection(["golden"]))["golden"].result(10)
 
         client_name = "kafka-python"
         from kafka import KafkaConsumer, KafkaProducer

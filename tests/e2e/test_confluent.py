@@ -158,3 +158,104 @@ def test_delete_records_moves_low_watermark(weir):
     c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "unused"})
     assert c.get_watermark_offsets(TopicPartition("trimmed", 0), timeout=10) == (20, 50)
     c.close()
+
+
+def test_init_transactions_fails_fast_naming_the_missing_feature(weir):
+    """Until transactions exist, a transactional producer must fail at once with an error
+    that says transactions are unsupported, not retry until transaction.timeout.ms."""
+    p = Producer({"bootstrap.servers": weir.bootstrap, "transactional.id": "tx-1",
+                  "transaction.timeout.ms": 60000})
+    started = time.monotonic()
+    try:
+        p.init_transactions(30)
+        raise AssertionError("init_transactions succeeded against a broker without transactions")
+    except KafkaException as e:
+        took = time.monotonic() - started
+        err = e.args[0]
+        print(f"init_transactions failed after {took:.2f}s: {err}")
+        assert took < 5, f"took {took:.1f}s"
+        assert not err.retriable(), err
+        assert "transactions are not supported" in err.str(), err.str()
+    # The broker keeps serving non-transactional producers.
+    create(weir, "after-tx", 1)
+    ok = Producer({"bootstrap.servers": weir.bootstrap, "enable.idempotence": True})
+    ok.produce("after-tx", b"v")
+    assert ok.flush(10) == 0
+
+
+def test_topic_creation_with_every_kafka_topic_config(weir):
+    from kafka_topic_configs import KAFKA_TOPIC_CONFIGS
+
+    create(weir, "all-configs", 1, dict(KAFKA_TOPIC_CONFIGS))
+    a = admin(weir)  # kept alive until the futures resolve
+    res = ConfigResource(ConfigResource.Type.TOPIC, "all-configs")
+    described = a.describe_configs([res])[res].result(timeout=10)
+    for k, v in KAFKA_TOPIC_CONFIGS.items():
+        assert described[k].value == v, (k, described[k].value, v)
+        assert not described[k].is_default, k  # set explicitly: DYNAMIC_TOPIC_CONFIG
+        assert not described[k].is_read_only, k
+    # Unknown names are still refused, and so is tiered storage.
+    for bad in ({"no.such.config": "1"}, {"remote.storage.enable": "true"}):
+        f = a.create_topics([NewTopic("refused", 1, 1, config=bad)])["refused"]
+        try:
+            f.result(timeout=10)
+            raise AssertionError(f"{bad} accepted")
+        except KafkaException as e:
+            assert e.args[0].name() == "INVALID_CONFIG", e
+
+
+def test_log_append_time_topic_stamps_records_with_the_broker_time(weir):
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME
+
+    create(weir, "stamped", 1, {"message.timestamp.type": "LogAppendTime"})
+    create(weir, "unstamped", 1)
+    p = Producer({"bootstrap.servers": weir.bootstrap})
+    before = int(time.time() * 1000)
+    for t in ("stamped", "unstamped"):
+        for i in range(3):
+            p.produce(t, value=f"v{i}".encode(), timestamp=1_000_000 + i)
+    assert p.flush(10) == 0
+    after = int(time.time() * 1000)
+    for t in ("stamped", "unstamped"):
+        c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "ts", "enable.auto.commit": False})
+        c.assign([TopicPartition(t, 0, 0)])
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += [m.timestamp() for m in c.consume(10, timeout=0.5) if m.error() is None]
+        c.close()
+        assert len(got) == 3
+        if t == "stamped":
+            assert all(kind == TIMESTAMP_LOG_APPEND_TIME and before - 1000 <= ts <= after + 1000 for kind, ts in got), got
+        else:
+            assert got == [(TIMESTAMP_CREATE_TIME, 1_000_000 + i) for i in range(3)], got
+
+
+def test_error_codes_are_counted_per_api_and_name_and_logged_with_the_correlation_id(weir_factory, monkeypatch):
+    import re
+
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monkeypatch.setenv("WEIR_LOG", "info,weir_server=debug")
+    w = weir_factory()
+    p = Producer({"bootstrap.servers": w.bootstrap, "transactional.id": "tx-metrics"})
+    try:
+        p.init_transactions(10)
+    except KafkaException:
+        pass
+    a = admin(w)
+    res = ConfigResource(ConfigResource.Type.TOPIC, "no-such-topic")
+    try:
+        a.describe_configs([res])[res].result(timeout=10)
+    except KafkaException:
+        pass
+    text = requests.get(f"{w.http}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    errors = {(s.labels["api"], s.labels["error"]): s.value for s in families["weir_kafka_request_errors"].samples}
+    assert errors.get(("FindCoordinator", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"), 0) >= 1, errors
+    assert errors.get(("DescribeConfigs", "UNKNOWN_TOPIC_OR_PARTITION"), 0) >= 1, errors
+    with open(w.log_path) as f:
+        log = f.read()
+    assert re.search(r"api=FindCoordinator.*correlation_id=\d+.*error=TRANSACTIONAL_ID_AUTHORIZATION_FAILED", log), \
+        "debug line with the correlation id"

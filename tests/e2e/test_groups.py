@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import wait_for
 
@@ -17,22 +17,30 @@ HERE = os.path.dirname(__file__)
 
 
 class Member:
-    def __init__(self, bootstrap, group, topic, out):
+    def __init__(self, bootstrap, group, topic, out, *extra):
         self.out = out
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "group_consumer.py"), bootstrap, group, topic, out],
+            [sys.executable, os.path.join(HERE, "group_consumer.py"), bootstrap, group, topic, out, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.assigned = None
+        # (monotonic time, partitions) of every assignment and revocation reported.
+        self.assignments = []
+        self.revocations = []
         # A thread reads the member's reports: select() on a buffered pipe would miss lines.
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self):
         for line in self.proc.stdout:
-            if line.startswith("ASSIGNED"):
-                fields = line.split()
-                parts = fields[1] if len(fields) > 1 else ""
-                self.assigned = sorted(int(p) for p in parts.split(",") if p)
+            fields = line.split()
+            if not fields or fields[0] not in ("ASSIGNED", "REVOKED"):
+                continue
+            parts = sorted(int(p) for p in (fields[1] if len(fields) > 1 else "").split(",") if p)
+            if fields[0] == "REVOKED":
+                self.revocations.append((time.monotonic(), parts))
+            else:
+                self.assigned = parts
+                self.assignments.append((time.monotonic(), parts))
 
     def poll_assignment(self):
         return self.assigned
@@ -285,3 +293,262 @@ def test_static_members_replace_their_old_selves(broker):
     assert instances == ["a", "b"], instances
     a2.close()
     b.close()
+
+
+class Producing:
+    """Produces m<i> continuously from a thread until stopped; `count` says how many were acked."""
+
+    def __init__(self, bootstrap, topic, start=0):
+        self.bootstrap, self.topic, self.next = bootstrap, topic, start
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "enable.idempotence": True})
+        while self.running:
+            for _ in range(100):
+                p.produce(self.topic, key=str(self.next).encode(), value=f"m{self.next}".encode())
+                self.next += 1
+            p.poll(0)
+            time.sleep(0.02)
+        assert p.flush(60) == 0
+
+    def stop(self):
+        self.running = False
+        self.thread.join(90)
+        return self.next
+
+
+def assigned_at(member, wanted, since):
+    """When `member` first reported an assignment satisfying `wanted` after `since`."""
+    for t, parts in member.assignments:
+        if t >= since and wanted(parts):
+            return t
+    return None
+
+
+def test_a_new_member_is_assigned_within_the_session_timeout_of_a_killed_one(broker, tmp_path):
+    """Kafka removes a dead member at its session deadline even while the group is
+    PreparingRebalance; the new member must not wait for the dead one's rebalance timeout
+    (max.poll.interval.ms, 300 s here)."""
+    topic, group = "liveness", "liveness-g"
+    create(broker.bootstrap, topic, 4)
+    opts = ("--session", "6000", "--max-poll", "300000")
+    old = Member(broker.bootstrap, group, topic, str(tmp_path / "old.txt"), *opts)
+    fresh = None
+    try:
+        wait_for(lambda: old.poll_assignment() == [0, 1, 2, 3], timeout=60, what="first member assigned")
+        old.stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        fresh = Member(broker.bootstrap, group, topic, str(tmp_path / "new.txt"), *opts)
+        wait_for(lambda: fresh.poll_assignment() == [0, 1, 2, 3], timeout=30, what="new member assigned")
+        took = assigned_at(fresh, lambda p: p == [0, 1, 2, 3], killed_at) - killed_at
+        print(f"new member assigned {took:.1f}s after the kill (session 6 s, rebalance timeout 300 s)")
+        assert took <= 6 + 3, f"assigned {took:.1f}s after the kill"
+    finally:
+        old.stop(signal.SIGKILL)
+        if fresh:
+            fresh.stop(signal.SIGKILL)
+
+
+def test_kill_one_of_three_and_add_one_under_continuous_production(broker, tmp_path):
+    """No message lost; the only duplicates are messages the killed member processed after
+    its last commit."""
+    topic, group, partitions = "churn", "churners", 6
+    create(broker.bootstrap, topic, partitions)
+    opts = ("--session", "6000", "--max-poll", "300000")
+    outs = [str(tmp_path / f"member{i}.txt") for i in range(4)]
+    members = [Member(broker.bootstrap, group, topic, outs[i], *opts) for i in range(3)]
+    producing = None
+    try:
+        wait_for(lambda: sorted(p for m in members for p in (m.poll_assignment() or [])) == list(range(6))
+                 and all(m.poll_assignment() for m in members), timeout=60, what="three members assigned")
+        producing = Producing(broker.bootstrap, topic)
+        wait_for(lambda: len(processed(outs)) >= 5000, timeout=60, what="consumption under way")
+        victim = members[0]
+        victim_parts = victim.poll_assignment()
+        victim.stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        members.append(Member(broker.bootstrap, group, topic, outs[3], *opts))
+        # Nobody else can commit the victim's partitions before the rebalance completes.
+        time.sleep(0.5)
+        committed_at_kill = committed(broker.bootstrap, group, topic, partitions)
+        live = members[1:]
+        wait_for(lambda: sorted(p for m in live for p in (m.poll_assignment() or [])) == list(range(6))
+                 and members[3].poll_assignment(), timeout=30, what="survivors and the new member own everything")
+        took = assigned_at(members[3], bool, killed_at) - killed_at
+        assert took <= 6 + 3, f"new member assigned {took:.1f}s after the kill"
+        time.sleep(2)
+        total = producing.stop()
+        producing = None
+        wait_for(lambda: len(set(v for _, _, v in processed(outs))) >= total, timeout=120,
+                 what=f"all {total} messages processed")
+        lines = processed(outs)
+        values = Counter(v for _, _, v in lines)
+        assert set(values) == {f"m{i}" for i in range(total)}, "no message lost"
+        by_victim = set((int(p), int(o)) for p, o, _ in processed([outs[0]]))
+        seen = Counter((int(p), int(o)) for p, o, _ in lines)
+        duplicates = [k for k, n in seen.items() if n > 1]
+        uncommitted = [k for k in duplicates
+                       if k in by_victim and k[0] in victim_parts and k[1] >= committed_at_kill[k[0]]]
+        assert sorted(duplicates) == sorted(uncommitted), \
+            f"{len(duplicates) - len(uncommitted)} duplicates outside the killed member's uncommitted range"
+        print(f"{total} messages, new member assigned after {took:.1f}s, {len(duplicates)} duplicates "
+              f"(all from the killed member's uncommitted range)")
+    finally:
+        if producing:
+            producing.stop()
+        for m in members:
+            m.stop(signal.SIGKILL)
+
+
+def test_a_static_member_restarted_within_its_session_keeps_its_partitions_without_a_rebalance(broker, tmp_path):
+    topic, group = "static-restart", "static-g"
+    create(broker.bootstrap, topic, 6)
+    outs = [str(tmp_path / f"s{i}.txt") for i in range(4)]
+
+    def start(i, out):
+        return Member(broker.bootstrap, group, topic, out, "--instance", f"s{i}", "--session", "10000")
+
+    members = [start(i, outs[i]) for i in range(3)]
+    try:
+        wait_for(lambda: all(m.poll_assignment() and len(m.poll_assignment()) == 2 for m in members),
+                 timeout=60, what="three static members with two partitions each")
+        produce(broker.bootstrap, topic, 0, 3000)
+        wait_for(lambda: len(processed(outs)) >= 3000, timeout=60, what="first messages processed")
+        before = [m.poll_assignment() for m in members]
+        settled = time.monotonic()
+        members[1].stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        members[1] = start(1, outs[3])
+        wait_for(lambda: members[1].poll_assignment(), timeout=30, what="restarted member assigned")
+        took = assigned_at(members[1], bool, killed_at) - killed_at
+        assert members[1].poll_assignment() == before[1], "the same partitions back"
+        assert took < 10, f"restart took {took:.1f}s, longer than the session"
+        produce(broker.bootstrap, topic, 3000, 3000)
+        wait_for(lambda: len(set(v for _, _, v in processed(outs))) >= 6000, timeout=60, what="all processed")
+        time.sleep(1)
+        for i in (0, 2):
+            assert members[i].poll_assignment() == before[i], f"member {i}'s assignment changed"
+            late = [r for r in members[i].revocations if r[0] >= settled]
+            assert late == [], f"member {i} saw revocations {late}"
+        print(f"static member back with {before[1]} after {took:.1f}s; no revocation elsewhere")
+    finally:
+        for m in members:
+            m.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def kip848_broker(weir_factory):
+    return weir_factory("--group-initial-rebalance-delay-ms", "1000", "--group-consumer-session-timeout-ms", "6000",
+                        "--group-consumer-heartbeat-interval-ms", "500")
+
+
+def test_kip848_three_members_six_partitions_one_killed_one_added_every_message_processed(kip848_broker, tmp_path):
+    """group.protocol=consumer (KIP-848): the broker assigns; a SIGKILLed member's partitions
+    move after its session (6 s here); a new member gets a share; every message is processed."""
+    broker = kip848_broker
+    topic, group, partitions = "kip848", "kip848-g", 6
+    create(broker.bootstrap, topic, partitions)
+    outs = [str(tmp_path / f"c{i}.txt") for i in range(4)]
+    opts = ("--protocol", "consumer")
+    members = [Member(broker.bootstrap, group, topic, outs[i], *opts) for i in range(3)]
+    producing = None
+    try:
+        wait_for(lambda: sorted(p for m in members for p in (m.poll_assignment() or [])) == list(range(6))
+                 and all(m.poll_assignment() and len(m.poll_assignment()) == 2 for m in members),
+                 timeout=60, what="three KIP-848 members with two partitions each")
+        producing = Producing(broker.bootstrap, topic)
+        wait_for(lambda: len(processed(outs)) >= 3000, timeout=60, what="consumption under way")
+        victim = members[0]
+        victim_parts = victim.poll_assignment()
+        victim.stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        members.append(Member(broker.bootstrap, group, topic, outs[3], *opts))
+        time.sleep(0.5)
+        committed_at_kill = committed(broker.bootstrap, group, topic, partitions)
+        live = members[1:]
+        wait_for(lambda: sorted(p for m in live for p in (m.poll_assignment() or [])) == list(range(6))
+                 and all(m.poll_assignment() for m in live), timeout=45, what="survivors and the new member own everything")
+        took = time.monotonic() - killed_at
+        time.sleep(2)
+        total = producing.stop()
+        producing = None
+        wait_for(lambda: len(set(v for _, _, v in processed(outs))) >= total, timeout=120,
+                 what=f"all {total} messages processed")
+        values = Counter(v for _, _, v in processed(outs))
+        assert set(values) == {f"m{i}" for i in range(total)}, "no message lost"
+        by_victim = set((int(p), int(o)) for p, o, _ in processed([outs[0]]))
+        seen = Counter((int(p), int(o)) for p, o, _ in processed(outs))
+        duplicates = [k for k, n in seen.items() if n > 1]
+        outside = [k for k in duplicates
+                   if not (k in by_victim and k[0] in victim_parts and k[1] >= committed_at_kill[k[0]])]
+        assert outside == [], f"{len(outside)} duplicates outside the killed member's uncommitted range"
+        assert took <= 6 + 3, f"partitions owned again {took:.1f}s after the kill"
+        print(f"KIP-848: {total} messages, all partitions owned again {took:.1f}s after the kill, "
+              f"{len(duplicates)} duplicates (all from the killed member's uncommitted range)")
+    finally:
+        if producing:
+            producing.stop()
+        for m in members:
+            m.stop(signal.SIGKILL)
+
+
+def test_classic_and_kip848_groups_side_by_side(kip848_broker, tmp_path):
+    broker = kip848_broker
+    create(broker.bootstrap, "mixed", 2)
+    classic = Member(broker.bootstrap, "mixed-classic", "mixed", str(tmp_path / "a.txt"))
+    modern = Member(broker.bootstrap, "mixed-848", "mixed", str(tmp_path / "b.txt"), "--protocol", "consumer")
+    try:
+        wait_for(lambda: classic.poll_assignment() == [0, 1] and modern.poll_assignment() == [0, 1], timeout=60,
+                 what="both groups assigned")
+        produce(broker.bootstrap, "mixed", 0, 2000)
+        for m in (classic, modern):
+            wait_for(lambda: len(set(v for _, _, v in processed([m.out]))) >= 2000, timeout=60, what="each group reads all")
+        # A classic member cannot join the KIP-848 group while it has members.
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "mixed-848", "session.timeout.ms": 6000})
+        c.subscribe(["mixed"])
+        errors = []
+        deadline = time.monotonic() + 15
+        while not errors and time.monotonic() < deadline:
+            errors = [m.error() for m in c.consume(10, timeout=0.5) if m.error() is not None]
+        c.close()
+        assert any(e.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL for e in errors), errors
+    finally:
+        classic.stop(signal.SIGKILL)
+        modern.stop(signal.SIGKILL)
+
+
+def test_kip848_static_member_restart_gets_its_partitions_back_without_moving_others(kip848_broker, tmp_path):
+    broker = kip848_broker
+    topic, group = "kip848-static", "kip848-static-g"
+    create(broker.bootstrap, topic, 6)
+    outs = [str(tmp_path / f"s{i}.txt") for i in range(4)]
+
+    def start(i, out):
+        return Member(broker.bootstrap, group, topic, out, "--protocol", "consumer", "--instance", f"s{i}")
+
+    members = [start(i, outs[i]) for i in range(3)]
+    try:
+        wait_for(lambda: all(m.poll_assignment() and len(m.poll_assignment()) == 2 for m in members),
+                 timeout=60, what="three static KIP-848 members with two partitions each")
+        before = [m.poll_assignment() for m in members]
+        settled = time.monotonic()
+        members[1].stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        members[1] = start(1, outs[3])
+        wait_for(lambda: members[1].poll_assignment(), timeout=30, what="restarted member assigned")
+        took = assigned_at(members[1], bool, killed_at) - killed_at
+        assert members[1].poll_assignment() == before[1], "the same partitions back"
+        assert took < 6, f"restart took {took:.1f}s, longer than the session"
+        produce(broker.bootstrap, topic, 0, 3000)
+        wait_for(lambda: len(set(v for _, _, v in processed(outs))) >= 3000, timeout=60, what="all processed")
+        for i in (0, 2):
+            assert members[i].poll_assignment() == before[i], f"member {i}'s assignment changed"
+            late = [r for r in members[i].revocations if r[0] >= settled]
+            assert late == [], f"member {i} saw revocations {late}"
+        print(f"KIP-848 static member back with {before[1]} after {took:.1f}s; no revocation elsewhere")
+    finally:
+        for m in members:
+            m.stop(signal.SIGKILL)

@@ -30,3 +30,18 @@ def test_admin_create_and_delete(weir):
     admin.delete_topics(["kp-admin"])
     assert "kp-admin" not in admin.list_topics()
     admin.close()
+
+
+def test_topic_creation_with_every_kafka_topic_config(weir):
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from kafka_topic_configs import KAFKA_TOPIC_CONFIGS
+
+    admin = KafkaAdminClient(bootstrap_servers=weir.bootstrap)
+    admin.create_topics([NewTopic("kp-all-configs", num_partitions=1, replication_factor=1,
+                                  topic_configs=dict(KAFKA_TOPIC_CONFIGS))])
+    [resp] = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "kp-all-configs")])
+    entries = {e[0]: e[1] for e in resp.resources[0][4]}
+    for k, v in KAFKA_TOPIC_CONFIGS.items():
+        assert entries.get(k) == v, (k, entries.get(k), v)
+    admin.close()

@@ -1,6 +1,6 @@
 //! The broker: the set of topics on this node, their lifecycle, and background maintenance.
 
-use crate::config::{apply_config, BrokerConfig, TopicOverrides, PARTITIONS_MAX};
+use crate::config::{apply_config, BrokerConfig, TopicConfig, TopicOverrides, PARTITIONS_MAX};
 use crate::error::BrokerError;
 use crate::group::store::TOPIC as OFFSETS_TOPIC;
 use crate::group::Coordinator;
@@ -11,7 +11,7 @@ use crate::topic::{hex, parse_hex, random_uuid, validate_topic_name, Topic, Topi
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use weir_log::{read_whole, run_parallel, sync_dirs, write_atomic, Clock, Log, LogConfig, Storage, SYNC_THREADS_MAX};
+use weir_log::{read_whole, run_parallel, sync_dirs, write_atomic, Clock, Log, Storage, SYNC_THREADS_MAX};
 
 /// A request to create a topic.
 #[derive(Debug, Clone, Default)]
@@ -181,8 +181,8 @@ impl Broker {
         }
     }
 
-    /// Effective log config of a topic from its overrides.
-    pub fn resolve_config(&self, overrides: &TopicOverrides) -> Result<LogConfig, BrokerError> {
+    /// Effective config of a topic from its overrides.
+    pub fn resolve_config(&self, overrides: &TopicOverrides) -> Result<TopicConfig, BrokerError> {
         overrides.resolve(&self.config.log)
     }
 
@@ -196,12 +196,12 @@ impl Broker {
             return Err(BrokerError::InvalidReplicationFactor(rf));
         }
         let mut overrides = TopicOverrides::default();
-        let mut check = self.config.log;
+        let mut check = TopicConfig::defaults(&self.config.log);
         for (k, v) in &req.configs {
             apply_config(&mut check, k, v)?;
             overrides.0.insert(k.clone(), v.clone());
         }
-        check.validate()?;
+        check.log.validate()?;
         let _admin = lock(&self.admin);
         if self.topic(&req.name).is_some() {
             return Err(BrokerError::TopicExists(req.name.clone()));
@@ -246,7 +246,7 @@ impl Broker {
         let plan = TopicPlan {
             name: name.to_owned(),
             id,
-            log_config: meta.configs.resolve(&self.config.log)?,
+            config: meta.configs.resolve(&self.config.log)?,
             dir: dir.clone(),
             meta,
         };
@@ -402,13 +402,14 @@ impl Broker {
             }
         }
         let config = self.resolve_config(&overrides)?;
-        config.validate()?;
+        config.log.validate()?;
         if validate_only {
             return Ok(());
         }
         let now = self.clock.now_ms();
         for p in topic.partitions() {
-            p.log.set_config(config)?;
+            p.log.set_config(config.log)?;
+            p.set_policy(config.produce);
             p.schedule_check(now);
         }
         *topic.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
@@ -504,7 +505,7 @@ struct TopicPlan {
     id: [u8; 16],
     dir: PathBuf,
     meta: TopicMeta,
-    log_config: LogConfig,
+    config: TopicConfig,
 }
 
 impl TopicPlan {
@@ -518,8 +519,8 @@ impl TopicPlan {
         if !(0..=PARTITIONS_MAX).contains(&meta.partitions) {
             return Err(BrokerError::Metadata { path: meta_path, reason: format!("{} partitions", meta.partitions) });
         }
-        let log_config = meta.configs.resolve(&config.log)?;
-        Ok(Self { name, id, dir, meta, log_config })
+        let config = meta.configs.resolve(&config.log)?;
+        Ok(Self { name, id, dir, meta, config })
     }
 
     /// Partition directories past the recorded count are what an interrupted partition
@@ -552,7 +553,8 @@ fn open_topics(
         let (t, i) = jobs[j];
         let plan = &plans[t];
         let pdir = Topic::partition_dir(&plan.dir, i);
-        let p = Partition::open(pdir, i, plan.log_config, storage.clone(), clock.clone(), schedule.clone())?;
+        let p = Partition::open(pdir, i, plan.config.log, storage.clone(), clock.clone(), schedule.clone())?;
+        p.set_policy(plan.config.produce);
         let _ = slots[j].set(p);
         Ok::<(), BrokerError>(())
     })?;
@@ -575,7 +577,7 @@ fn open_topics(
 fn open_partitions(
     dirs: &[PathBuf],
     first: i32,
-    config: LogConfig,
+    config: TopicConfig,
     storage: &Arc<dyn Storage>,
     clock: &Arc<dyn Clock>,
     schedule: &Arc<Schedule>,
@@ -586,11 +588,12 @@ fn open_partitions(
         let p = Partition::open(
             dirs[j].clone(),
             first + j as i32,
-            config,
+            config.log,
             storage.clone(),
             clock.clone(),
             schedule.clone(),
         )?;
+        p.set_policy(config.produce);
         let _ = slots[j].set(p);
         Ok::<(), BrokerError>(())
     })?;

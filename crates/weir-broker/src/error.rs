@@ -29,6 +29,12 @@ pub enum BrokerError {
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("invalid metadata file {path}: {reason}")]
     Metadata { path: std::path::PathBuf, reason: String },
+    #[error(
+        "record timestamp {timestamp} is outside the topic's message.timestamp.before/after.max.ms bounds (now {now})"
+    )]
+    InvalidTimestamp { timestamp: i64, now: i64 },
+    #[error("min.insync.replicas is {required} but a single node has 1 in-sync replica: acks=all cannot be met")]
+    NotEnoughReplicas { required: i32 },
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
 }

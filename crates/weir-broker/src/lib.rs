@@ -14,8 +14,11 @@ mod schedule;
 mod topic;
 
 pub use broker::{Broker, ConfigChange, NewTopic};
-pub use config::{apply_config, describe_config, parse_durability, BrokerConfig, TopicOverrides, TOPIC_CONFIG_KEYS};
+pub use config::{
+    apply_config, config_kind, describe_config, parse_durability, BrokerConfig, ConfigKind, ProducePolicy,
+    TimestampType, TopicConfig, TopicOverrides, TOPIC_CONFIG_KEYS,
+};
 pub use error::BrokerError;
 pub use partition::{Appended, Partition};
-pub use producer::{ProducerStates, SequenceCheck};
+pub use producer::{ActiveProducer, ProducerStates, SequenceCheck};
 pub use topic::{hex, validate_topic_name, Topic};

@@ -1,10 +1,12 @@
 //! One partition: its log plus the sequence state of idempotent producers.
 
+use crate::config::{ProducePolicy, TimestampType};
 use crate::error::BrokerError;
 use crate::producer::{ProducerStates, SequenceCheck};
 use crate::schedule::Schedule;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use weir_log::batch::{ATTRIBUTES, ATTR_LOG_APPEND_TIME, CRC, MAX_TIMESTAMP};
 use weir_log::{Clock, Durability, Log, LogConfig, Storage, ValidatedBatch};
 
 #[derive(Debug)]
@@ -12,12 +14,23 @@ pub struct Partition {
     pub index: i32,
     pub log: Log,
     /// Held across check-append-record so sequence checks and offsets agree.
-    producers: Mutex<ProducerStates>,
+    producers: Mutex<Producers>,
+    /// The topic's timestamp and replica rules (changed by AlterConfigs).
+    policy: RwLock<ProducePolicy>,
+    clock: Arc<dyn Clock>,
     /// The broker's timetable of flushes and rolls by age, and whether this partition is
     /// entered in it (so an append costs one atomic load once it is).
     schedule: Arc<Schedule>,
     scheduled: AtomicBool,
     me: Weak<Partition>,
+}
+
+/// Producer state and the buffer a LogAppendTime batch is rewritten in (reused, so the
+/// rewrite allocates nothing once it has grown to the largest batch).
+#[derive(Debug, Default)]
+struct Producers {
+    states: ProducerStates,
+    scratch: Vec<u8>,
 }
 
 /// Where a produced batch went.
@@ -40,13 +53,15 @@ impl Partition {
         clock: Arc<dyn Clock>,
         schedule: Arc<Schedule>,
     ) -> Result<Arc<Self>, BrokerError> {
-        let log = Log::open(dir, config, storage, clock)?;
+        let log = Log::open(dir, config, storage, clock.clone())?;
         let mut states = ProducerStates::default();
         log.for_each_batch_header(log.log_start_offset(), |h| states.record(h, h.base_offset as u64))?;
         Ok(Arc::new_cyclic(|me| Self {
             index,
             log,
-            producers: Mutex::new(states),
+            producers: Mutex::new(Producers { states, scratch: Vec::new() }),
+            policy: RwLock::new(ProducePolicy::default()),
+            clock,
             schedule,
             scheduled: AtomicBool::new(false),
             me: me.clone(),
@@ -78,10 +93,53 @@ impl Partition {
         self.schedule.add(now_ms, self.me.clone());
     }
 
+    /// The idempotent producers with state on this partition (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<crate::producer::ActiveProducer> {
+        self.producers.lock().unwrap_or_else(|e| e.into_inner()).states.active()
+    }
+
+    pub fn policy(&self) -> ProducePolicy {
+        *self.policy.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_policy(&self, policy: ProducePolicy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
+    }
+
+    /// Kafka's timestamp rules for a CreateTime batch: its first timestamp not older than
+    /// `before`, its maxTimestamp not later than `after` (the header's two timestamps,
+    /// so no record is decoded).
+    fn check_timestamps(policy: &ProducePolicy, h: &weir_log::BatchHeader, now: i64) -> Result<(), BrokerError> {
+        let too_old = policy.timestamp_before_max_ms != i64::MAX
+            && h.base_timestamp < now.saturating_sub(policy.timestamp_before_max_ms);
+        let too_new = policy.timestamp_after_max_ms != i64::MAX
+            && h.max_timestamp > now.saturating_add(policy.timestamp_after_max_ms);
+        if too_old || too_new {
+            return Err(BrokerError::InvalidTimestamp {
+                timestamp: if too_old { h.base_timestamp } else { h.max_timestamp },
+                now,
+            });
+        }
+        Ok(())
+    }
+
     /// Appends one producer batch, de-duplicating retries of idempotent producers.
     pub fn append(&self, batch: &ValidatedBatch<'_>) -> Result<Appended, BrokerError> {
-        let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        let policy = self.policy();
+        let now = self.clock.now_ms();
+        if policy.timestamp_type == TimestampType::CreateTime {
+            Self::check_timestamps(&policy, batch.header(), now)?;
+        }
+        let mut guard = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        let Producers { states: producers, scratch } = &mut *guard;
         let h = batch.header();
+        let stamped;
+        let batch = if policy.timestamp_type == TimestampType::LogAppendTime {
+            stamped = stamp_log_append_time(batch, now, scratch)?;
+            &stamped
+        } else {
+            batch
+        };
         match producers.check(h)? {
             SequenceCheck::Duplicate { base_offset } => Ok(Appended {
                 base_offset,
@@ -111,4 +169,22 @@ impl Partition {
         }
         Ok(())
     }
+}
+
+/// LogAppendTime: the batch's maxTimestamp becomes the append time and its attributes say
+/// so, with the CRC recomputed (both lie inside it), as Kafka's LogValidator does. Record
+/// deltas are left alone: consumers use maxTimestamp for every record of such a batch.
+fn stamp_log_append_time<'a>(
+    batch: &ValidatedBatch<'_>,
+    now: i64,
+    scratch: &'a mut Vec<u8>,
+) -> Result<ValidatedBatch<'a>, BrokerError> {
+    scratch.clear();
+    scratch.extend_from_slice(batch.bytes());
+    let attributes = batch.header().attributes | ATTR_LOG_APPEND_TIME;
+    scratch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    scratch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
+    let crc = weir_log::batch::compute_crc(scratch);
+    scratch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(ValidatedBatch::new(scratch, usize::MAX)?)
 }

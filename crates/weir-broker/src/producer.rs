@@ -19,6 +19,17 @@ struct RecentBatch {
 struct ProducerEntry {
     epoch: i16,
     recent: VecDeque<RecentBatch>,
+    /// maxTimestamp of the producer's last batch (DescribeProducers).
+    last_timestamp: i64,
+}
+
+/// One idempotent producer as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 impl ProducerEntry {
@@ -108,6 +119,23 @@ impl ProducerStates {
             entry.recent.pop_front();
         }
         entry.recent.push_back(RecentBatch { first_seq: h.base_sequence, last_seq: last_seq_of(h), base_offset });
+        entry.last_timestamp = h.max_timestamp;
+    }
+
+    /// Every producer with state on this partition, by id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(&id, e)| ActiveProducer {
+                producer_id: id,
+                epoch: e.epoch,
+                last_sequence: e.last_seq().unwrap_or(-1),
+                last_timestamp: e.last_timestamp,
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
     }
 
     /// Current epoch of a producer on this partition.

@@ -98,8 +98,12 @@ impl Log {
         let closed: Vec<Closed> = {
             let view = read(&self.view);
             let n = view.segments.len();
+            // Kafka's first uncleanable offset: the active segment, or the first segment
+            // with a batch younger than min.compaction.lag.ms, whichever comes first.
+            let lag_horizon = self.now_ms().saturating_sub(config.min_compaction_lag_ms);
             view.segments[..n - 1]
                 .iter()
+                .take_while(|s| config.min_compaction_lag_ms <= 0 || s.max_timestamp <= lag_horizon)
                 .map(|s| Closed { base: s.base_offset, file: s.file.clone(), path: s.path.clone(), size: s.size })
                 .collect()
         };

@@ -45,6 +45,10 @@ pub struct LogConfig {
     pub cleanup_policy: CleanupPolicy,
     /// How long compaction keeps tombstones (`delete.retention.ms`).
     pub delete_retention_ms: i64,
+    /// Compaction leaves alone every segment from the first one holding a batch newer than
+    /// this (by batch maxTimestamp), so a record stays uncompacted at least this long
+    /// (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
     /// Check the CRC of every batch before the recovery point when opening.
     pub verify_on_open: bool,
 }
@@ -64,6 +68,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
             verify_on_open: false,
         }
     }

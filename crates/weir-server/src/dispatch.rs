@@ -65,8 +65,13 @@ pub(crate) async fn handle(
     if let Some(s) = stats {
         s.requests.inc();
         s.latency.observe(started.elapsed());
-        if response.as_ref().map_or(true, |r| r.as_ref().is_some_and(has_error)) {
-            s.errors.inc();
+        match &response {
+            Ok(Some(r)) => for_each_error(r, &mut |code| {
+                s.error(code);
+                tracing::debug!(api = ?key, version, correlation_id = header.correlation_id, code, error = %ErrorName(code), "response carries an error");
+            }),
+            Ok(None) => {}
+            Err(_) => s.connection_closed(),
         }
     }
     let response = response?;
@@ -77,22 +82,85 @@ pub(crate) async fn handle(
     encode(key, version, header.correlation_id, &response).map(Some)
 }
 
-/// Whether a response carries a top-level or per-item error code (for the error counter).
-fn has_error(r: &ResponseKind) -> bool {
-    match r {
-        ResponseKind::Produce(r) => r.responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != 0)),
-        ResponseKind::Fetch(r) => {
-            r.error_code != 0 || r.responses.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0))
+/// Formats an error code's Kafka name only when the log line is written.
+struct ErrorName(i16);
+
+impl std::fmt::Display for ErrorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&metrics::error_name(self.0))
+    }
+}
+
+/// Calls `f` with every non-zero error code of a response: the top-level one and each
+/// per-topic, per-partition, per-group or per-member one.
+fn for_each_error(r: &ResponseKind, f: &mut dyn FnMut(i16)) {
+    let mut e = |code: i16| {
+        if code != 0 {
+            f(code)
         }
-        ResponseKind::ListOffsets(r) => r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
-        ResponseKind::CreateTopics(r) => r.topics.iter().any(|t| t.error_code != 0),
-        ResponseKind::DeleteTopics(r) => r.responses.iter().any(|t| t.error_code != 0),
-        ResponseKind::JoinGroup(r) => r.error_code != 0 && r.error_code != 79,
-        ResponseKind::SyncGroup(r) => r.error_code != 0,
-        ResponseKind::Heartbeat(r) => r.error_code != 0,
-        ResponseKind::OffsetCommit(r) => r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
-        ResponseKind::InitProducerId(r) => r.error_code != 0,
-        _ => false,
+    };
+    match r {
+        ResponseKind::Produce(r) => {
+            r.responses.iter().flat_map(|t| &t.partition_responses).for_each(|p| e(p.error_code))
+        }
+        ResponseKind::Fetch(r) => {
+            e(r.error_code);
+            r.responses.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code));
+        }
+        ResponseKind::ListOffsets(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code)),
+        ResponseKind::Metadata(r) => r.topics.iter().for_each(|t| {
+            e(t.error_code);
+            t.partitions.iter().for_each(|p| e(p.error_code));
+        }),
+        ResponseKind::ApiVersions(r) => e(r.error_code),
+        ResponseKind::CreateTopics(r) => r.topics.iter().for_each(|t| e(t.error_code)),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().for_each(|t| e(t.error_code)),
+        ResponseKind::CreatePartitions(r) => r.results.iter().for_each(|t| e(t.error_code)),
+        ResponseKind::DescribeConfigs(r) => r.results.iter().for_each(|t| e(t.error_code)),
+        ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().for_each(|t| e(t.error_code)),
+        ResponseKind::AlterConfigs(r) => r.responses.iter().for_each(|t| e(t.error_code)),
+        ResponseKind::DeleteRecords(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code)),
+        ResponseKind::DescribeCluster(r) => e(r.error_code),
+        ResponseKind::InitProducerId(r) => e(r.error_code),
+        ResponseKind::FindCoordinator(r) => {
+            e(r.error_code);
+            r.coordinators.iter().for_each(|c| e(c.error_code));
+        }
+        ResponseKind::JoinGroup(r) => e(r.error_code),
+        ResponseKind::SyncGroup(r) => e(r.error_code),
+        ResponseKind::Heartbeat(r) => e(r.error_code),
+        ResponseKind::LeaveGroup(r) => {
+            e(r.error_code);
+            r.members.iter().for_each(|m| e(m.error_code));
+        }
+        ResponseKind::OffsetCommit(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code)),
+        ResponseKind::OffsetFetch(r) => {
+            e(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code));
+            r.groups.iter().for_each(|g| {
+                e(g.error_code);
+                g.topics.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code));
+            });
+        }
+        ResponseKind::OffsetDelete(r) => {
+            e(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code));
+        }
+        ResponseKind::DescribeGroups(r) => r.groups.iter().for_each(|g| e(g.error_code)),
+        ResponseKind::ListGroups(r) => e(r.error_code),
+        ResponseKind::DeleteGroups(r) => r.results.iter().for_each(|g| e(g.error_code)),
+        ResponseKind::DescribeLogDirs(r) => {
+            e(r.error_code);
+            r.results.iter().for_each(|d| e(d.error_code));
+        }
+        ResponseKind::DescribeProducers(r) => r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| e(p.error_code)),
+        ResponseKind::DescribeTopicPartitions(r) => r.topics.iter().for_each(|t| {
+            e(t.error_code);
+            t.partitions.iter().for_each(|p| e(p.error_code));
+        }),
+        ResponseKind::ConsumerGroupHeartbeat(r) => e(r.error_code),
+        ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().for_each(|g| e(g.error_code)),
+        _ => {}
     }
 }
 

@@ -5,16 +5,59 @@ use weir_metrics::{labels, Counter, Gauge, Histogram, Text};
 
 /// Room for every API key Kafka defines (they are small integers).
 const API_KEYS: usize = 96;
+/// Room for Kafka error codes -1..=158 (Kafka 4.1 defines up to 133); index = code + 1.
+const ERROR_CODES: usize = 160;
+/// The slot for requests answered by closing the connection (no error code exists).
+const CONNECTION_CLOSED: usize = ERROR_CODES;
 
 pub(crate) struct ApiStats {
     pub requests: Counter,
-    pub errors: Counter,
+    /// Per error code: how many times a response carried it (every top-level and
+    /// per-item code, as Kafka's ErrorsPerSec counts them), plus one slot for closed
+    /// connections.
+    errors: [Counter; ERROR_CODES + 1],
     pub latency: Histogram,
 }
 
 impl ApiStats {
     const fn new() -> Self {
-        Self { requests: Counter::new(), errors: Counter::new(), latency: Histogram::new() }
+        Self {
+            requests: Counter::new(),
+            errors: [const { Counter::new() }; ERROR_CODES + 1],
+            latency: Histogram::new(),
+        }
+    }
+
+    /// Counts one occurrence of a non-zero error code.
+    pub fn error(&self, code: i16) {
+        if let Some(c) = usize::try_from(i32::from(code) + 1).ok().and_then(|i| self.errors.get(i.min(ERROR_CODES - 1)))
+        {
+            c.inc();
+        }
+    }
+
+    pub fn connection_closed(&self) {
+        self.errors[CONNECTION_CLOSED].inc();
+    }
+}
+
+/// Kafka's name of an error code (`UNKNOWN_TOPIC_OR_PARTITION`), as Errors.java spells it.
+pub(crate) fn error_name(code: i16) -> String {
+    use kafka_protocol::error::ResponseError;
+    match ResponseError::try_from_code(code) {
+        None => "NONE".to_owned(),
+        Some(ResponseError::Unknown(c)) => format!("UNKNOWN_{c}"),
+        Some(e) => {
+            let camel = format!("{e:?}");
+            let mut out = String::with_capacity(camel.len() + 8);
+            for (i, ch) in camel.chars().enumerate() {
+                if ch.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(ch.to_ascii_uppercase());
+            }
+            out
+        }
     }
 }
 
@@ -41,10 +84,22 @@ pub fn render(t: &mut Text) {
     t.family(
         "weir_kafka_request_errors_total",
         "counter",
-        "Kafka requests answered with an error code or a closed connection, by API",
+        "Error codes in Kafka responses (each top-level and per-partition code), by API and Kafka error name; \
+         error=\"CONNECTION_CLOSED\" counts requests answered by closing the connection",
     );
     for (k, s) in &keys {
-        t.sample("weir_kafka_request_errors_total", &labels(&[("api", &format!("{k:?}"))]), s.errors.get() as f64);
+        for (i, c) in s.errors.iter().enumerate() {
+            let n = c.get();
+            if n == 0 {
+                continue;
+            }
+            let error = if i == CONNECTION_CLOSED { "CONNECTION_CLOSED".to_owned() } else { error_name(i as i16 - 1) };
+            t.sample(
+                "weir_kafka_request_errors_total",
+                &labels(&[("api", &format!("{k:?}")), ("error", &error)]),
+                n as f64,
+            );
+        }
     }
     t.family("weir_kafka_request_seconds", "histogram", "Kafka request handling latency, by API");
     for (k, s) in &keys {

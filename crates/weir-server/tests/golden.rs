@@ -124,3 +124,25 @@ fn mutated_batches_and_segments_never_panic_or_serve_garbage() {
     }
     println!("{runs} mutated batches and segments handled");
 }
+
+/// confluent-kafka's librdkafka uses Fetch v13+ once it is offered, naming the topic by its
+/// id (KIP-516): the captured frame must carry a real topic id.
+#[test]
+fn confluent_kafka_fetches_by_topic_id() {
+    use kafka_protocol::messages::RequestKind;
+    let fetches: Vec<_> = golden()
+        .into_iter()
+        .filter(|(p, f)| {
+            p.to_string_lossy().contains("confluent-kafka") && i16::from_be_bytes([f[4], f[5]]) == ApiKey::Fetch as i16
+        })
+        .filter_map(|(_, f)| {
+            let version = i16::from_be_bytes([f[6], f[7]]);
+            let (_, request) = weir_server::fuzzing::decode_request(&f[4..])?;
+            Some((version, request))
+        })
+        .collect();
+    let newest = fetches.iter().max_by_key(|(v, _)| *v).expect("a confluent-kafka Fetch frame");
+    assert!(newest.0 >= 13, "confluent-kafka fetched with v{} only", newest.0);
+    let RequestKind::Fetch(req) = &newest.1 else { panic!("not a Fetch request") };
+    assert!(!req.topics.is_empty() && req.topics.iter().all(|t| !t.topic_id.is_nil()), "topics named by id");
+}

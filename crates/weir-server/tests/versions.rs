@@ -64,19 +64,22 @@ fn batch() -> Bytes {
     Bytes::from(b.build())
 }
 
-fn request(key: ApiKey, v: i16) -> RequestKind {
+fn request(key: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
     use RequestKind as R;
     match key {
         ApiKey::Produce => {
             R::Produce(ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
-                produce_request::TopicProduceData::default().with_name(topic("t")).with_partition_data(vec![
-                    produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch())),
-                ]),
+                produce_request::TopicProduceData::default()
+                    .with_name(topic("t"))
+                    .with_topic_id(id)
+                    .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch()))]),
             ]))
         }
         ApiKey::Fetch => {
             R::Fetch(FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(
-                vec![fetch_request::FetchTopic::default().with_topic(topic("t")).with_partitions(
+                vec![fetch_request::FetchTopic::default().with_topic(topic("t")).with_topic_id(id).with_partitions(
                     vec![fetch_request::FetchPartition::default()
                         .with_partition(0)
                         .with_fetch_offset(0)
@@ -151,6 +154,22 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
             ]))
         }
         ApiKey::DescribeCluster => R::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::AlterConfigs => R::AlterConfigs(AlterConfigsRequest::default().with_resources(
+            vec![alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("t"))
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_value(Some(s("2000000")))])],
+        )),
+        ApiKey::DescribeLogDirs => R::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
+        ApiKey::DescribeProducers => R::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+            describe_producers_request::TopicRequest::default().with_name(topic("t")).with_partition_indexes(vec![0]),
+        ])),
+        ApiKey::DescribeTopicPartitions => R::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(topic("t"))]),
+        ),
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -188,13 +207,30 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
         S::CreatePartitions(r) => r.results.iter().map(|x| x.error_code).collect(),
         S::IncrementalAlterConfigs(r) => r.responses.iter().map(|x| x.error_code).collect(),
         S::DescribeCluster(r) => vec![r.error_code],
+        S::AlterConfigs(r) => r.responses.iter().map(|x| x.error_code).collect(),
+        S::DescribeLogDirs(r) => {
+            let t = r.results[0].topics.iter().find(|t| t.name.0.as_str() == "t").expect("topic t listed");
+            assert!(!t.partitions.is_empty());
+            std::iter::once(r.error_code).chain(r.results.iter().map(|x| x.error_code)).collect()
+        }
+        S::DescribeProducers(r) => {
+            let p = &r.topics[0].partitions[0];
+            assert!(p.active_producers.is_empty(), "the test produces without idempotence");
+            vec![p.error_code]
+        }
+        S::DescribeTopicPartitions(r) => {
+            let t = &r.topics[0];
+            assert!(t.topic_id != uuid::Uuid::nil() && !t.partitions.is_empty());
+            r.topics.iter().map(|t| t.error_code).collect()
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_api_and_version_round_trips() {
-    let (addr, _broker, _dir) = start().await;
+    let (addr, broker, _dir) = start().await;
+    let topic_id = uuid::Uuid::from_bytes(broker.topic("t").unwrap().id);
     let mut conn = TcpStream::connect(addr).await.unwrap();
     let mut correlation = 0;
     let mut calls = 0;
@@ -212,7 +248,7 @@ async fn every_advertised_api_and_version_round_trips() {
         let min = if key == ApiKey::Produce { 3 } else { min };
         for v in min..=max {
             correlation += 1;
-            let resp = call(&mut conn, key, v, correlation, &request(key, v)).await;
+            let resp = call(&mut conn, key, v, correlation, &request(key, v, topic_id)).await;
             let codes = errors(&resp);
             assert!(codes.iter().all(|&c| c == 0), "{key:?} v{v}: error codes {codes:?}");
             calls += 1;
@@ -258,6 +294,9 @@ const GROUP_APIS: &[ApiKey] = &[
     ApiKey::DescribeGroups,
     ApiKey::ListGroups,
     ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 fn max_version(key: ApiKey) -> i16 {
@@ -462,6 +501,19 @@ async fn group_flow_at_every_version() {
         let code = if gv >= 3 { r.members[0].error_code } else { r.error_code };
         assert_eq!(code, 0, "LeaveGroup v{gv}");
 
+        // OffsetDelete: the group is empty now, so its offsets may go.
+        let od = OffsetDeleteRequest::default().with_group_id(group.clone()).with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default().with_name(topic("t")).with_partitions(vec![
+                offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
+            ]),
+        ]);
+        let S::OffsetDelete(r) =
+            call(&mut conn, ApiKey::OffsetDelete, 0, next(&mut corr), &RequestKind::OffsetDelete(od)).await
+        else {
+            panic!()
+        };
+        assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0), "OffsetDelete");
+
         let xv = pick(ApiKey::DeleteGroups, v);
         let del = DeleteGroupsRequest::default().with_groups_names(vec![group.clone(), GroupId(s("never-existed"))]);
         let S::DeleteGroups(r) =
@@ -504,4 +556,305 @@ async fn group_flow_at_every_version() {
             let _ = call(&mut conn, key, v, next(&mut corr), &req).await;
         }
     }
+}
+
+/// Transactions do not exist yet: FindCoordinator(TRANSACTION) and InitProducerId with a
+/// transactional id answer a non-retriable code whose message (where the version has one)
+/// names the missing feature, at every version.
+#[tokio::test]
+async fn transaction_requests_fail_fast_with_a_named_non_retriable_error() {
+    use ResponseKind as S;
+    let (addr, _broker, _dir) = start().await;
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut corr = 5000;
+    for v in 1..=max_version(ApiKey::FindCoordinator) {
+        corr += 1;
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![s("tx")])
+        } else {
+            FindCoordinatorRequest::default().with_key_type(1).with_key(s("tx"))
+        };
+        let S::FindCoordinator(r) =
+            call(&mut conn, ApiKey::FindCoordinator, v, corr, &RequestKind::FindCoordinator(req)).await
+        else {
+            panic!()
+        };
+        let (code, message) = if v >= 4 {
+            (r.coordinators[0].error_code, r.coordinators[0].error_message.clone())
+        } else {
+            (r.error_code, r.error_message.clone())
+        };
+        assert_eq!(code, 53, "FindCoordinator v{v}: TRANSACTIONAL_ID_AUTHORIZATION_FAILED (fatal for every client)");
+        assert!(message.unwrap().contains("transactions are not supported"), "FindCoordinator v{v}");
+    }
+    for v in min_version(ApiKey::InitProducerId)..=max_version(ApiKey::InitProducerId) {
+        corr += 1;
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s("tx"))))
+            .with_transaction_timeout_ms(60000);
+        let S::InitProducerId(r) =
+            call(&mut conn, ApiKey::InitProducerId, v, corr, &RequestKind::InitProducerId(req)).await
+        else {
+            panic!()
+        };
+        assert_eq!((r.error_code, r.producer_id.0), (53, -1), "InitProducerId v{v}");
+    }
+}
+
+/// Fetch v13+ and Produce v13 address topics by id: after a delete and re-create under the
+/// same name, the old id is UNKNOWN_TOPIC_ID and the new one works, at every version.
+#[tokio::test]
+async fn a_stale_topic_id_after_delete_and_recreate_is_unknown() {
+    use ResponseKind as S;
+    let (addr, broker, _dir) = start().await;
+    let old = uuid::Uuid::from_bytes(broker.topic("t").unwrap().id);
+    broker.delete_topic("t").unwrap();
+    broker.create_topic(&NewTopic { name: "t".into(), partitions: Some(1), ..NewTopic::default() }, false).unwrap();
+    let new = uuid::Uuid::from_bytes(broker.topic("t").unwrap().id);
+    assert_ne!(old, new);
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut corr = 9000;
+    corr += 1;
+    let S::Produce(r) = call(&mut conn, ApiKey::Produce, 13, corr, &request(ApiKey::Produce, 13, old)).await else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 100, "Produce v13 by a stale id");
+    corr += 1;
+    let S::Produce(r) = call(&mut conn, ApiKey::Produce, 13, corr, &request(ApiKey::Produce, 13, new)).await else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    for v in 13..=max_version(ApiKey::Fetch) {
+        for (id, want) in [(old, 100), (new, 0)] {
+            corr += 1;
+            let S::Fetch(r) = call(&mut conn, ApiKey::Fetch, v, corr, &request(ApiKey::Fetch, v, id)).await else {
+                panic!()
+            };
+            let t = &r.responses[0];
+            assert_eq!((t.topic_id, t.partitions[0].error_code), (id, want), "Fetch v{v}");
+            if want == 0 {
+                assert!(t.partitions[0].records.as_ref().is_some_and(|b| !b.is_empty()));
+            }
+        }
+    }
+}
+
+/// DescribeTopicPartitions pages with a cursor; OffsetDelete refuses partitions of a topic
+/// the group's members subscribe to; legacy AlterConfigs replaces the whole override set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions_offset_delete_and_alter_configs_semantics() {
+    use ResponseKind as S;
+    let (addr, broker, _dir) = start().await;
+    broker.create_topic(&NewTopic { name: "wide".into(), partitions: Some(3), ..NewTopic::default() }, false).unwrap();
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut corr = 7000;
+    let mut next = || {
+        corr += 1;
+        corr
+    };
+
+    // Pages of two partitions: wide/0-1, then wide/2.
+    let req = DescribeTopicPartitionsRequest::default()
+        .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(topic("wide"))])
+        .with_response_partition_limit(2);
+    let S::DescribeTopicPartitions(r) =
+        call(&mut conn, ApiKey::DescribeTopicPartitions, 0, next(), &RequestKind::DescribeTopicPartitions(req.clone()))
+            .await
+    else {
+        panic!()
+    };
+    let parts: Vec<i32> = r.topics[0].partitions.iter().map(|p| p.partition_index).collect();
+    assert_eq!(parts, vec![0, 1]);
+    let cursor = r.next_cursor.expect("a cursor to the rest");
+    assert_eq!((cursor.topic_name.0.as_str(), cursor.partition_index), ("wide", 2));
+    let req = req.with_cursor(Some(
+        describe_topic_partitions_request::Cursor::default()
+            .with_topic_name(cursor.topic_name)
+            .with_partition_index(cursor.partition_index),
+    ));
+    let S::DescribeTopicPartitions(r) =
+        call(&mut conn, ApiKey::DescribeTopicPartitions, 0, next(), &RequestKind::DescribeTopicPartitions(req)).await
+    else {
+        panic!()
+    };
+    let parts: Vec<i32> = r.topics[0].partitions.iter().map(|p| p.partition_index).collect();
+    assert_eq!((parts, r.next_cursor.is_none()), (vec![2], true));
+
+    // A member subscribed to "wide" (ConsumerProtocolSubscription v0) holds the group.
+    let mut subscription = vec![0, 0, 0, 0, 0, 1, 0, 4];
+    subscription.extend_from_slice(b"wide");
+    subscription.extend_from_slice(&[0, 0, 0, 0]);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(s("od")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(s(""))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(Bytes::from(subscription))]);
+    let S::JoinGroup(j) = call(&mut conn, ApiKey::JoinGroup, 3, next(), &RequestKind::JoinGroup(join)).await else {
+        panic!()
+    };
+    assert_eq!(j.error_code, 0);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(s("od")))
+        .with_generation_id(j.generation_id)
+        .with_member_id(j.member_id.clone());
+    let S::SyncGroup(r) = call(&mut conn, ApiKey::SyncGroup, 3, next(), &RequestKind::SyncGroup(sync)).await else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 0);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("od")))
+        .with_generation_id_or_member_epoch(j.generation_id)
+        .with_member_id(j.member_id.clone())
+        .with_topics(
+            ["wide", "t"]
+                .iter()
+                .map(|name| {
+                    offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic(name)).with_partitions(
+                        vec![offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(5)],
+                    )
+                })
+                .collect(),
+        );
+    let S::OffsetCommit(r) = call(&mut conn, ApiKey::OffsetCommit, 2, next(), &RequestKind::OffsetCommit(commit)).await
+    else {
+        panic!()
+    };
+    assert!(r.topics.iter().all(|t| t.partitions[0].error_code == 0));
+    let od = OffsetDeleteRequest::default().with_group_id(GroupId(s("od"))).with_topics(
+        ["wide", "t"]
+            .iter()
+            .map(|name| {
+                offset_delete_request::OffsetDeleteRequestTopic::default().with_name(topic(name)).with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
+                ])
+            })
+            .collect(),
+    );
+    let S::OffsetDelete(r) = call(&mut conn, ApiKey::OffsetDelete, 0, next(), &RequestKind::OffsetDelete(od)).await
+    else {
+        panic!()
+    };
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.partitions[0].error_code).collect();
+    assert_eq!(codes, vec![86, 0], "GROUP_SUBSCRIBED_TO_TOPIC for wide, t deleted");
+    let left: Vec<_> = broker.groups().fetch("od", None).into_iter().map(|((t, _), _)| t).collect();
+    assert_eq!(left, vec!["wide".to_owned()]);
+    let unknown = OffsetDeleteRequest::default().with_group_id(GroupId(s("nope")));
+    let S::OffsetDelete(r) =
+        call(&mut conn, ApiKey::OffsetDelete, 0, next(), &RequestKind::OffsetDelete(unknown)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
+
+    // Legacy AlterConfigs: what is not named goes back to its default.
+    broker
+        .alter_topic_config(
+            "wide",
+            &[("retention.ms".into(), Some("1000".into())), ("segment.ms".into(), Some("5000".into()))],
+            false,
+        )
+        .unwrap();
+    let alter =
+        AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("wide"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(s("segment.ms"))
+                .with_value(Some(s("7000")))])]);
+    let S::AlterConfigs(r) = call(&mut conn, ApiKey::AlterConfigs, 1, next(), &RequestKind::AlterConfigs(alter)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].error_code, 0);
+    let overrides = broker.topic("wide").unwrap().overrides().0;
+    assert_eq!(overrides.into_iter().collect::<Vec<_>>(), vec![("segment.ms".to_owned(), "7000".to_owned())]);
+}
+
+/// KIP-848 at every advertised version: a member joins, gets every partition, a second one
+/// joins and the first gives half up before the second gets it; ConsumerGroupDescribe shows
+/// both; leaving with epoch -1.
+#[tokio::test]
+async fn consumer_group_heartbeat_and_describe_at_every_version() {
+    use ResponseKind as S;
+    let (addr, broker, _dir) = start().await;
+    broker.create_topic(&NewTopic { name: "k4".into(), partitions: Some(4), ..NewTopic::default() }, false).unwrap();
+    let id = uuid::Uuid::from_bytes(broker.topic("k4").unwrap().id);
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut corr = 8000;
+    for v in min_version(ApiKey::ConsumerGroupHeartbeat)..=max_version(ApiKey::ConsumerGroupHeartbeat) {
+        let group = GroupId(s(&format!("k{v}")));
+        let hb = |member: &str, epoch: i32, owned: Option<Vec<i32>>| {
+            RequestKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(group.clone())
+                    .with_member_id(s(member))
+                    .with_member_epoch(epoch)
+                    .with_rebalance_timeout_ms(30_000)
+                    .with_subscribed_topic_names((epoch == 0).then(|| vec![topic("k4")]))
+                    .with_topic_partitions(owned.map(|ps| {
+                        vec![consumer_group_heartbeat_request::TopicPartitions::default()
+                            .with_topic_id(id)
+                            .with_partitions(ps)]
+                    })),
+            )
+        };
+        // v0 has the broker pick member ids; v1 clients bring their own.
+        let a_id = if v >= 1 { "member-a" } else { "" };
+        let a = cg_hb(&mut conn, v, &mut corr, hb(a_id, 0, None)).await;
+        let a_id = a.member_id.clone().unwrap().to_string();
+        let parts = |r: &ConsumerGroupHeartbeatResponse| -> Option<Vec<i32>> {
+            r.assignment.as_ref().map(|x| x.topic_partitions.iter().flat_map(|t| t.partitions.clone()).collect())
+        };
+        assert_eq!(parts(&a), Some(vec![0, 1, 2, 3]));
+        let a = cg_hb(&mut conn, v, &mut corr, hb(&a_id, a.member_epoch, Some(vec![0, 1, 2, 3]))).await;
+        let b = cg_hb(&mut conn, v, &mut corr, hb(if v >= 1 { "member-b" } else { "" }, 0, None)).await;
+        let b_id = b.member_id.clone().unwrap().to_string();
+        assert_eq!(parts(&b), Some(vec![]), "v{v}: all four still owned by a");
+        let a2 = cg_hb(&mut conn, v, &mut corr, hb(&a_id, a.member_epoch, None)).await;
+        let kept = parts(&a2).unwrap();
+        assert_eq!(kept.len(), 2);
+        cg_hb(&mut conn, v, &mut corr, hb(&a_id, a2.member_epoch, Some(kept.clone()))).await;
+        let b2 = cg_hb(&mut conn, v, &mut corr, hb(&b_id, b.member_epoch, None)).await;
+        let got = parts(&b2).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|p| !kept.contains(p)));
+
+        corr += 1;
+        let dv = v.min(max_version(ApiKey::ConsumerGroupDescribe));
+        let S::ConsumerGroupDescribe(d) = call(
+            &mut conn,
+            ApiKey::ConsumerGroupDescribe,
+            dv,
+            corr,
+            &RequestKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![group.clone()]),
+            ),
+        )
+        .await
+        else {
+            panic!()
+        };
+        let g = &d.groups[0];
+        assert_eq!((g.error_code, g.members.len(), g.assignor_name.as_str()), (0, 2, "uniform"), "describe v{dv}");
+        assert!(g.members.iter().all(|m| m.assignment.topic_partitions[0].topic_name.0.as_str() == "k4"));
+
+        let left = cg_hb(&mut conn, v, &mut corr, hb(&a_id, -1, None)).await;
+        assert_eq!(left.member_epoch, -1);
+    }
+}
+
+async fn cg_hb(conn: &mut TcpStream, v: i16, corr: &mut i32, req: RequestKind) -> ConsumerGroupHeartbeatResponse {
+    *corr += 1;
+    let ResponseKind::ConsumerGroupHeartbeat(r) = call(conn, ApiKey::ConsumerGroupHeartbeat, v, *corr, &req).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
+    r
 }

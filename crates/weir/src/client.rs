@@ -77,3 +77,56 @@ pub fn s(x: &str) -> StrBytes {
 pub fn error_name(code: i16) -> String {
     kafka_protocol::ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+    use super::*;
+    use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use std::net::TcpListener;
+
+    /// Another broker's Fetch v12 answer carrying tagged fields v12 does not define (tag 0 of
+    /// the response is node_endpoints from v16; Tansu 0.6 sends it) and one no version
+    /// defines: the client must skip both, as the protocol requires.
+    #[test]
+    fn responses_with_tagged_fields_unknown_to_the_version_decode() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut size = [0u8; 4];
+            conn.read_exact(&mut size).unwrap();
+            let mut req = vec![0u8; i32::from_be_bytes(size) as usize];
+            conn.read_exact(&mut req).unwrap();
+            let correlation_id = i32::from_be_bytes([req[4], req[5], req[6], req[7]]);
+            let mut partition = PartitionData::default().with_partition_index(0).with_high_watermark(7);
+            partition.unknown_tagged_fields.insert(9, Bytes::from_static(b"future"));
+            let mut resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                .with_topic(TopicName(s("t")))
+                .with_partitions(vec![partition])]);
+            resp.unknown_tagged_fields.insert(42, Bytes::from_static(b"xyz"));
+            let mut out = BytesMut::new();
+            out.put_i32(0);
+            ResponseHeader::default().with_correlation_id(correlation_id).encode(&mut out, 1).unwrap();
+            resp.encode(&mut out, 12).unwrap();
+            // The codec never writes a tag 0 in v12 (node_endpoints is v16+): splice one in by
+            // hand after the response's tagged-field count, as Tansu sends it.
+            let at = out.len() - (1 + 1 + 1 + 3); // count, tag 42, size, "xyz"
+            assert_eq!(out[at], 1, "one tagged field");
+            out[at] = 2;
+            let tail = out.split_off(at + 1);
+            out.extend_from_slice(&[0, 2, 1, 0]); // tag 0, size 2, an empty compact array + its tags
+            out.extend_from_slice(&tail);
+            let len = (out.len() - 4) as i32;
+            out[..4].copy_from_slice(&len.to_be_bytes());
+            conn.write_all(&out).unwrap();
+        });
+        let mut client = Client::connect(&addr.to_string()).unwrap();
+        let r = client.call(ApiKey::Fetch, 12, RequestKind::Fetch(FetchRequest::default())).unwrap();
+        let ResponseKind::Fetch(r) = r else { panic!("not a Fetch response") };
+        assert_eq!(r.responses[0].partitions[0].high_watermark, 7);
+        assert_eq!(r.unknown_tagged_fields.len(), 1, "the undefined tag 0 skipped, tag 42 kept as unknown");
+        server.join().unwrap();
+    }
+}

@@ -82,6 +82,12 @@ pub struct ServeSettings {
     /// A new consumer group waits this long for more members before its first assignment [default: 3000]
     #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<i64>,
+    /// KIP-848 groups: members without a heartbeat for this long are removed [default: 45000]
+    #[arg(long, env = "WEIR_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    pub group_consumer_session_timeout_ms: Option<i32>,
+    /// KIP-848 groups: the heartbeat interval members are told to use [default: 5000]
+    #[arg(long, env = "WEIR_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<i32>,
 }
 
 macro_rules! take_missing {
@@ -119,7 +125,9 @@ impl ServeSettings {
             request_timeout_ms,
             maintenance_interval_ms,
             open_files_max,
-            group_initial_rebalance_delay_ms
+            group_initial_rebalance_delay_ms,
+            group_consumer_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms
         );
         Ok(self)
     }
@@ -155,6 +163,12 @@ impl ServeSettings {
         }
         if let Some(ms) = self.group_initial_rebalance_delay_ms {
             c.group.initial_rebalance_delay_ms = ms.max(0);
+        }
+        if let Some(ms) = self.group_consumer_session_timeout_ms {
+            c.group.consumer_session_timeout_ms = ms.max(1000);
+        }
+        if let Some(ms) = self.group_consumer_heartbeat_interval_ms {
+            c.group.consumer_heartbeat_interval_ms = ms.max(100);
         }
         c.log.validate().context("invalid storage settings")?;
         Ok(c)

@@ -6,6 +6,7 @@
 //! SyncGroup answers that must wait for other members are delivered later through the
 //! callbacks given with the request, so this module knows nothing of async runtimes.
 
+pub mod consumer;
 pub mod store;
 pub use store::Committed;
 
@@ -41,6 +42,24 @@ pub enum GroupError {
     InvalidGroupId,
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// KIP-848: a heartbeat with an epoch the member does not have.
+    #[error("fenced member epoch")]
+    FencedMemberEpoch,
+    /// KIP-848: an offset commit with an epoch newer than the member's.
+    #[error("stale member epoch")]
+    StaleMemberEpoch,
+    #[error("unsupported assignor")]
+    UnsupportedAssignor,
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    #[error("group max size reached")]
+    GroupMaxSizeReached,
+    /// OffsetDelete of a topic the (non-empty) group's members subscribe to.
+    #[error("group subscribed to topic")]
+    GroupSubscribedToTopic,
+    /// A static member's instance id is now held by a newer member id (KIP-345).
+    #[error("fenced instance id")]
+    FencedInstanceId,
     #[error("storage error")]
     Storage,
 }
@@ -55,6 +74,11 @@ pub struct GroupConfig {
     pub session_timeout_max_ms: i32,
     /// Members at most per group (each holds buffers and timers).
     pub members_max: usize,
+    /// KIP-848 groups: a member is removed when no heartbeat arrives for this long
+    /// (Kafka's group.consumer.session.timeout.ms).
+    pub consumer_session_timeout_ms: i32,
+    /// KIP-848 groups: how often members heartbeat (group.consumer.heartbeat.interval.ms).
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for GroupConfig {
@@ -64,6 +88,8 @@ impl Default for GroupConfig {
             session_timeout_min_ms: 1000,
             session_timeout_max_ms: 1_800_000,
             members_max: 1000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }
@@ -159,12 +185,48 @@ struct Member {
     rebalance_timeout_ms: i32,
     protocols: Vec<(String, Bytes)>,
     assignment: Bytes,
-    /// Removed when no heartbeat (or join/sync) arrives before this.
+    /// Session deadline: removed when no heartbeat (or join/sync) arrives before this,
+    /// unless the member is waiting in JoinGroup or SyncGroup (Kafka's
+    /// `hasSatisfiedHeartbeat`: a waiting member is alive by definition).
     deadline_ms: i64,
+    /// Got its JoinGroup answer for the current generation but has not sent SyncGroup
+    /// yet; removed if still so at the group's sync deadline.
+    pending_sync: bool,
     /// Order of joining: the earliest member becomes leader.
     joined_seq: u64,
     join_waiter: Option<JoinCallback>,
     sync_waiter: Option<SyncCallback>,
+}
+
+impl Member {
+    /// A member blocked in JoinGroup or SyncGroup needs no heartbeat.
+    fn waiting(&self) -> bool {
+        self.join_waiter.is_some() || self.sync_waiter.is_some()
+    }
+
+    /// Takes the timeouts and protocols of a (re)join.
+    fn update(&mut self, req: JoinRequest, now: i64) {
+        self.protocols = req.protocols;
+        self.client_id = req.client_id;
+        self.client_host = req.client_host;
+        self.session_timeout_ms = req.session_timeout_ms;
+        self.rebalance_timeout_ms = req.rebalance_timeout_ms.max(req.session_timeout_ms);
+        self.deadline_ms = now + i64::from(self.session_timeout_ms);
+    }
+
+    fn fail_waiters(&mut self, id: &str, error: GroupError) {
+        if let Some(w) = self.join_waiter.take() {
+            w(JoinResponse {
+                error: Some(error),
+                member_id: id.to_owned(),
+                generation_id: -1,
+                ..JoinResponse::default()
+            });
+        }
+        if let Some(w) = self.sync_waiter.take() {
+            w(SyncResponse { error: Some(error), ..SyncResponse::default() });
+        }
+    }
 }
 
 struct Group {
@@ -177,6 +239,9 @@ struct Group {
     /// Ids handed out with MEMBER_ID_REQUIRED, valid until the deadline.
     pending_members: HashMap<String, i64>,
     rebalance_deadline_ms: i64,
+    /// Members must send SyncGroup before this (the rebalance timeout after the join
+    /// phase completed, as Kafka's pending-sync timer).
+    sync_deadline_ms: i64,
     initial_delay_until_ms: Option<i64>,
     offsets: BTreeMap<(String, i32), Committed>,
 }
@@ -192,6 +257,7 @@ impl Group {
             members: BTreeMap::new(),
             pending_members: HashMap::new(),
             rebalance_deadline_ms: 0,
+            sync_deadline_ms: 0,
             initial_delay_until_ms: None,
             offsets: BTreeMap::new(),
         }
@@ -207,17 +273,112 @@ impl Group {
 
     fn remove_member(&mut self, id: &str) {
         if let Some(mut m) = self.members.remove(id) {
-            if let Some(w) = m.join_waiter.take() {
-                w(JoinResponse {
-                    error: Some(GroupError::UnknownMemberId),
-                    member_id: id.to_owned(),
-                    ..JoinResponse::default()
-                });
+            m.fail_waiters(id, GroupError::UnknownMemberId);
+        }
+    }
+
+    /// A request that names a static instance id held by another member id is fenced.
+    fn check_fenced(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), GroupError> {
+        match instance_id.and_then(|inst| self.static_member(inst)) {
+            Some(holder) if holder != member_id => Err(GroupError::FencedInstanceId),
+            _ => Ok(()),
+        }
+    }
+
+    /// The member id holding a static instance id.
+    fn static_member(&self, instance: &str) -> Option<String> {
+        self.members.iter().find(|(_, m)| m.instance_id.as_deref() == Some(instance)).map(|(id, _)| id.clone())
+    }
+
+    /// The JoinGroup answer for the current generation (a retried or static rejoin).
+    fn current_join_response(&self, member_id: &str, with_members: bool) -> JoinResponse {
+        JoinResponse {
+            error: None,
+            generation_id: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol.clone(),
+            leader: self.leader.clone(),
+            member_id: member_id.to_owned(),
+            members: if with_members { self.leader_view() } else { Vec::new() },
+        }
+    }
+
+    fn leader_view(&self) -> Vec<(String, Option<String>, Bytes)> {
+        self.members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.instance_id.clone(), metadata_for(m, &self.protocol)))
+            .collect()
+    }
+
+    /// A static member rejoined with an empty member id: the new id takes over the old
+    /// member's place and assignment. In Stable, when the selected protocol stays the
+    /// same, it is answered at once with the current generation and no rebalance
+    /// (Kafka's `updateStaticMemberAndRebalance`); the answer names the old leader id so
+    /// the member never runs an assignment a Stable group would not broadcast.
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        new_id: String,
+        req: JoinRequest,
+        now: i64,
+        respond: JoinCallback,
+    ) {
+        let Some(mut member) = self.members.remove(old_id) else { return };
+        member.fail_waiters(old_id, GroupError::FencedInstanceId);
+        let leader_before = self.leader.clone();
+        if self.leader == old_id {
+            self.leader = new_id.clone();
+        }
+        member.update(req, now);
+        tracing::info!(old = old_id, new = %new_id, state = self.state.name(), "static member rejoined");
+        self.members.insert(new_id.clone(), member);
+        match self.state {
+            State::Stable if self.select_protocol() == self.protocol => {
+                let mut response = self.current_join_response(&new_id, false);
+                response.leader = leader_before;
+                respond(response);
             }
-            if let Some(w) = m.sync_waiter.take() {
-                w(SyncResponse { error: Some(GroupError::UnknownMemberId), ..SyncResponse::default() });
+            State::PreparingRebalance => {
+                if let Some(m) = self.members.get_mut(&new_id) {
+                    m.join_waiter = Some(respond);
+                }
+                self.maybe_complete_join(now);
+            }
+            _ => {
+                // CompletingRebalance: the leader may be assigning to the old id; or the
+                // protocol would change. Either way a new generation is needed.
+                if let Some(m) = self.members.get_mut(&new_id) {
+                    m.join_waiter = Some(respond);
+                }
+                self.prepare_rebalance(now, 0);
+                self.initial_delay_until_ms = None;
+                self.maybe_complete_join(now);
             }
         }
+    }
+
+    /// Whether the join phase can end now: every member and every member id handed out
+    /// with MEMBER_ID_REQUIRED has (re)joined (Kafka's `hasAllMembersJoined`).
+    fn all_joined(&self) -> bool {
+        !self.members.is_empty()
+            && self.pending_members.is_empty()
+            && self.members.values().all(|m| m.join_waiter.is_some())
+    }
+
+    /// Members whose session ran out: not waiting in a JoinGroup or SyncGroup and no
+    /// heartbeat before their deadline; in CompletingRebalance and Stable also those that
+    /// did not send SyncGroup before the sync deadline.
+    fn expired_members(&self, now: i64) -> Vec<String> {
+        let sync_over =
+            matches!(self.state, State::CompletingRebalance | State::Stable) && now >= self.sync_deadline_ms;
+        self.members
+            .iter()
+            .filter(|(_, m)| {
+                let session_over = !m.waiting() && m.deadline_ms <= now;
+                session_over || (sync_over && m.pending_sync && m.sync_waiter.is_none())
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn prepare_rebalance(&mut self, now: i64, initial_delay_ms: i64) {
@@ -237,7 +398,7 @@ impl Group {
         if self.state != State::PreparingRebalance {
             return;
         }
-        let all_joined = !self.members.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
+        let all_joined = self.all_joined();
         let delay_over = self.initial_delay_until_ms.is_none_or(|t| now >= t);
         if !(all_joined && delay_over) && now < self.rebalance_deadline_ms {
             return;
@@ -261,13 +422,12 @@ impl Group {
         }
         self.state = State::CompletingRebalance;
         tracing::info!(generation = self.generation, members = self.members.len(), protocol = %self.protocol, leader = %self.leader, "group rebalanced");
-        let leader_view: Vec<(String, Option<String>, Bytes)> = self
-            .members
-            .iter()
-            .map(|(id, m)| (id.clone(), m.instance_id.clone(), metadata_for(m, &self.protocol)))
-            .collect();
+        let leader_view = self.leader_view();
+        let rebalance_timeout = self.members.values().map(|m| i64::from(m.rebalance_timeout_ms)).max().unwrap_or(0);
+        self.sync_deadline_ms = now + rebalance_timeout;
         for (id, m) in self.members.iter_mut() {
             m.deadline_ms = now + i64::from(m.session_timeout_ms);
+            m.pending_sync = true;
             if let Some(w) = m.join_waiter.take() {
                 w(JoinResponse {
                     error: None,
@@ -346,12 +506,32 @@ impl Group {
     }
 }
 
+/// Whether a consumer-protocol subscription (ConsumerProtocolSubscription: version i16,
+/// topics [string], …) names `topic`. Malformed metadata names nothing.
+fn subscription_has(metadata: &[u8], topic: &str) -> bool {
+    let Some(mut rest) = metadata.get(2..) else { return false };
+    let Some(count) = rest.get(..4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) else { return false };
+    rest = &rest[4..];
+    for _ in 0..count.max(0) {
+        let Some(len) = rest.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]])) else { return false };
+        let Some(name) = usize::try_from(len).ok().and_then(|l| rest.get(2..2 + l)) else { return false };
+        if name == topic.as_bytes() {
+            return true;
+        }
+        rest = &rest[2 + name.len()..];
+    }
+    false
+}
+
 fn metadata_for(m: &Member, protocol: &str) -> Bytes {
     m.protocols.iter().find(|(n, _)| n == protocol).map(|(_, md)| md.clone()).unwrap_or_default()
 }
 
 struct Inner {
+    /// Classic groups, and the committed offsets of every group (KIP-848 groups too).
     groups: HashMap<String, Group>,
+    /// KIP-848 groups' membership. A group id has members in at most one of the two maps.
+    consumer_groups: HashMap<String, consumer::ConsumerGroup>,
     next_seq: u64,
 }
 
@@ -410,7 +590,12 @@ impl Coordinator {
             }
         }
         tracing::info!(groups = groups.len(), records, "group coordinator loaded");
-        Ok(Self { config, clock, store, inner: Mutex::new(Inner { groups, next_seq: 0 }) })
+        Ok(Self {
+            config,
+            clock,
+            store,
+            inner: Mutex::new(Inner { groups, consumer_groups: HashMap::new(), next_seq: 0 }),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -432,31 +617,32 @@ impl Coordinator {
         let mut inner = self.lock();
         inner.next_seq += 1;
         let seq = inner.next_seq;
-        let group = inner.groups.entry(req.group_id.clone()).or_insert_with(Group::new);
+        let group_id = req.group_id.clone();
+        if inner.consumer_groups.get(&group_id).is_some_and(|g| !g.is_empty()) {
+            // A KIP-848 group with members: a classic member cannot join it.
+            return fail(respond, GroupError::InconsistentGroupProtocol, req.member_id);
+        }
+        inner.consumer_groups.remove(&group_id);
+        let group = inner.groups.entry(group_id.clone()).or_insert_with(Group::new);
         if !group.supports(&req.protocol_type, &req.protocols) {
             return fail(respond, GroupError::InconsistentGroupProtocol, req.member_id);
         }
         let mut member_id = req.member_id.clone();
+        let static_holder = req.group_instance_id.as_ref().and_then(|inst| group.static_member(inst));
         if member_id.is_empty() {
-            if let Some(instance) = &req.group_instance_id {
-                // A static member coming back under a new member id replaces its old self.
-                let old: Vec<String> = group
-                    .members
-                    .iter()
-                    .filter(|(_, m)| m.instance_id.as_ref() == Some(instance))
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in old {
-                    group.remove_member(&id);
-                }
-                member_id = member_id_for(&req.client_id);
-            } else {
-                member_id = member_id_for(&req.client_id);
-                if req.require_known_member {
-                    group.pending_members.insert(member_id.clone(), now + i64::from(req.session_timeout_ms));
-                    return fail(respond, GroupError::MemberIdRequired, member_id);
-                }
+            if let Some(old_id) = static_holder {
+                // A static member coming back under a new member id takes over its old
+                // self, assignment included (KIP-345).
+                let new_id = member_id_for(&req.client_id);
+                return group.replace_static_member(&old_id, new_id, req, now, respond);
             }
+            member_id = member_id_for(&req.client_id);
+            if req.require_known_member && req.group_instance_id.is_none() {
+                group.pending_members.insert(member_id.clone(), now + i64::from(req.session_timeout_ms));
+                return fail(respond, GroupError::MemberIdRequired, member_id);
+            }
+        } else if static_holder.as_ref().is_some_and(|holder| *holder != member_id) {
+            return fail(respond, GroupError::FencedInstanceId, member_id);
         } else if !group.members.contains_key(&member_id) && group.pending_members.remove(&member_id).is_none() {
             return fail(respond, GroupError::UnknownMemberId, member_id);
         }
@@ -467,6 +653,23 @@ impl Coordinator {
         if group.members.is_empty() {
             group.protocol_type = req.protocol_type.clone();
         }
+        // A known member that rejoins with unchanged metadata while nothing needs to change
+        // (a retried JoinGroup) gets the current generation back without a rebalance.
+        if let Some(m) = group.members.get(&member_id) {
+            let unchanged = m.protocols == req.protocols && m.join_waiter.is_none();
+            let answer_now = match group.state {
+                State::Stable => unchanged && member_id != group.leader,
+                State::CompletingRebalance => unchanged,
+                State::Empty | State::PreparingRebalance => false,
+            };
+            if answer_now {
+                let response = group.current_join_response(&member_id, member_id == group.leader);
+                if let Some(m) = group.members.get_mut(&member_id) {
+                    m.deadline_ms = now + i64::from(m.session_timeout_ms);
+                }
+                return respond(response);
+            }
+        }
         let member = group.members.entry(member_id.clone()).or_insert_with(|| Member {
             instance_id: req.group_instance_id.clone(),
             client_id: req.client_id.clone(),
@@ -476,22 +679,21 @@ impl Coordinator {
             protocols: Vec::new(),
             assignment: Bytes::new(),
             deadline_ms: 0,
+            pending_sync: false,
             joined_seq: seq,
             join_waiter: None,
             sync_waiter: None,
         });
-        member.protocols = req.protocols;
-        member.session_timeout_ms = req.session_timeout_ms;
-        member.rebalance_timeout_ms = req.rebalance_timeout_ms.max(req.session_timeout_ms);
-        member.deadline_ms = now + i64::from(member.rebalance_timeout_ms);
+        member.update(req, now);
         if let Some(old) = member.join_waiter.replace(respond) {
             old(JoinResponse {
                 error: Some(GroupError::RebalanceInProgress),
                 member_id: member_id.clone(),
+                generation_id: -1,
                 ..JoinResponse::default()
             });
         }
-        tracing::debug!(group = %req.group_id, member = %member_id, state = group.state.name(), "join");
+        tracing::debug!(group = %group_id, member = %member_id, state = group.state.name(), "join");
         if group.state != State::PreparingRebalance {
             group.prepare_rebalance(now, self.config.initial_rebalance_delay_ms);
         }
@@ -533,6 +735,7 @@ impl Coordinator {
             State::Stable => {
                 let m = &mut group.members.get_mut(member_id).expect("checked above");
                 m.deadline_ms = now + i64::from(m.session_timeout_ms);
+                m.pending_sync = false;
                 respond(SyncResponse {
                     error: None,
                     protocol_type: group.protocol_type.clone(),
@@ -543,7 +746,10 @@ impl Coordinator {
             State::CompletingRebalance => {
                 if let Some(m) = group.members.get_mut(member_id) {
                     m.deadline_ms = now + i64::from(m.session_timeout_ms);
-                    m.sync_waiter = Some(respond);
+                    m.pending_sync = false;
+                    if let Some(old) = m.sync_waiter.replace(respond) {
+                        old(SyncResponse { error: Some(GroupError::RebalanceInProgress), ..SyncResponse::default() });
+                    }
                 }
                 if member_id != group.leader {
                     return;
@@ -573,19 +779,33 @@ impl Coordinator {
         }
     }
 
-    pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> Result<(), GroupError> {
+    /// A heartbeat extends the member's session in every state but Empty; during
+    /// PreparingRebalance it answers REBALANCE_IN_PROGRESS so the member rejoins.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         let group = inner.groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
+        group.check_fenced(member_id, instance_id)?;
         let state = group.state;
         let group_generation = group.generation;
         let m = group.members.get_mut(member_id).ok_or(GroupError::UnknownMemberId)?;
         tracing::trace!(group = group_id, member = member_id, generation, state = state.name(), "heartbeat");
+        if generation != group_generation {
+            return Err(GroupError::IllegalGeneration);
+        }
         match state {
             State::Empty => Err(GroupError::UnknownMemberId),
-            State::PreparingRebalance => Err(GroupError::RebalanceInProgress),
-            _ if generation != group_generation => Err(GroupError::IllegalGeneration),
-            _ => {
+            State::PreparingRebalance => {
+                m.deadline_ms = now + i64::from(m.session_timeout_ms);
+                Err(GroupError::RebalanceInProgress)
+            }
+            State::CompletingRebalance | State::Stable => {
                 m.deadline_ms = now + i64::from(m.session_timeout_ms);
                 Ok(())
             }
@@ -603,29 +823,33 @@ impl Coordinator {
         let mut results = Vec::with_capacity(members.len());
         let mut removed = false;
         for (member_id, instance_id) in members {
-            let id = if !member_id.is_empty() && group.members.contains_key(member_id) {
-                Some(member_id.clone())
-            } else {
-                instance_id.as_ref().and_then(|inst| {
-                    group.members.iter().find(|(_, m)| m.instance_id.as_ref() == Some(inst)).map(|(id, _)| id.clone())
-                })
+            // v3+ batch leave: by member id, or by instance id alone (member id empty);
+            // both given must agree (Kafka's FENCED_INSTANCE_ID otherwise).
+            let holder = instance_id.as_deref().and_then(|inst| group.static_member(inst));
+            let result = match holder {
+                Some(h) if member_id.is_empty() || *member_id == h => Ok(h),
+                Some(_) => Err(GroupError::FencedInstanceId),
+                None if instance_id.is_some() => Err(GroupError::UnknownMemberId),
+                None if group.members.contains_key(member_id) => Ok(member_id.clone()),
+                None => Err(GroupError::UnknownMemberId),
             };
-            match id {
-                Some(id) => {
+            match result {
+                Ok(id) => {
+                    tracing::info!(group = group_id, member = %id, "member left");
                     group.remove_member(&id);
                     removed = true;
                     results.push(Ok(()));
                 }
-                None => results.push(Err(GroupError::UnknownMemberId)),
+                Err(e) => results.push(Err(e)),
             }
         }
         if removed {
-            self.after_removal(group, now);
+            Self::after_removal(group, now);
         }
         results
     }
 
-    fn after_removal(&self, group: &mut Group, now: i64) {
+    fn after_removal(group: &mut Group, now: i64) {
         if group.members.is_empty() {
             group.fail_waiters(GroupError::RebalanceInProgress);
             group.state = State::Empty;
@@ -640,27 +864,31 @@ impl Coordinator {
         }
     }
 
-    /// Applies timeouts: expired sessions, rebalance deadlines, the initial delay.
+    /// Applies timeouts: expired sessions (in every state, PreparingRebalance included),
+    /// missed SyncGroups, rebalance deadlines, the initial delay, unused pending ids.
     pub fn tick(&self) {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        for (id, group) in inner.consumer_groups.iter_mut() {
+            for member in group.expire(now) {
+                tracing::info!(group = %id, %member, "consumer group member session timed out; removed");
+            }
+        }
         for (id, group) in inner.groups.iter_mut() {
+            let pending_before = group.pending_members.len();
             group.pending_members.retain(|_, deadline| *deadline > now);
-            match group.state {
-                State::PreparingRebalance => group.maybe_complete_join(now),
-                State::CompletingRebalance | State::Stable => {
-                    let expired: Vec<String> =
-                        group.members.iter().filter(|(_, m)| m.deadline_ms < now).map(|(mid, _)| mid.clone()).collect();
-                    if expired.is_empty() {
-                        continue;
-                    }
-                    for mid in &expired {
-                        tracing::info!(group = %id, member = %mid, "session timed out; removing member");
-                        group.remove_member(mid);
-                    }
-                    self.after_removal(group, now);
-                }
-                State::Empty => {}
+            if group.state == State::Empty {
+                continue;
+            }
+            let expired = group.expired_members(now);
+            for mid in &expired {
+                tracing::info!(group = %id, member = %mid, state = group.state.name(), "session timed out; removing member");
+                group.remove_member(mid);
+            }
+            if !expired.is_empty() {
+                Self::after_removal(group, now);
+            } else if group.state == State::PreparingRebalance || group.pending_members.len() != pending_before {
+                group.maybe_complete_join(now);
             }
         }
     }
@@ -681,8 +909,15 @@ impl Coordinator {
         }
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        let consumer_members = match inner.consumer_groups.get(group_id) {
+            Some(g) if !g.is_empty() => Some(g.check_commit(member_id, generation)),
+            _ => None,
+        };
         let group = inner.groups.entry(group_id.to_owned()).or_insert_with(Group::new);
-        if generation < 0 && group.state == State::Empty {
+        if let Some(check) = consumer_members {
+            // KIP-848 group: the member and its epoch were checked above.
+            check?;
+        } else if generation < 0 && group.state == State::Empty {
             // Simple commit from outside any generation: allowed only while nobody is in the group.
         } else if group.state == State::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
@@ -740,14 +975,105 @@ impl Coordinator {
 
     pub fn list(&self) -> Vec<GroupInfo> {
         let inner = self.lock();
-        let mut out: Vec<GroupInfo> = inner.groups.iter().map(|(id, g)| g.info(id)).collect();
+        let mut out: Vec<GroupInfo> = inner
+            .groups
+            .iter()
+            .filter(|(id, _)| inner.consumer_groups.get(*id).is_none_or(|c| c.is_empty()))
+            .map(|(id, g)| g.info(id))
+            .collect();
+        out.extend(inner.consumer_groups.iter().filter(|(_, g)| !g.is_empty()).map(|(id, g)| GroupInfo {
+            group_id: id.clone(),
+            state: g.state(),
+            protocol_type: "consumer".to_owned(),
+            protocol: String::new(),
+            generation: g.epoch(),
+            members: Vec::new(),
+        }));
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
+    }
+
+    /// OffsetDelete: removes committed offsets of a group. Refused per partition while the
+    /// group has members subscribed to the topic (Kafka's GROUP_SUBSCRIBED_TO_TOPIC).
+    /// Returns the per-partition errors and the store offset to wait on.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        offsets: &[(String, i32)],
+    ) -> Result<(Vec<Option<GroupError>>, u64), GroupError> {
+        let mut inner = self.lock();
+        let Inner { groups, consumer_groups, .. } = &mut *inner;
+        let group = groups.get_mut(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let kip848 = consumer_groups.get(group_id);
+        let subscribed = |topic: &str| {
+            kip848.is_some_and(|g| g.subscribes_to(topic))
+                || (group.protocol_type == "consumer"
+                    && group.members.values().any(|m| subscription_has(&metadata_for(m, &group.protocol), topic)))
+        };
+        let errors: Vec<Option<GroupError>> =
+            offsets.iter().map(|(t, _)| subscribed(t).then_some(GroupError::GroupSubscribedToTopic)).collect();
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = offsets
+            .iter()
+            .zip(&errors)
+            .filter(|((t, p), e)| e.is_none() && group.offsets.contains_key(&(t.clone(), *p)))
+            .map(|((t, p), _)| (store::offset_key(group_id, t, *p), None))
+            .collect();
+        let end = self.append(&records).map_err(|_| GroupError::Storage)?;
+        if let Some(group) = inner.groups.get_mut(group_id) {
+            for ((t, p), e) in offsets.iter().zip(&errors) {
+                if e.is_none() {
+                    group.offsets.remove(&(t.clone(), *p));
+                }
+            }
+        }
+        Ok((errors, end))
+    }
+
+    /// KIP-848 ConsumerGroupHeartbeat: joins, heartbeats, reconciles, leaves.
+    pub fn consumer_heartbeat(
+        &self,
+        req: consumer::HeartbeatRequest,
+        topics: consumer::TopicLookup<'_>,
+    ) -> Result<consumer::HeartbeatResponse, GroupError> {
+        if req.group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        if inner.groups.get(&req.group_id).is_some_and(|g| !g.members.is_empty()) {
+            // A classic group with members is not a consumer group (no online migration).
+            return Err(GroupError::GroupIdNotFound);
+        }
+        if !inner.consumer_groups.contains_key(&req.group_id) {
+            if req.member_epoch != 0 {
+                return Err(GroupError::UnknownMemberId);
+            }
+            // Epochs continue from the classic generation so they never go back.
+            let start = inner.groups.get(&req.group_id).map_or(0, |g| g.generation.max(0));
+            inner.consumer_groups.insert(req.group_id.clone(), consumer::ConsumerGroup::new(start));
+        }
+        let group = inner.consumer_groups.get_mut(&req.group_id).expect("inserted above");
+        if req.member_epoch == 0 && !group.has_member(&req.member_id) && group.members_len() >= self.config.members_max
+        {
+            return Err(GroupError::GroupMaxSizeReached);
+        }
+        let (session, interval) =
+            (i64::from(self.config.consumer_session_timeout_ms), self.config.consumer_heartbeat_interval_ms);
+        let client_id = req.client_id.clone();
+        group.heartbeat(req, now, session, interval, topics, || member_id_for(&client_id))
+    }
+
+    pub fn consumer_describe(&self, group_id: &str) -> Option<consumer::ConsumerGroupInfo> {
+        self.lock().consumer_groups.get(group_id).map(|g| g.info(group_id))
     }
 
     /// Deletes an empty group and its committed offsets.
     pub fn delete(&self, group_id: &str) -> Result<(), GroupError> {
         let mut inner = self.lock();
+        if inner.consumer_groups.get(group_id).is_some_and(|g| !g.is_empty()) {
+            return Err(GroupError::NonEmptyGroup);
+        }
+        inner.consumer_groups.remove(group_id);
         let group = inner.groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
         if !group.members.is_empty() {
             return Err(GroupError::NonEmptyGroup);

@@ -4,6 +4,10 @@
 use super::str_bytes;
 use crate::errors;
 use crate::server::Shared;
+use kafka_protocol::messages::alter_configs_request::AlterConfigsRequest;
+use kafka_protocol::messages::alter_configs_response::{
+    AlterConfigsResourceResponse as LegacyAlterResponse, AlterConfigsResponse,
+};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
 use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
 use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
@@ -18,20 +22,33 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
 };
+use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResponse, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::describe_producers_request::DescribeProducersRequest;
+use kafka_protocol::messages::describe_producers_response::{
+    DescribeProducersResponse, PartitionResponse, ProducerState, TopicResponse,
+};
 use kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
 use kafka_protocol::messages::incremental_alter_configs_response::{
     AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
 };
-use kafka_protocol::messages::{BrokerId, TopicName};
-use weir_broker::{describe_config, BrokerError, NewTopic, Topic, TOPIC_CONFIG_KEYS};
+use kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
+use weir_broker::{
+    config_kind, describe_config, BrokerError, ConfigKind, NewTopic, Topic, TopicConfig, TOPIC_CONFIG_KEYS,
+};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -163,10 +180,19 @@ pub(crate) fn create_partitions(shared: &Shared, req: CreatePartitionsRequest) -
 }
 
 fn config_type(key: &str) -> i8 {
-    match key {
-        "cleanup.policy" => TYPE_LIST,
-        "compression.type" => TYPE_STRING,
-        _ => TYPE_LONG,
+    match config_kind(key) {
+        Some(ConfigKind::Boolean) => TYPE_BOOLEAN,
+        Some(ConfigKind::String) => TYPE_STRING,
+        Some(ConfigKind::Int) => TYPE_INT,
+        Some(ConfigKind::Double) => TYPE_DOUBLE,
+        Some(ConfigKind::List) => TYPE_LIST,
+        // Broker-level keys shown by DescribeConfigs(BROKER).
+        Some(ConfigKind::Long) | None => match key {
+            "auto.create.topics.enable" => TYPE_BOOLEAN,
+            "num.partitions" => TYPE_INT,
+            "log.cleanup.policy" => TYPE_LIST,
+            _ => TYPE_LONG,
+        },
     }
 }
 
@@ -183,7 +209,7 @@ fn broker_configs(shared: &Shared) -> Vec<(&'static str, String, i8)> {
         ("log.cleanup.policy", "cleanup.policy"),
         ("message.max.bytes", "max.message.bytes"),
     ] {
-        if let Some(v) = describe_config(&c.log, topic_key) {
+        if let Some(v) = describe_config(&TopicConfig::defaults(&c.log), topic_key) {
             out.push((broker_key, v, SOURCE_STATIC_BROKER));
         }
     }
@@ -282,4 +308,118 @@ pub(crate) fn describe_cluster(shared: &Shared, _req: DescribeClusterRequest) ->
             .with_host(str_bytes(&shared.advertised_host))
             .with_port(shared.advertised_port)])
         .with_cluster_authorized_operations(i32::MIN)
+}
+
+/// AlterConfigs (the legacy, non-incremental form older admin tools use): the given configs
+/// replace the topic's whole override set; configs not named go back to their defaults.
+pub(crate) fn alter_configs(shared: &Shared, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let r = LegacyAlterResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            if res.resource_type != RESOURCE_TOPIC {
+                return r
+                    .with_error_code(errors::INVALID_REQUEST)
+                    .with_error_message(Some(str_bytes("only topic configs can be altered")));
+            }
+            let Some(topic) = shared.broker.topic(&res.resource_name) else {
+                return r.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION);
+            };
+            let given: Vec<(String, Option<String>)> = res
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), Some(c.value.as_ref().map(|v| v.to_string()).unwrap_or_default())))
+                .collect();
+            let mut changes: Vec<(String, Option<String>)> = topic
+                .overrides()
+                .0
+                .into_keys()
+                .filter(|k| !given.iter().any(|(g, _)| g == k))
+                .map(|k| (k, None))
+                .collect();
+            changes.extend(given);
+            match shared.broker.alter_topic_config(&res.resource_name, &changes, req.validate_only) {
+                Ok(()) => r,
+                Err(e) => r.with_error_code(errors::error_code(&e)).with_error_message(message(&e)),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// DescribeLogDirs: one log directory (the data directory) with every partition's size.
+/// Total and usable bytes (v4) are -1: unknown (no statvfs without unsafe code).
+pub(crate) fn describe_log_dirs(shared: &Shared, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    let broker = &shared.broker;
+    let wanted: Option<Vec<(String, Vec<i32>)>> =
+        req.topics.map(|ts| ts.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect());
+    let topics: Vec<DescribeLogDirsTopic> = broker
+        .topics()
+        .iter()
+        .filter_map(|t| {
+            let only = match &wanted {
+                None => None,
+                Some(w) => Some(w.iter().find(|(n, _)| *n == t.name)?.1.clone()),
+            };
+            let partitions: Vec<_> = t
+                .partitions()
+                .iter()
+                .filter(|p| only.as_ref().is_none_or(|o| o.contains(&p.index)))
+                .map(|p| {
+                    DescribeLogDirsPartition::default()
+                        .with_partition_index(p.index)
+                        .with_partition_size(p.log.stats().size_bytes as i64)
+                        .with_offset_lag(0)
+                })
+                .collect();
+            (!partitions.is_empty()).then(|| {
+                DescribeLogDirsTopic::default().with_name(TopicName(str_bytes(&t.name))).with_partitions(partitions)
+            })
+        })
+        .collect();
+    let dir = broker.config().data_dir.join("topics");
+    DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
+        .with_log_dir(str_bytes(&dir.to_string_lossy()))
+        .with_topics(topics)
+        .with_total_bytes(-1)
+        .with_usable_bytes(-1)])
+}
+
+/// DescribeProducers (KIP-664): the idempotent producers with state on each partition.
+pub(crate) fn describe_producers(shared: &Shared, req: DescribeProducersRequest) -> DescribeProducersResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|&i| {
+                    let r = PartitionResponse::default().with_partition_index(i);
+                    match shared.broker.partition(&t.name.0, i) {
+                        Ok(p) => r.with_active_producers(
+                            p.active_producers()
+                                .into_iter()
+                                .map(|a| {
+                                    ProducerState::default()
+                                        .with_producer_id(ProducerId(a.producer_id))
+                                        .with_producer_epoch(i32::from(a.epoch))
+                                        .with_last_sequence(a.last_sequence)
+                                        .with_last_timestamp(a.last_timestamp)
+                                        .with_coordinator_epoch(-1)
+                                        .with_current_txn_start_offset(-1)
+                                })
+                                .collect(),
+                        ),
+                        Err(e) => r.with_error_code(errors::error_code(&e)).with_error_message(message(&e)),
+                    }
+                })
+                .collect();
+            TopicResponse::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
 }

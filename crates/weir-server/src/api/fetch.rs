@@ -57,7 +57,13 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
     let aborted = (req.isolation_level == READ_COMMITTED).then(Vec::new);
     let mut responses = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
-        let topic = shared.broker.topic(&t.topic.0);
+        // v13+ (KIP-516) names topics by id only: an id from before a delete and re-create
+        // under the same name finds nothing and gets UNKNOWN_TOPIC_ID.
+        let (topic, missing) = if version >= 13 {
+            (shared.broker.topic_by_id(t.topic_id.as_bytes()), errors::UNKNOWN_TOPIC_ID)
+        } else {
+            (shared.broker.topic(&t.topic.0), errors::UNKNOWN_TOPIC_OR_PARTITION)
+        };
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let mut pd = PartitionData::default()
@@ -68,7 +74,8 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                 .with_aborted_transactions(aborted.clone());
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
                 error = true;
-                partitions.push(pd.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION));
+                let code = if topic.is_some() { errors::UNKNOWN_TOPIC_OR_PARTITION } else { missing };
+                partitions.push(pd.with_error_code(code));
                 continue;
             };
             let log = &partition.log;
@@ -110,7 +117,7 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                 }
                 Err(e) => {
                     error = true;
-                    tracing::error!(topic = %t.topic.0, partition = p.partition, offset = p.fetch_offset, error = %e, "fetch failed");
+                    tracing::error!(topic = ?topic.as_ref().map(|t| &t.name), partition = p.partition, offset = p.fetch_offset, error = %e, "fetch failed");
                     pd = pd.with_error_code(errors::KAFKA_STORAGE_ERROR);
                 }
             }

@@ -6,6 +6,10 @@ use crate::dispatch::{CloseReason, RequestContext};
 use crate::errors;
 use crate::server::Shared;
 use bytes::Bytes;
+use kafka_protocol::messages::consumer_group_describe_request::ConsumerGroupDescribeRequest;
+use kafka_protocol::messages::consumer_group_describe_response::{self as cgd, ConsumerGroupDescribeResponse};
+use kafka_protocol::messages::consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
+use kafka_protocol::messages::consumer_group_heartbeat_response::{self as cgh, ConsumerGroupHeartbeatResponse};
 use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use kafka_protocol::messages::delete_groups_response::{DeletableGroupResult, DeleteGroupsResponse};
 use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
@@ -25,6 +29,10 @@ use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedG
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequest;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -50,6 +58,13 @@ pub(crate) fn group_error_code(e: GroupError) -> i16 {
         GroupError::NonEmptyGroup => 68,
         GroupError::InvalidGroupId => 24,
         GroupError::UnknownTopicOrPartition => errors::UNKNOWN_TOPIC_OR_PARTITION,
+        GroupError::FencedInstanceId => 82,
+        GroupError::GroupSubscribedToTopic => errors::GROUP_SUBSCRIBED_TO_TOPIC,
+        GroupError::FencedMemberEpoch => 110,
+        GroupError::UnsupportedAssignor => 112,
+        GroupError::StaleMemberEpoch => 113,
+        GroupError::GroupMaxSizeReached => 81,
+        GroupError::InvalidRequest(_) => errors::INVALID_REQUEST,
         // Retriable for clients: they look the coordinator up again and retry.
         _ => errors::COORDINATOR_NOT_AVAILABLE,
     }
@@ -60,13 +75,24 @@ fn code(r: Result<(), GroupError>) -> i16 {
 }
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
+/// FindCoordinator: this node coordinates every group. Transaction coordinators do not
+/// exist (yet): key type TRANSACTION gets a non-retriable error whose message says so,
+/// so `init_transactions` fails at once instead of retrying until its timeout.
 pub(crate) fn find_coordinator(shared: &Shared, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let node = BrokerId(shared.broker.node_id());
     let host = str_bytes(&shared.advertised_host);
-    let supported = req.key_type == KEY_TYPE_GROUP;
-    let error = if supported { errors::NONE } else { errors::COORDINATOR_NOT_AVAILABLE };
-    let message = (!supported).then(|| str_bytes("only group coordinators exist: transactions are not supported"));
+    let (error, message) = match req.key_type {
+        KEY_TYPE_GROUP => (errors::NONE, None),
+        KEY_TYPE_TRANSACTION => (errors::TRANSACTIONS_UNSUPPORTED, Some(errors::TRANSACTIONS_UNSUPPORTED_MESSAGE)),
+        _ => (errors::INVALID_REQUEST, Some("unknown coordinator key type: only GROUP (0) is supported")),
+    };
+    if error != errors::NONE {
+        tracing::debug!(key_type = req.key_type, code = error, "FindCoordinator for an unsupported key type");
+    }
+    let supported = error == errors::NONE;
+    let message = message.map(str_bytes);
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
@@ -180,7 +206,8 @@ pub(crate) async fn sync_group(
 }
 
 pub(crate) fn heartbeat(shared: &Shared, req: HeartbeatRequest) -> HeartbeatResponse {
-    let r = shared.broker.groups().heartbeat(&req.group_id.0, req.generation_id, &req.member_id);
+    let instance = req.group_instance_id.as_ref().map(|i| i.as_str());
+    let r = shared.broker.groups().heartbeat(&req.group_id.0, req.generation_id, &req.member_id, instance);
     HeartbeatResponse::default().with_error_code(code(r))
 }
 
@@ -413,4 +440,172 @@ pub(crate) fn delete_groups(shared: &Shared, req: DeleteGroupsRequest) -> Delete
         })
         .collect();
     DeleteGroupsResponse::default().with_results(results)
+}
+
+/// OffsetDelete (KIP-496): removes a group's committed offsets for partitions its members
+/// do not subscribe to.
+pub(crate) fn offset_delete(shared: &Shared, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let wanted: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
+        .collect();
+    let groups = shared.broker.groups();
+    let codes: Vec<i16> = match groups.delete_offsets(&req.group_id.0, &wanted) {
+        Ok((per_partition, end)) => {
+            let durable = groups.wait_durable(end);
+            per_partition
+                .into_iter()
+                .map(|e| match (e, &durable) {
+                    (Some(e), _) => group_error_code(e),
+                    (None, Err(_)) => errors::COORDINATOR_NOT_AVAILABLE,
+                    (None, Ok(())) => errors::NONE,
+                })
+                .collect()
+        }
+        Err(e) => return OffsetDeleteResponse::default().with_error_code(group_error_code(e)),
+    };
+    let mut codes = codes.into_iter();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(codes.next().unwrap_or(errors::NONE))
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
+}
+
+/// KIP-848 ConsumerGroupHeartbeat: the broker assigns (uniform or range) and members
+/// reconcile incrementally; see weir_broker::group::consumer.
+pub(crate) fn consumer_group_heartbeat(
+    shared: &Shared,
+    ctx: &RequestContext,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    use weir_broker::group::consumer::HeartbeatRequest;
+    let fail = |e: GroupError| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(group_error_code(e))
+            .with_error_message(Some(str_bytes(&e.to_string())))
+    };
+    if req.subscribed_topic_regex.as_ref().is_some_and(|r| !r.is_empty()) {
+        return fail(GroupError::InvalidRequest("subscription by regular expression is not supported"));
+    }
+    let broker = &shared.broker;
+    let owned = req.topic_partitions.map(|tps| {
+        tps.into_iter()
+            .flat_map(|t| {
+                let id = *t.topic_id.as_bytes();
+                t.partitions.into_iter().map(move |p| (id, p))
+            })
+            .collect()
+    });
+    let hb = HeartbeatRequest {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.map(|s| s.to_string()),
+        rack_id: req.rack_id.map(|s| s.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topics: req.subscribed_topic_names.map(|ts| ts.into_iter().map(|t| t.0.to_string()).collect()),
+        server_assignor: req.server_assignor.map(|s| s.to_string()),
+        owned,
+        client_id: ctx.client_id.clone(),
+        client_host: format!("/{}", ctx.peer.ip()),
+    };
+    let lookup = |name: &str| broker.topic(name).map(|t| (t.id, t.partition_count()));
+    match broker.groups().consumer_heartbeat(hb, &lookup) {
+        Ok(r) => {
+            let assignment = r.assignment.map(|parts| {
+                let mut by_topic: Vec<cgh::TopicPartitions> = Vec::new();
+                for (id, p) in parts {
+                    let id = uuid::Uuid::from_bytes(id);
+                    match by_topic.last_mut() {
+                        Some(t) if t.topic_id == id => t.partitions.push(p),
+                        _ => by_topic.push(cgh::TopicPartitions::default().with_topic_id(id).with_partitions(vec![p])),
+                    }
+                }
+                cgh::Assignment::default().with_topic_partitions(by_topic)
+            });
+            ConsumerGroupHeartbeatResponse::default()
+                .with_member_id(Some(str_bytes(&r.member_id)))
+                .with_member_epoch(r.member_epoch)
+                .with_heartbeat_interval_ms(r.heartbeat_interval_ms)
+                .with_assignment(assignment)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// KIP-848 ConsumerGroupDescribe.
+pub(crate) fn consumer_group_describe(
+    shared: &Shared,
+    req: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    let broker = &shared.broker;
+    let name_of = |id: [u8; 16]| broker.topic_by_id(&id).map(|t| t.name.clone()).unwrap_or_default();
+    let assignment = |parts: &[([u8; 16], i32)]| {
+        let mut by_topic: Vec<cgd::TopicPartitions> = Vec::new();
+        for &(id, p) in parts {
+            let uuid = uuid::Uuid::from_bytes(id);
+            match by_topic.last_mut() {
+                Some(t) if t.topic_id == uuid => t.partitions.push(p),
+                _ => by_topic.push(
+                    cgd::TopicPartitions::default()
+                        .with_topic_id(uuid)
+                        .with_topic_name(TopicName(str_bytes(&name_of(id))))
+                        .with_partitions(vec![p]),
+                ),
+            }
+        }
+        cgd::Assignment::default().with_topic_partitions(by_topic)
+    };
+    let groups = req
+        .group_ids
+        .into_iter()
+        .map(|id| match broker.groups().consumer_describe(&id.0) {
+            None => cgd::DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(str_bytes("Dead"))
+                .with_error_code(group_error_code(GroupError::GroupIdNotFound))
+                .with_authorized_operations(i32::MIN),
+            Some(g) => cgd::DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(str_bytes(g.state))
+                .with_group_epoch(g.epoch)
+                .with_assignment_epoch(g.assignment_epoch)
+                .with_assignor_name(str_bytes(g.assignor))
+                .with_authorized_operations(i32::MIN)
+                .with_members(
+                    g.members
+                        .iter()
+                        .map(|m| {
+                            cgd::Member::default()
+                                .with_member_id(str_bytes(&m.member_id))
+                                .with_instance_id(m.instance_id.as_deref().map(str_bytes))
+                                .with_rack_id(m.rack_id.as_deref().map(str_bytes))
+                                .with_member_epoch(m.member_epoch)
+                                .with_client_id(str_bytes(&m.client_id))
+                                .with_client_host(str_bytes(&m.client_host))
+                                .with_subscribed_topic_names(
+                                    m.subscribed_topics.iter().map(|t| TopicName(str_bytes(t))).collect(),
+                                )
+                                .with_assignment(assignment(&m.assignment))
+                                .with_target_assignment(assignment(&m.target))
+                        })
+                        .collect(),
+                ),
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }

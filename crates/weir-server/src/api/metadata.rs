@@ -3,6 +3,11 @@
 use super::str_bytes;
 use crate::errors;
 use crate::server::Shared;
+use kafka_protocol::messages::describe_topic_partitions_request::DescribeTopicPartitionsRequest;
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    Cursor, DescribeTopicPartitionsResponse, DescribeTopicPartitionsResponsePartition,
+    DescribeTopicPartitionsResponseTopic,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -110,4 +115,80 @@ pub(crate) fn handle(shared: &Shared, req: MetadataRequest, version: i16) -> Met
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         })
+}
+
+/// Partitions returned at most per DescribeTopicPartitions response (Kafka's
+/// max.request.partition.size.limit default).
+const DESCRIBE_PARTITIONS_MAX: i32 = 2000;
+
+/// DescribeTopicPartitions (KIP-966): Metadata's topic part, paginated by a cursor.
+pub(crate) fn describe_topic_partitions(
+    shared: &Shared,
+    req: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    let broker = &shared.broker;
+    let node = BrokerId(broker.node_id());
+    let mut limit = if req.response_partition_limit > 0 {
+        req.response_partition_limit.min(DESCRIBE_PARTITIONS_MAX)
+    } else {
+        DESCRIBE_PARTITIONS_MAX
+    };
+    // Asked-for topics in name order (as Kafka answers), or every topic.
+    let mut names: Vec<String> = if req.topics.is_empty() {
+        broker.topics().iter().map(|t| t.name.clone()).collect()
+    } else {
+        req.topics.iter().map(|t| t.name.0.to_string()).collect()
+    };
+    names.sort();
+    names.dedup();
+    let (start_topic, start_partition) =
+        req.cursor.as_ref().map_or((String::new(), 0), |c| (c.topic_name.0.to_string(), c.partition_index.max(0)));
+    let mut topics = Vec::new();
+    let mut next_cursor = None;
+    for name in names.into_iter().filter(|n| *n >= start_topic) {
+        let Some(topic) = broker.topic(&name) else {
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(TopicName(str_bytes(&name))))
+                    .with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+            );
+            continue;
+        };
+        let first = if name == start_topic { start_partition } else { 0 };
+        let count = topic.partition_count();
+        if limit == 0 {
+            next_cursor =
+                Some(Cursor::default().with_topic_name(TopicName(str_bytes(&name))).with_partition_index(first));
+            break;
+        }
+        let end = count.min(first.saturating_add(limit));
+        let partitions: Vec<_> = (first..end)
+            .map(|i| {
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_leader_id(node)
+                    .with_leader_epoch(0)
+                    .with_replica_nodes(vec![node])
+                    .with_isr_nodes(vec![node])
+                    .with_eligible_leader_replicas(Some(vec![]))
+                    .with_last_known_elr(Some(vec![]))
+            })
+            .collect();
+        limit -= end - first;
+        topics.push(
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(TopicName(str_bytes(&topic.name))))
+                .with_topic_id(uuid::Uuid::from_bytes(topic.id))
+                .with_is_internal(weir_broker::Broker::is_internal(&topic.name))
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(TOPIC_OPERATIONS_ALL),
+        );
+        if end < count {
+            next_cursor =
+                Some(Cursor::default().with_topic_name(TopicName(str_bytes(&name))).with_partition_index(end));
+            break;
+        }
+    }
+    DescribeTopicPartitionsResponse::default().with_topics(topics).with_next_cursor(next_cursor)
 }

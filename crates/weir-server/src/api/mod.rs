@@ -62,6 +62,23 @@ pub(crate) async fn handle(
         R::IncrementalAlterConfigs(r) => {
             blocking(shared, move |s| Some(S::IncrementalAlterConfigs(admin::incremental_alter_configs(s, r)))).await
         }
+        R::AlterConfigs(r) => blocking(shared, move |s| Some(S::AlterConfigs(admin::alter_configs(s, r)))).await,
+        R::DescribeLogDirs(r) => {
+            blocking(shared, move |s| Some(S::DescribeLogDirs(admin::describe_log_dirs(s, r)))).await
+        }
+        R::DescribeProducers(r) => {
+            blocking(shared, move |s| Some(S::DescribeProducers(admin::describe_producers(s, r)))).await
+        }
+        R::DescribeTopicPartitions(r) => {
+            Ok(Some(S::DescribeTopicPartitions(metadata::describe_topic_partitions(shared, r))))
+        }
+        R::ConsumerGroupHeartbeat(r) => {
+            let ctx = ctx.clone();
+            blocking(shared, move |s| Some(S::ConsumerGroupHeartbeat(group::consumer_group_heartbeat(s, &ctx, r))))
+                .await
+        }
+        R::ConsumerGroupDescribe(r) => Ok(Some(S::ConsumerGroupDescribe(group::consumer_group_describe(shared, r)))),
+        R::OffsetDelete(r) => blocking(shared, move |s| Some(S::OffsetDelete(group::offset_delete(s, r)))).await,
         R::DescribeCluster(r) => Ok(Some(S::DescribeCluster(admin::describe_cluster(shared, r)))),
         R::FindCoordinator(r) => Ok(Some(S::FindCoordinator(group::find_coordinator(shared, r, version)))),
         R::JoinGroup(r) => group::join_group(shared, ctx, r, version).await.map(|r| Some(S::JoinGroup(r))),

@@ -16,12 +16,17 @@ use weir_log::Log;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405 (v8+): the first offset on local disk, which is the log start without tiering.
+const EARLIEST_LOCAL: i64 = -4;
+/// KIP-1005 (v9+): the last offset copied to tiered storage; none without tiering.
+const LATEST_TIERED: i64 = -5;
 
 /// (offset, timestamp) for a ListOffsets query; (-1, -1) when no record matches.
 fn lookup(log: &Log, timestamp: i64) -> Result<(i64, i64), BrokerError> {
     Ok(match timestamp {
         LATEST => (log.log_end_offset() as i64, -1),
-        EARLIEST => (log.log_start_offset() as i64, -1),
+        EARLIEST | EARLIEST_LOCAL => (log.log_start_offset() as i64, -1),
+        LATEST_TIERED => (-1, -1),
         MAX_TIMESTAMP => {
             let max = log.stats().max_timestamp;
             match (max > i64::MIN).then(|| log.offset_for_timestamp(max)).transpose()?.flatten() {

@@ -17,7 +17,12 @@ pub(crate) fn handle(shared: &Shared, req: ProduceRequest, version: i16) -> Opti
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended_any = false;
     for topic_data in req.topic_data {
-        let topic = shared.broker.topic(&topic_data.name.0);
+        // v13+ names topics by id (KIP-516).
+        let topic = if version >= 13 {
+            shared.broker.topic_by_id(topic_data.topic_id.as_bytes())
+        } else {
+            shared.broker.topic(&topic_data.name.0)
+        };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for p in topic_data.partition_data {
             let r = if !matches!(acks, -1..=1) {
@@ -25,18 +30,28 @@ pub(crate) fn handle(shared: &Shared, req: ProduceRequest, version: i16) -> Opti
             } else if req.transactional_id.is_some() {
                 error_response(
                     p.index,
-                    errors::TRANSACTIONAL_ID_NOT_SUPPORTED,
-                    "transactions are not supported".into(),
+                    errors::TRANSACTIONS_UNSUPPORTED,
+                    errors::TRANSACTIONS_UNSUPPORTED_MESSAGE.into(),
                     version,
                 )
             } else {
-                let r = produce_partition(topic.as_deref(), &topic_data.name.0, &p, acks, version);
+                let r = if topic.is_none() && version >= 13 {
+                    error_response(p.index, errors::UNKNOWN_TOPIC_ID, "unknown topic id".into(), version)
+                } else {
+                    let name = topic.as_ref().map_or(topic_data.name.0.as_str(), |t| t.name.as_str());
+                    produce_partition(topic.as_deref(), name, &p, acks, version)
+                };
                 appended_any |= r.error_code == errors::NONE;
                 r
             };
             partitions.push(r);
         }
-        responses.push(TopicProduceResponse::default().with_name(topic_data.name).with_partition_responses(partitions));
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_topic_id(topic_data.topic_id)
+                .with_partition_responses(partitions),
+        );
     }
     if appended_any {
         shared.notify_appended();
@@ -77,6 +92,10 @@ fn produce_partition(
     let Some(records) = p.records.as_ref() else {
         return fail(BrokerError::InvalidRequest("no records"));
     };
+    let required = partition.policy().min_insync_replicas;
+    if acks == -1 && required > 1 {
+        return fail(BrokerError::NotEnoughReplicas { required });
+    }
     let max = partition.log.config().max_batch_bytes;
     // Produce v3+ carries exactly one v2 batch per partition.
     let batch = match ValidatedBatch::new(records, max) {
@@ -104,7 +123,7 @@ fn produce_partition(
 pub(crate) fn init_producer_id(shared: &Shared, req: InitProducerIdRequest) -> InitProducerIdResponse {
     if req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
         return InitProducerIdResponse::default()
-            .with_error_code(errors::TRANSACTIONAL_ID_NOT_SUPPORTED)
+            .with_error_code(errors::TRANSACTIONS_UNSUPPORTED)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }

@@ -406,7 +406,11 @@ impl Decodable for PartitionSnapshot {
                     if version >= 1 {
                         replica_directory_id = types::Uuid.decode(buf)?;
                     } else {
-                        bail!("Tag {} is not valid for version {}", tag, version);
+                        // Weir patch: a tag this version does not define is skipped, as the protocol
+                            // requires of unknown tagged fields (upstream fails the whole decode).
+                            // Dropped rather than kept: the encoder never writes unknown tags that
+                            // share a number with a known field, so keeping it would corrupt re-encoding.
+                            buf.try_get_bytes(size as usize)?;
                     }
                 }
                 _ => {

@@ -889,7 +889,11 @@ impl Decodable for PartitionProduceResponse {
                         if version >= 10 {
                             current_leader = types::Struct { version }.decode(buf)?;
                         } else {
-                            bail!("Tag {} is not valid for version {}", tag, version);
+                            // Weir patch: a tag this version does not define is skipped, as the protocol
+                            // requires of unknown tagged fields (upstream fails the whole decode).
+                            // Dropped rather than kept: the encoder never writes unknown tags that
+                            // share a number with a known field, so keeping it would corrupt re-encoding.
+                            buf.try_get_bytes(size as usize)?;
                         }
                     }
                     _ => {
@@ -1112,7 +1116,11 @@ impl Decodable for ProduceResponse {
                             node_endpoints =
                                 types::CompactArray(types::Struct { version }).decode(buf)?;
                         } else {
-                            bail!("Tag {} is not valid for version {}", tag, version);
+                            // Weir patch: a tag this version does not define is skipped, as the protocol
+                            // requires of unknown tagged fields (upstream fails the whole decode).
+                            // Dropped rather than kept: the encoder never writes unknown tags that
+                            // share a number with a known field, so keeping it would corrupt re-encoding.
+                            buf.try_get_bytes(size as usize)?;
                         }
                     }
                     _ => {

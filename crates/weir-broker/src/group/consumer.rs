@@ -1,0 +1,473 @@
+//! KIP-848 consumer groups (`ConsumerGroupHeartbeat`): the broker computes the assignment
+//! and members reconcile towards it incrementally, without a stop-the-world rebalance.
+//!
+//! Every membership or subscription change (or a change of the subscribed topics' partition
+//! counts) bumps the group epoch and recomputes the target assignment with the chosen
+//! assignor. Each heartbeat moves its member towards its target: partitions leaving the
+//! member are dropped from its assignment at once (the member revokes them and reports
+//! so), partitions coming to it are handed over only once no other member still holds or
+//! owns them. A member reaches the group's epoch once it has nothing left to revoke.
+//! The timers and errors are in docs/groups.md.
+
+use super::GroupError;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A partition by topic id and index.
+pub type TopicPartition = ([u8; 16], i32);
+
+/// The server-side assignors (KIP-848's `uniform` and `range`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignor {
+    Uniform,
+    Range,
+}
+
+impl Assignor {
+    pub fn parse(name: Option<&str>) -> Option<Assignor> {
+        match name {
+            None | Some("uniform") => Some(Assignor::Uniform),
+            Some("range") => Some(Assignor::Range),
+            Some(_) => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Assignor::Uniform => "uniform",
+            Assignor::Range => "range",
+        }
+    }
+}
+
+/// One ConsumerGroupHeartbeat in domain terms.
+#[derive(Debug, Clone)]
+pub struct HeartbeatRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    /// None: unchanged since the last heartbeat.
+    pub subscribed_topics: Option<Vec<String>>,
+    pub server_assignor: Option<String>,
+    /// None: unchanged since the last heartbeat.
+    pub owned: Option<Vec<TopicPartition>>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatResponse {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// Sent when it changed (or the member's report disagrees with it).
+    pub assignment: Option<Vec<TopicPartition>>,
+}
+
+/// A member as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone)]
+pub struct ConsumerMemberInfo {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topics: Vec<String>,
+    pub assignment: Vec<TopicPartition>,
+    pub target: Vec<TopicPartition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupInfo {
+    pub group_id: String,
+    pub state: &'static str,
+    pub epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: &'static str,
+    pub members: Vec<ConsumerMemberInfo>,
+}
+
+#[derive(Debug)]
+struct Member {
+    epoch: i32,
+    instance_id: Option<String>,
+    rack_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    rebalance_timeout_ms: i32,
+    subscribed: Vec<String>,
+    /// What this member was told it owns.
+    assigned: BTreeSet<TopicPartition>,
+    /// What it last reported owning (it may still be revoking partitions).
+    owned: BTreeSet<TopicPartition>,
+    session_deadline_ms: i64,
+    /// Set while the member holds partitions its target no longer has; it must report
+    /// their revocation before this or it is removed.
+    revoke_deadline_ms: Option<i64>,
+}
+
+/// One KIP-848 group: its members, epoch and target assignment.
+#[derive(Debug)]
+pub(crate) struct ConsumerGroup {
+    epoch: i32,
+    assignment_epoch: i32,
+    assignor: Assignor,
+    members: BTreeMap<String, Member>,
+    target: BTreeMap<String, BTreeSet<TopicPartition>>,
+    /// The subscribed topics' (id, partition count) when the target was computed.
+    topology: Vec<(String, [u8; 16], i32)>,
+}
+
+/// Looks a topic up by name: its id and partition count.
+pub type TopicLookup<'a> = &'a dyn Fn(&str) -> Option<([u8; 16], i32)>;
+
+impl ConsumerGroup {
+    pub(crate) fn new(epoch: i32) -> Self {
+        ConsumerGroup {
+            epoch,
+            assignment_epoch: epoch,
+            assignor: Assignor::Uniform,
+            members: BTreeMap::new(),
+            target: BTreeMap::new(),
+            topology: Vec::new(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub(crate) fn epoch(&self) -> i32 {
+        self.epoch
+    }
+
+    pub(crate) fn has_member(&self, id: &str) -> bool {
+        self.members.contains_key(id)
+    }
+
+    pub(crate) fn members_len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Offset commits from a member carry its epoch: a newer one than the member has is
+    /// invalid, an older one is still accepted (its partitions may be mid-revocation).
+    pub(crate) fn check_commit(&self, member_id: &str, epoch: i32) -> Result<(), GroupError> {
+        let m = self.members.get(member_id).ok_or(GroupError::UnknownMemberId)?;
+        if epoch > m.epoch {
+            return Err(GroupError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn state(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else if self.assignment_epoch != self.epoch {
+            "Assigning"
+        } else if self.members.values().any(|m| m.epoch != self.epoch) {
+            "Reconciling"
+        } else {
+            "Stable"
+        }
+    }
+
+    pub(crate) fn subscribes_to(&self, topic: &str) -> bool {
+        self.members.values().any(|m| m.subscribed.iter().any(|t| t == topic))
+    }
+
+    pub(crate) fn heartbeat(
+        &mut self,
+        req: HeartbeatRequest,
+        now: i64,
+        session_timeout_ms: i64,
+        heartbeat_interval_ms: i32,
+        topics: TopicLookup<'_>,
+        new_member_id: impl FnOnce() -> String,
+    ) -> Result<HeartbeatResponse, GroupError> {
+        let mut changed = false;
+        let mut member_id = req.member_id.clone();
+        match req.member_epoch {
+            -2 if self.members.get(&member_id).is_some_and(|m| m.instance_id.is_some()) => {
+                // A static member leaving for a while (KIP-848): it keeps its place and
+                // partitions until its session runs out; back in time, it gets them again.
+                return Ok(HeartbeatResponse {
+                    member_id,
+                    member_epoch: req.member_epoch,
+                    heartbeat_interval_ms,
+                    assignment: None,
+                });
+            }
+            -1 | -2 => {
+                if self.members.remove(&member_id).is_some() {
+                    tracing::info!(group = %req.group_id, member = %member_id, "consumer group member left");
+                    self.target.remove(&member_id);
+                    self.bump(topics);
+                }
+                return Ok(HeartbeatResponse {
+                    member_id,
+                    member_epoch: req.member_epoch,
+                    heartbeat_interval_ms,
+                    assignment: None,
+                });
+            }
+            0 => {
+                if member_id.is_empty() {
+                    member_id = new_member_id();
+                }
+                if let Some(inst) = &req.instance_id {
+                    // A static member coming back takes its old incarnation's place and
+                    // target under the new member id: no new epoch, nobody else moves.
+                    let old = self
+                        .members
+                        .iter()
+                        .find(|(id, m)| m.instance_id.as_ref() == Some(inst) && **id != member_id)
+                        .map(|(id, _)| id.clone());
+                    if let Some(old) = old {
+                        if let Some(m) = self.members.remove(&old) {
+                            self.members.insert(member_id.clone(), m);
+                        }
+                        if let Some(t) = self.target.remove(&old) {
+                            self.target.insert(member_id.clone(), t);
+                        }
+                        tracing::info!(group = %req.group_id, %old, new = %member_id, "static member rejoined");
+                    }
+                }
+                if req.subscribed_topics.is_none() && !self.members.contains_key(&member_id) {
+                    return Err(GroupError::InvalidRequest("a joining member must send its subscription"));
+                }
+                let m = self.members.entry(member_id.clone()).or_insert_with(|| {
+                    changed = true;
+                    Member {
+                        epoch: 0,
+                        instance_id: req.instance_id.clone(),
+                        rack_id: req.rack_id.clone(),
+                        client_id: req.client_id.clone(),
+                        client_host: req.client_host.clone(),
+                        rebalance_timeout_ms: req.rebalance_timeout_ms,
+                        subscribed: Vec::new(),
+                        assigned: BTreeSet::new(),
+                        owned: BTreeSet::new(),
+                        session_deadline_ms: 0,
+                        revoke_deadline_ms: None,
+                    }
+                });
+                // Rejoining at epoch 0 means the member holds nothing.
+                m.assigned.clear();
+                m.owned.clear();
+                m.epoch = 0;
+            }
+            epoch => {
+                let m = self.members.get(&member_id).ok_or(GroupError::UnknownMemberId)?;
+                if epoch != m.epoch {
+                    return Err(GroupError::FencedMemberEpoch);
+                }
+            }
+        }
+        if let Some(a) = req.server_assignor.as_deref() {
+            let assignor = Assignor::parse(Some(a)).ok_or(GroupError::UnsupportedAssignor)?;
+            if assignor != self.assignor {
+                self.assignor = assignor;
+                changed = true;
+            }
+        }
+        let m = self.members.get_mut(&member_id).expect("present: inserted or checked above");
+        m.session_deadline_ms = now + session_timeout_ms;
+        m.rebalance_timeout_ms = req.rebalance_timeout_ms;
+        if let Some(mut subs) = req.subscribed_topics {
+            subs.sort();
+            subs.dedup();
+            if subs != m.subscribed {
+                m.subscribed = subs;
+                changed = true;
+            }
+        }
+        let reported = req.owned.map(|o| o.into_iter().collect::<BTreeSet<_>>());
+        if let Some(o) = &reported {
+            m.owned = o.clone();
+        }
+        if changed || self.topology_changed(topics) {
+            self.bump(topics);
+        }
+        let before = self.members[&member_id].assigned.clone();
+        self.reconcile(&member_id, now);
+        let m = self.members.get_mut(&member_id).expect("present");
+        let send = m.assigned != before || req.member_epoch == 0 || reported.is_some_and(|o| o != m.assigned);
+        if send {
+            // What a member was given counts as owned until it reports otherwise: nothing
+            // it may still be consuming is handed to another member before it says so.
+            m.owned.extend(m.assigned.iter().copied());
+        }
+        let m = &self.members[&member_id];
+        Ok(HeartbeatResponse {
+            member_id,
+            member_epoch: m.epoch,
+            heartbeat_interval_ms,
+            assignment: send.then(|| m.assigned.iter().copied().collect()),
+        })
+    }
+
+    /// Moves a member towards its target: drops what it should no longer have, adds what
+    /// is free, and gives it the group epoch once it has nothing left to revoke.
+    fn reconcile(&mut self, member_id: &str, now: i64) {
+        let target = self.target.get(member_id).cloned().unwrap_or_default();
+        let held_by_others: BTreeSet<TopicPartition> = self
+            .members
+            .iter()
+            .filter(|(id, _)| *id != member_id)
+            .flat_map(|(_, m)| m.assigned.iter().chain(m.owned.iter()).copied())
+            .collect();
+        let epoch = self.epoch;
+        let m = self.members.get_mut(member_id).expect("caller checked");
+        m.assigned.retain(|p| target.contains(p));
+        let revoking = m.owned.iter().any(|p| !target.contains(p));
+        for p in &target {
+            if !held_by_others.contains(p) {
+                m.assigned.insert(*p);
+            }
+        }
+        m.revoke_deadline_ms = if revoking {
+            Some(m.revoke_deadline_ms.unwrap_or(now + i64::from(m.rebalance_timeout_ms.max(0))))
+        } else {
+            None
+        };
+        // Once nothing is left to revoke the member is at the group epoch; partitions
+        // still held by others come later without another epoch (KIP-848).
+        if !revoking {
+            m.epoch = epoch;
+        }
+    }
+
+    fn topology(&self, topics: TopicLookup<'_>) -> Vec<(String, [u8; 16], i32)> {
+        let names: BTreeSet<&String> = self.members.values().flat_map(|m| m.subscribed.iter()).collect();
+        names.into_iter().filter_map(|n| topics(n).map(|(id, count)| (n.clone(), id, count))).collect()
+    }
+
+    fn topology_changed(&self, topics: TopicLookup<'_>) -> bool {
+        self.topology(topics) != self.topology
+    }
+
+    /// A new group epoch and target assignment.
+    fn bump(&mut self, topics: TopicLookup<'_>) {
+        self.epoch += 1;
+        self.topology = self.topology(topics);
+        self.target = compute_target(self.assignor, &self.members, &self.topology, &self.target);
+        self.assignment_epoch = self.epoch;
+    }
+
+    /// Removes members whose session ran out or who did not revoke in time; returns them.
+    /// The new target uses the topology last seen (the next heartbeat refreshes it).
+    pub(crate) fn expire(&mut self, now: i64) -> Vec<String> {
+        let gone: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.session_deadline_ms <= now || m.revoke_deadline_ms.is_some_and(|d| d <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.members.remove(id);
+            self.target.remove(id);
+        }
+        if !gone.is_empty() {
+            let topology = std::mem::take(&mut self.topology);
+            let lookup = |name: &str| topology.iter().find(|(n, _, _)| n == name).map(|(_, id, c)| (*id, *c));
+            self.bump(&lookup);
+        }
+        gone
+    }
+
+    pub(crate) fn info(&self, group_id: &str) -> ConsumerGroupInfo {
+        ConsumerGroupInfo {
+            group_id: group_id.to_owned(),
+            state: self.state(),
+            epoch: self.epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor: self.assignor.name(),
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| ConsumerMemberInfo {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    member_epoch: m.epoch,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed_topics: m.subscribed.clone(),
+                    assignment: m.assigned.iter().copied().collect(),
+                    target: self.target.get(id).map(|t| t.iter().copied().collect()).unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The target assignment: every subscribed partition to exactly one subscribed member.
+/// Uniform keeps a member's current target partitions up to its fair share and spreads
+/// the rest to the members with the fewest; range gives each member a contiguous range of
+/// each topic, as the classic range assignor does.
+fn compute_target(
+    assignor: Assignor,
+    members: &BTreeMap<String, Member>,
+    topology: &[(String, [u8; 16], i32)],
+    previous: &BTreeMap<String, BTreeSet<TopicPartition>>,
+) -> BTreeMap<String, BTreeSet<TopicPartition>> {
+    let mut out: BTreeMap<String, BTreeSet<TopicPartition>> =
+        members.keys().map(|id| (id.clone(), BTreeSet::new())).collect();
+    for (name, id, count) in topology {
+        let subscribers: Vec<&String> =
+            members.iter().filter(|(_, m)| m.subscribed.contains(name)).map(|(k, _)| k).collect();
+        if subscribers.is_empty() {
+            continue;
+        }
+        let partitions: Vec<TopicPartition> = (0..*count).map(|p| (*id, p)).collect();
+        match assignor {
+            Assignor::Range => {
+                let n = subscribers.len();
+                let per = partitions.len() / n;
+                let extra = partitions.len() % n;
+                let mut at = 0;
+                for (i, m) in subscribers.iter().enumerate() {
+                    let take = per + usize::from(i < extra);
+                    out.get_mut(*m).expect("every member has an entry").extend(&partitions[at..at + take]);
+                    at += take;
+                }
+            }
+            Assignor::Uniform => {
+                // Each member gets the floor or the ceiling of an even share (exactly
+                // `len % n` get the ceiling), keeping what it had where it can.
+                let n = subscribers.len();
+                let quota_min = partitions.len() / n;
+                let mut ceilings_left = partitions.len() % n;
+                let mut counts: BTreeMap<&String, usize> = subscribers.iter().map(|m| (*m, 0)).collect();
+                let mut free: Vec<TopicPartition> = Vec::new();
+                for p in &partitions {
+                    let keeper = subscribers.iter().find(|m| {
+                        let c = counts[*m];
+                        previous.get(**m).is_some_and(|t| t.contains(p))
+                            && (c < quota_min || (c == quota_min && ceilings_left > 0))
+                    });
+                    match keeper {
+                        Some(m) => {
+                            let c = counts.get_mut(*m).expect("subscriber");
+                            if *c == quota_min {
+                                ceilings_left -= 1;
+                            }
+                            *c += 1;
+                            out.get_mut(*m).expect("every member has an entry").insert(*p);
+                        }
+                        None => free.push(*p),
+                    }
+                }
+                for p in free {
+                    let m = *subscribers.iter().min_by_key(|m| (counts[**m], (**m).clone())).expect("non-empty");
+                    *counts.get_mut(m).expect("subscriber") += 1;
+                    out.get_mut(m).expect("every member has an entry").insert(p);
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,474 @@
+//! The classic group coordinator's liveness rules, driven by a manual clock: sessions expire
+//! in every state, a rebalance ends as soon as every live member rejoined, static members
+//! come back without a rebalance, LeaveGroup removes several members at once.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+use weir_broker::group::{Coordinator, GroupError, JoinRequest, JoinResponse, SyncResponse};
+use weir_broker::{Broker, BrokerConfig};
+use weir_log::{FsStorage, ManualClock};
+
+const SESSION_MS: i32 = 6_000;
+const REBALANCE_MS: i32 = 300_000;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    broker: Broker,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig { data_dir: dir.path().to_owned(), ..BrokerConfig::default() };
+        config.group.initial_rebalance_delay_ms = 0;
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let broker = Broker::open(config, Arc::new(FsStorage), clock.clone()).unwrap();
+        Env { _dir: dir, clock, broker }
+    }
+
+    fn groups(&self) -> &Coordinator {
+        self.broker.groups()
+    }
+
+    fn advance(&self, ms: i64) {
+        self.clock.advance(ms);
+        self.groups().tick();
+    }
+
+    /// Sends a JoinGroup; the answer lands in the returned slot (now or later).
+    fn join(&self, member_id: &str, instance: Option<&str>) -> Slot<JoinResponse> {
+        self.join_with(member_id, instance, b"meta")
+    }
+
+    fn join_with(&self, member_id: &str, instance: Option<&str>, metadata: &'static [u8]) -> Slot<JoinResponse> {
+        let slot = Slot::default();
+        let s = slot.clone();
+        self.groups().join(
+            JoinRequest {
+                group_id: "g".into(),
+                member_id: member_id.into(),
+                group_instance_id: instance.map(str::to_owned),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: SESSION_MS,
+                rebalance_timeout_ms: REBALANCE_MS,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::from_static(metadata))],
+                require_known_member: false,
+            },
+            Box::new(move |r| s.put(r)),
+        );
+        slot
+    }
+
+    fn sync(&self, generation: i32, member_id: &str, assignments: &[(&str, &'static [u8])]) -> Slot<SyncResponse> {
+        let slot = Slot::default();
+        let s = slot.clone();
+        let given = assignments.iter().map(|(m, a)| (m.to_string(), Bytes::from_static(a))).collect();
+        self.groups().sync("g", generation, member_id, given, Box::new(move |r| s.put(r)));
+        slot
+    }
+
+    fn heartbeat(&self, generation: i32, member_id: &str) -> Result<(), GroupError> {
+        self.groups().heartbeat("g", generation, member_id, None)
+    }
+
+    fn state(&self) -> &'static str {
+        self.groups().describe("g").unwrap().state
+    }
+
+    /// One member joins an empty group and becomes Stable with `assignment`.
+    fn stable_single(&self, instance: Option<&str>, assignment: &'static [u8]) -> (String, i32) {
+        let j = self.join("", instance).take().unwrap();
+        assert_eq!(j.error, None);
+        let s = self.sync(j.generation_id, &j.member_id, &[(&j.member_id, assignment)]).take().unwrap();
+        assert_eq!(s.error, None);
+        (j.member_id, j.generation_id)
+    }
+}
+
+#[derive(Clone)]
+struct Slot<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot(Arc::new(Mutex::new(None)))
+    }
+}
+
+impl<T> Slot<T> {
+    fn put(&self, v: T) {
+        *self.0.lock().unwrap() = Some(v);
+    }
+    fn take(&self) -> Option<T> {
+        self.0.lock().unwrap().take()
+    }
+    fn is_set(&self) -> bool {
+        self.0.lock().unwrap().is_some()
+    }
+}
+
+#[test]
+fn a_dead_member_is_removed_at_its_session_deadline_during_preparing_rebalance() {
+    let env = Env::new();
+    let (dead, _) = env.stable_single(None, b"a0");
+    // The member dies right after a heartbeat; a new member joins one second later.
+    env.advance(1_000);
+    let fresh = env.join("", None);
+    assert_eq!(env.state(), "PreparingRebalance");
+    assert!(!fresh.is_set(), "the join waits for the old member to rejoin or expire");
+    // Not at 4.9 s after the last heartbeat...
+    env.advance(SESSION_MS as i64 - 1_000 - 100);
+    assert!(!fresh.is_set());
+    // ...but at the session deadline (6 s), not at the 300 s rebalance timeout.
+    env.advance(100);
+    let j = fresh.take().expect("new member answered at the dead member's session deadline");
+    assert_eq!(j.error, None);
+    assert_eq!(j.leader, j.member_id, "the new member leads");
+    assert_eq!(j.members.len(), 1);
+    assert_eq!(env.heartbeat(j.generation_id, &dead), Err(GroupError::UnknownMemberId));
+}
+
+#[test]
+fn heartbeats_keep_a_member_alive_while_others_rejoin_and_the_rebalance_ends_when_all_rejoined() {
+    let env = Env::new();
+    let (a, g1) = env.stable_single(None, b"a0");
+    let b = env.join("", None);
+    // a keeps heartbeating through the rebalance: REBALANCE_IN_PROGRESS, but alive.
+    for _ in 0..20 {
+        env.advance(1_000);
+        assert_eq!(env.heartbeat(g1, &a), Err(GroupError::RebalanceInProgress));
+    }
+    assert!(!b.is_set(), "still waiting for a to rejoin");
+    assert_eq!(env.groups().describe("g").unwrap().members.len(), 2, "a was not expired");
+    // a rejoins: the join phase ends at once (no waiting for the rebalance timeout).
+    let ja = env.join(&a, None).take().expect("a answered at once");
+    let jb = b.take().expect("b answered at once");
+    assert_eq!((ja.error, jb.error), (None, None));
+    assert_eq!(ja.generation_id, g1 + 1);
+    assert_eq!(ja.leader, a, "the oldest member stays leader");
+    assert_eq!(ja.members.len(), 2);
+    assert!(jb.members.is_empty(), "only the leader gets the member list");
+}
+
+#[test]
+fn a_member_that_neither_heartbeats_nor_rejoins_is_removed_while_others_wait_in_join() {
+    let env = Env::new();
+    let (a, g1) = env.stable_single(None, b"a0");
+    let b = env.join("", None);
+    let jb = b.take();
+    assert!(jb.is_none());
+    // b waits in JoinGroup (no heartbeat needed); a is silent and expires.
+    env.advance(SESSION_MS as i64);
+    let jb = b.take().unwrap();
+    assert_eq!(jb.error, None);
+    assert_eq!(jb.generation_id, g1 + 1);
+    assert_eq!(env.heartbeat(g1, &a), Err(GroupError::UnknownMemberId));
+}
+
+#[test]
+fn a_static_member_restarting_within_its_session_gets_its_assignment_back_without_a_rebalance() {
+    let env = Env::new();
+    let ja = env.join("", Some("a")).take().unwrap();
+    let a = ja.member_id.clone();
+    let b = env.join("", Some("b"));
+    let ja = env.join(&a, Some("a")).take().unwrap();
+    let jb = b.take().unwrap();
+    let generation = ja.generation_id;
+    assert_eq!(ja.leader, a);
+    let sb = env.sync(generation, &jb.member_id, &[]);
+    let sa = env.sync(generation, &a, &[(&a, b"a-parts"), (&jb.member_id, b"b-parts")]).take().unwrap();
+    assert_eq!(&sa.assignment[..], b"a-parts");
+    assert_eq!(&sb.take().unwrap().assignment[..], b"b-parts");
+
+    // "b" crashes and restarts 2 s later under a new member id, same instance id.
+    env.advance(2_000);
+    assert_eq!(env.heartbeat(generation, &a), Ok(()));
+    let again = env.join("", Some("b")).take().expect("answered at once, no rebalance");
+    assert_eq!(again.error, None);
+    assert_ne!(again.member_id, jb.member_id, "a new member id");
+    assert_eq!(again.generation_id, generation, "same generation: no rebalance");
+    assert_ne!(again.leader, again.member_id, "the restarted member does not assign");
+    assert_eq!(env.state(), "Stable");
+    let s = env.sync(generation, &again.member_id, &[]).take().unwrap();
+    assert_eq!((s.error, &s.assignment[..]), (None, &b"b-parts"[..]), "its old assignment");
+    // The other member never hears of a rebalance.
+    assert_eq!(env.heartbeat(generation, &a), Ok(()));
+    // The old incarnation is fenced.
+    assert_eq!(env.heartbeat(generation, &jb.member_id), Err(GroupError::UnknownMemberId));
+    assert_eq!(env.groups().heartbeat("g", generation, &jb.member_id, Some("b")), Err(GroupError::FencedInstanceId));
+    let info = env.groups().describe("g").unwrap();
+    assert_eq!(info.members.len(), 2);
+    assert_eq!(info.generation, generation);
+}
+
+#[test]
+fn a_static_member_rejoining_with_a_new_protocol_triggers_a_rebalance() {
+    let env = Env::new();
+    let j = env.join("", Some("a")).take().unwrap();
+    env.sync(j.generation_id, &j.member_id, &[(&j.member_id, b"x")]).take().unwrap();
+    let slot = env.groups();
+    let answer = Slot::default();
+    let s = answer.clone();
+    slot.join(
+        JoinRequest {
+            group_id: "g".into(),
+            member_id: String::new(),
+            group_instance_id: Some("a".into()),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: SESSION_MS,
+            rebalance_timeout_ms: REBALANCE_MS,
+            protocol_type: "consumer".into(),
+            protocols: vec![("roundrobin".into(), Bytes::new()), ("range".into(), Bytes::new())],
+            require_known_member: false,
+        },
+        Box::new(move |r: JoinResponse| s.put(r)),
+    );
+    let r: JoinResponse = answer.take().expect("the only member: the new generation completes at once");
+    assert_eq!(r.generation_id, j.generation_id + 1);
+    assert_eq!(r.protocol_name, "roundrobin");
+}
+
+#[test]
+fn a_retried_join_with_unchanged_metadata_does_not_rebalance_a_stable_group() {
+    let env = Env::new();
+    let ja = env.join("", None).take().unwrap();
+    let b = env.join("", None);
+    let ja = env.join(&ja.member_id, None).take().unwrap();
+    let jb = b.take().unwrap();
+    let g = ja.generation_id;
+    let sb = env.sync(g, &jb.member_id, &[]);
+    env.sync(g, &ja.member_id, &[(&ja.member_id, b"1"), (&jb.member_id, b"2")]).take().unwrap();
+    sb.take().unwrap();
+    // The follower's JoinGroup is retried (lost response): same generation, no rebalance.
+    let again = env.join(&jb.member_id, None).take().unwrap();
+    assert_eq!((again.error, again.generation_id), (None, g));
+    assert_eq!(env.state(), "Stable");
+    // With new metadata it rebalances.
+    let changed = env.join_with(&jb.member_id, None, b"other");
+    assert!(!changed.is_set());
+    assert_eq!(env.state(), "PreparingRebalance");
+}
+
+#[test]
+fn leave_group_removes_several_members_at_once_by_member_or_instance_id() {
+    let env = Env::new();
+    let a = env.join("", None).take().unwrap().member_id;
+    let b = env.join("", Some("b"));
+    let c = env.join("", Some("c"));
+    let ja = env.join(&a, None).take().unwrap();
+    let (jb, jc) = (b.take().unwrap(), c.take().unwrap());
+    assert_eq!(ja.members.len(), 3);
+    let results = env.groups().leave(
+        "g",
+        &[
+            (a.clone(), None),
+            (String::new(), Some("b".into())),
+            ("someone-else".into(), Some("c".into())),
+            ("nobody".into(), None),
+        ],
+    );
+    assert_eq!(results, vec![Ok(()), Ok(()), Err(GroupError::FencedInstanceId), Err(GroupError::UnknownMemberId)]);
+    let left: Vec<String> = env.groups().describe("g").unwrap().members.into_iter().map(|m| m.member_id).collect();
+    assert_eq!(left, vec![jc.member_id.clone()]);
+    assert_ne!(jb.member_id, jc.member_id);
+    assert_eq!(env.groups().leave("g", &[(jc.member_id, Some("c".into()))]), vec![Ok(())]);
+    assert_eq!(env.state(), "Empty");
+}
+
+#[test]
+fn a_member_that_never_sends_sync_group_is_removed_at_the_rebalance_timeout() {
+    let env = Env::new();
+    let a = env.join("", None).take().unwrap().member_id;
+    let b = env.join("", None);
+    let ja = env.join(&a, None).take().unwrap();
+    let jb = b.take().unwrap();
+    env.sync(ja.generation_id, &a, &[(&a, b"1"), (&jb.member_id, b"2")]).take().unwrap();
+    // b keeps heartbeating but never syncs.
+    for _ in 0..(REBALANCE_MS / 3_000) {
+        env.advance(3_000);
+        assert_eq!(
+            env.heartbeat(ja.generation_id, &a),
+            if env.state() == "Stable" { Ok(()) } else { Err(GroupError::RebalanceInProgress) }
+        );
+        let _ = env.heartbeat(ja.generation_id, &jb.member_id);
+    }
+    env.advance(3_000);
+    let members: Vec<String> = env.groups().describe("g").unwrap().members.into_iter().map(|m| m.member_id).collect();
+    assert_eq!(members, vec![a.clone()], "b was removed for not syncing");
+}
+
+mod kip848 {
+    use super::*;
+    use weir_broker::group::consumer::{HeartbeatRequest, HeartbeatResponse};
+    use weir_broker::NewTopic;
+
+    fn hb(
+        env: &Env,
+        member: &str,
+        epoch: i32,
+        owned: Option<Vec<([u8; 16], i32)>>,
+    ) -> Result<HeartbeatResponse, GroupError> {
+        let lookup = |name: &str| env.broker.topic(name).map(|t| (t.id, t.partition_count()));
+        env.groups().consumer_heartbeat(
+            HeartbeatRequest {
+                group_id: "k".into(),
+                member_id: member.into(),
+                member_epoch: epoch,
+                instance_id: None,
+                rack_id: None,
+                rebalance_timeout_ms: 30_000,
+                subscribed_topics: (epoch == 0).then(|| vec!["t6".to_owned()]),
+                server_assignor: None,
+                owned,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+            },
+            &lookup,
+        )
+    }
+
+    #[test]
+    fn partitions_move_only_after_their_owner_revoked_them_and_dead_members_expire() {
+        let env = Env::new();
+        env.broker
+            .create_topic(&NewTopic { name: "t6".into(), partitions: Some(6), ..NewTopic::default() }, false)
+            .unwrap();
+        let r1 = hb(&env, "m1", 0, None).unwrap();
+        let a1 = r1.assignment.clone().unwrap();
+        assert_eq!(a1.len(), 6, "alone: everything");
+        let e1 = r1.member_epoch;
+        assert!(e1 > 0);
+        // m2 joins: its share is still owned by m1, so it gets nothing yet.
+        let r2 = hb(&env, "m2", 0, None).unwrap();
+        assert_eq!(r2.assignment.as_deref(), Some(&[][..]));
+        let e2 = r2.member_epoch;
+        assert!(e2 > e1);
+        // m1 is told to give up three; its epoch waits until it has.
+        let r1 = hb(&env, "m1", e1, None).unwrap();
+        let kept = r1.assignment.clone().unwrap();
+        assert_eq!((kept.len(), r1.member_epoch), (3, e1), "revoke three, epoch unchanged until acknowledged");
+        assert_eq!(hb(&env, "m2", e2, None).unwrap().assignment, None, "still held by m1");
+        // m1 acknowledges: now at the group epoch, and m2 gets the other three.
+        let r1 = hb(&env, "m1", e1, Some(kept.clone())).unwrap();
+        assert_eq!(r1.member_epoch, e2);
+        let got = hb(&env, "m2", e2, None).unwrap().assignment.unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|p| !kept.contains(p)), "disjoint");
+        assert_eq!(hb(&env, "m2", e2 + 5, None), Err(GroupError::FencedMemberEpoch));
+        assert_eq!(hb(&env, "nobody", 3, None), Err(GroupError::UnknownMemberId));
+        let info = env.groups().consumer_describe("k").unwrap();
+        assert_eq!((info.members.len(), info.state), (2, "Stable"));
+        // m1 dies: after the session timeout m2 gets everything.
+        env.advance(45_000);
+        env.advance(1);
+        let r2 = hb(&env, "m2", e2, Some(got.clone())).unwrap_err();
+        assert_eq!(r2, GroupError::UnknownMemberId, "m2 did not heartbeat either: expired too");
+        let r2 = hb(&env, "m2", 0, None).unwrap();
+        assert_eq!(r2.assignment.unwrap().len(), 6);
+        // A classic member cannot join the group while it has members; the reverse neither.
+        let j = env.groups();
+        let slot = Slot::default();
+        let s = slot.clone();
+        j.join(
+            JoinRequest {
+                group_id: "k".into(),
+                member_id: String::new(),
+                group_instance_id: None,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: SESSION_MS,
+                rebalance_timeout_ms: REBALANCE_MS,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::new())],
+                require_known_member: false,
+            },
+            Box::new(move |r| s.put(r)),
+        );
+        assert_eq!(slot.take().unwrap().error, Some(GroupError::InconsistentGroupProtocol));
+        env.stable_single(None, b"x");
+        let err = env.groups().consumer_heartbeat(
+            HeartbeatRequest {
+                group_id: "g".into(),
+                member_id: "m".into(),
+                member_epoch: 0,
+                instance_id: None,
+                rack_id: None,
+                rebalance_timeout_ms: 1000,
+                subscribed_topics: Some(vec![]),
+                server_assignor: None,
+                owned: None,
+                client_id: "c".into(),
+                client_host: "h".into(),
+            },
+            &|_: &str| None,
+        );
+        assert_eq!(err, Err(GroupError::GroupIdNotFound), "a classic group with members is not a consumer group");
+    }
+}
+
+mod kip848_static {
+    use super::*;
+    use weir_broker::group::consumer::HeartbeatRequest;
+    use weir_broker::NewTopic;
+
+    fn hb(
+        env: &Env,
+        member: &str,
+        instance: &str,
+        epoch: i32,
+        owned: Option<Vec<([u8; 16], i32)>>,
+    ) -> (i32, Option<Vec<([u8; 16], i32)>>) {
+        let lookup = |name: &str| env.broker.topic(name).map(|t| (t.id, t.partition_count()));
+        let r = env
+            .groups()
+            .consumer_heartbeat(
+                HeartbeatRequest {
+                    group_id: "s".into(),
+                    member_id: member.into(),
+                    member_epoch: epoch,
+                    instance_id: Some(instance.into()),
+                    rack_id: None,
+                    rebalance_timeout_ms: 30_000,
+                    subscribed_topics: (epoch == 0).then(|| vec!["t4".to_owned()]),
+                    server_assignor: None,
+                    owned,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                },
+                &lookup,
+            )
+            .unwrap();
+        (r.member_epoch, r.assignment)
+    }
+
+    #[test]
+    fn a_restarted_static_member_gets_its_partitions_back_and_nobody_else_moves() {
+        let env = Env::new();
+        env.broker
+            .create_topic(&NewTopic { name: "t4".into(), partitions: Some(4), ..NewTopic::default() }, false)
+            .unwrap();
+        let (ea, a) = hb(&env, "a1", "a", 0, None);
+        let (ea, a) = hb(&env, "a1", "a", ea, a);
+        let (eb, _) = hb(&env, "b1", "b", 0, None);
+        let (_, a_kept) = hb(&env, "a1", "a", ea, None);
+        let a_kept = a_kept.unwrap();
+        let (ea, _) = hb(&env, "a1", "a", ea, Some(a_kept.clone()));
+        let (eb, b_got) = hb(&env, "b1", "b", eb, None);
+        let b_got = b_got.unwrap();
+        assert_eq!((a_kept.len(), b_got.len(), ea, eb), (2, 2, eb, eb));
+        drop(a);
+        // b leaves for a restart (-2), comes back as b2 with the same instance id.
+        assert_eq!(hb(&env, "b1", "b", -2, None).0, -2);
+        let (e_new, back) = hb(&env, "b2", "b", 0, None);
+        assert_eq!(back.unwrap(), b_got, "its partitions back");
+        assert_eq!(e_new, eb, "no new group epoch");
+        assert_eq!(hb(&env, "a1", "a", ea, None), (ea, None), "a sees nothing change");
+        let info = env.groups().consumer_describe("s").unwrap();
+        let ids: Vec<_> = info.members.iter().map(|m| m.member_id.as_str()).collect();
+        assert_eq!(ids, vec!["a1", "b2"]);
+    }
+}
