@@ -231,3 +231,24 @@ def test_local_checkpoints_missing_on_another_machine_refuse_instead_of_starting
                             text=True, timeout=120)
     assert second.returncode != 0
     assert "no checkpoint" in second.stderr and "--from earliest" in second.stderr, second.stderr[-2000:]
+
+
+def test_until_end_closes_what_a_partition_that_ran_ahead_allows(weir, tmp_path):
+    """Uneven partitions: nearly everything on one, the others stop early. A bounded run tells
+    the next stage its caught-up tasks are idle, so the windows the furthest partition passed
+    close instead of waiting for the idle timeout after the run has ended."""
+    orders, _ = make_orders(6_000, seed=6)
+    create(weir, ("uneven", 3))
+    prod = Producer({"bootstrap.servers": weir.bootstrap, "linger.ms": 5})
+    for i, o in enumerate(orders):
+        prod.produce("uneven", value=json.dumps(o).encode(), partition=0 if i >= 30 else i % 3)
+    assert prod.flush(30) == 0
+    db = tmp_path / "sums.db"
+    path = spec(tmp_path, weir, "uneven", "uneven", f"{{ sqlite: {db}, table: sums }}")
+    out = subprocess.run([WEIR_BIN, "pipeline", "run", str(path), "--until-end"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    watermark = max(o["timestamp"] for o in orders) - 5_000
+    expected = [r for r in group_by(orders) if r[1] + WINDOW_MS <= watermark]
+    assert len(expected) > 20
+    assert sqlite_rows(db) == expected

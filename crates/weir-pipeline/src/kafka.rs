@@ -686,13 +686,29 @@ impl KafkaSource {
 }
 
 /// Partitions of a topic, None when it does not exist.
-fn partition_count(consumer: &BaseConsumer<GroupContext>, topic: &str) -> Result<Option<i32>, RunError> {
+fn partition_count<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str) -> Result<Option<i32>, RunError> {
     let md = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
     if t.error().is_some() || t.partitions().is_empty() {
         return Ok(None);
     }
     Ok(Some(t.partitions().len() as i32))
+}
+
+/// Fails unless the source topic exists (checked before anything is created for the run).
+pub fn check_source_topic(brokers: &str, topic: &str, properties: &BTreeMap<String, String>) -> Result<(), RunError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (k, v) in properties.iter().filter(|(k, _)| k.starts_with("security.") || k.starts_with("sasl.")) {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config.create()?;
+    match partition_count(&consumer, topic)? {
+        Some(_) => Ok(()),
+        None => Err(RunError::Other(format!(
+            "source topic {topic:?} does not exist on {brokers} (create it: weir topic create {topic} --partitions N)"
+        ))),
+    }
 }
 
 /// Waits until a created topic shows in metadata (subscribing before would miss it).

@@ -205,7 +205,10 @@ pub fn run(
                 x.flush()?;
             }
             let positions = r.tasks.iter().map(|(id, t)| (*id, t.next_offset)).collect();
-            if source.at_end(&positions)? {
+            // Read to the end: every task is caught up, so say so downstream (the stages after a
+            // shuffle would otherwise wait for the idle timeout), and stop once that changes
+            // nothing more.
+            if source.at_end(&positions)? && !r.declare_idle(source)? {
                 break;
             }
         }
@@ -424,6 +427,24 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Tells downstream that every task of a non-last stage that has not said so is idle;
+    /// returns whether any had to.
+    fn declare_idle(&mut self, source: &mut dyn Source) -> Result<bool, RunError> {
+        let Some(x) = source.exchange() else { return Ok(false) };
+        let mut any = false;
+        for (id, t) in &mut self.tasks {
+            if id.stage + 1 < self.stages && !t.idle_sent {
+                x.send_idle(id.stage + 1, id.partition)?;
+                t.idle_sent = true;
+                any = true;
+            }
+        }
+        if any {
+            x.flush()?;
+        }
+        Ok(any)
     }
 
     /// Writes pending outputs (and checkpoints) through the sink.

@@ -94,7 +94,7 @@ impl<R: BufRead> Source for JsonlSource<R> {
                 Err(e) => {
                     let event =
                         Event::new(None, serde_json::Value::String(text.to_owned()), 0).on_partition(0, self.offset);
-                    let detail = format!("not JSON: {e}");
+                    let detail = format!("line {} of {}: not JSON: {e}", self.offset + 1, self.name);
                     Input::Dead(Box::new(DeadLetter { event, reason: DeadLetterReason::Undecodable { detail } }))
                 }
             };

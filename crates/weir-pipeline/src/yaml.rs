@@ -1181,6 +1181,10 @@ impl Spec {
 /// `base`.
 pub fn run(compiled: Compiled, base: &std::path::Path, opts: &RunOptions) -> Result<RunStats, SpecError> {
     let names = compiled.result_names.clone().unwrap_or_else(|| vec!["value".into()]);
+    if let SourceKind::Kafka(k) = &compiled.spec.source.kind {
+        // Before the sink (and its checkpoint topic) is created.
+        crate::kafka::check_source_topic(&k.brokers, &k.topic, &k.properties).map_err(|e| io_err("source", &e))?;
+    }
     let mut sink = open_sink(&compiled.spec, base, &names)?;
     let mut dead = open_dead_letters(&compiled.spec, base)?;
     let spec = &compiled.spec;
