@@ -752,6 +752,11 @@ impl Spec {
                 None | Some(1) => locate(text, &message).or(e.location().map(|l| l.line())),
                 line => line,
             };
+            // The line is said once, in front (serde's own " at line L column C" goes).
+            let message = match message.rfind(" at line ") {
+                Some(i) if line.is_some() && message[i + 9..].contains(" column ") => message[..i].to_owned(),
+                _ => message,
+            };
             SpecError { line, message }
         })
     }

@@ -180,6 +180,7 @@ fn validate_rejects_what_would_fail_on_every_event() {
         let e = yaml::load(&with_steps(steps)).err().unwrap_or_else(|| panic!("accepted: {steps}"));
         assert!(e.message.contains(needle), "{steps}: {e}");
         assert_eq!(e.line, Some(line), "{steps}: {e}");
+        assert!(!e.message.contains(" at line "), "the line is said once: {e}");
     }
     // What the checks must not refuse.
     for ok in [

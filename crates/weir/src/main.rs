@@ -381,6 +381,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, and never with NO_COLOR (https://no-color.org).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
     match cli.command {
         Command::Serve { config, settings } => serve(settings.with_file(config.as_deref())?),
