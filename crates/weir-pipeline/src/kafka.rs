@@ -227,16 +227,8 @@ impl Sink for KafkaSink {
         self.checkpoints.store(batch.checkpoints)
     }
 
-    fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
-        self.checkpoints.load(id)
-    }
-
-    fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
-        self.checkpoints.clear(prefix)
-    }
-
-    fn refresh_checkpoints(&mut self) -> Result<(), SinkError> {
-        self.checkpoints.refresh()
+    fn checkpoint_store(&mut self) -> Option<&mut dyn CheckpointStore> {
+        Some(&mut self.checkpoints)
     }
 }
 
@@ -836,12 +828,11 @@ impl Source for KafkaSource {
                 let w = self.consumer.fetch_watermarks(&self.topics[t.stage], t.partition, TIMEOUT)?;
                 self.ends.insert(*t, (w, std::time::Instant::now()));
             }
-            let Some(&(w, at)) = self.ends.get(t) else { continue };
+            let Some(&(w, _)) = self.ends.get(t) else { continue };
             let (low, high) = end_of(self, t, w);
             if next < high && low < high {
                 return Ok(false);
             }
-            let _ = at;
         }
         Ok(true)
     }

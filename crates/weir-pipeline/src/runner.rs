@@ -170,6 +170,7 @@ pub fn run(
     };
     let mut last_checkpoint = Instant::now();
     let mut last_end_check = Instant::now();
+    let mut last_watermarks = Instant::now();
     let mut first_event: Option<Instant> = None;
     let mut ended = false;
     while !cfg.stop.load(Ordering::Acquire) {
@@ -188,7 +189,12 @@ pub fn run(
                 r.input(task, offset, input, source, dead)?;
             }
         }
-        r.send_watermarks(source, false)?;
+        // Not per record: a pass over every task, at most every 50 ms (each task still sends
+        // at most every 100 ms).
+        if last_watermarks.elapsed() >= Duration::from_millis(50) {
+            r.send_watermarks(source, false)?;
+            last_watermarks = Instant::now();
+        }
         let full = r.pending.results.len() + r.pending.events.len() >= cfg.max_pending;
         if source.bounded() {
             if full {

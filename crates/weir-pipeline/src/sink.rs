@@ -43,13 +43,22 @@ pub struct Batch<'a> {
 pub trait Sink: Send {
     /// Makes the batch durable: results and checkpoints together.
     fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError>;
+    /// Where a sink that is not a database keeps checkpoints (the methods below use it;
+    /// database sinks keep them in their own transaction and override those instead).
+    fn checkpoint_store(&mut self) -> Option<&mut dyn CheckpointStore> {
+        None
+    }
     /// The last checkpoint stored under `id`.
-    fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError>;
+    fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        self.checkpoint_store().map_or(Ok(None), |c| c.load(id))
+    }
     /// Forgets every checkpoint whose id starts with `prefix` (a rewind with `--from`).
-    fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError>;
+    fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
+        self.checkpoint_store().map_or(Ok(()), |c| c.clear(prefix))
+    }
     /// Partitions moved: read checkpoints afresh (another instance may have written them).
     fn refresh_checkpoints(&mut self) -> Result<(), SinkError> {
-        Ok(())
+        self.checkpoint_store().map_or(Ok(()), |c| c.refresh())
     }
 }
 
@@ -284,15 +293,7 @@ impl Sink for JsonlSink {
         self.checkpoints.store(batch.checkpoints)
     }
 
-    fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
-        self.checkpoints.load(id)
-    }
-
-    fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
-        self.checkpoints.clear(prefix)
-    }
-
-    fn refresh_checkpoints(&mut self) -> Result<(), SinkError> {
-        self.checkpoints.refresh()
+    fn checkpoint_store(&mut self) -> Option<&mut dyn CheckpointStore> {
+        Some(&mut self.checkpoints)
     }
 }

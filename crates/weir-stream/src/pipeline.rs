@@ -330,21 +330,6 @@ impl Pipeline {
         1 + self.nodes.iter().filter(|n| matches!(n, Node::Shuffle)).count()
     }
 
-    /// Whether some stateful operator sees events whose key was set inside this pipeline
-    /// without a shuffle before it (the runner then cannot guarantee co-partitioning).
-    pub fn keyed_state_after_key_change(&self) -> bool {
-        let mut changed = false;
-        for n in &self.nodes {
-            match n {
-                Node::Step(Step::KeyBy(_) | Step::TryKeyBy(_)) => changed = true,
-                Node::Shuffle => changed = false,
-                n if n.is_keyed_state() && changed => return true,
-                _ => {}
-            }
-        }
-        false
-    }
-
     /// Stage `i` of the pipeline split at its shuffles; the others are dropped. The
     /// watermark settings are kept; stages after the first take it from upstream.
     pub fn into_stage(mut self, i: usize) -> Option<Pipeline> {
@@ -352,7 +337,6 @@ impl Pipeline {
         let mut keep = Vec::new();
         let mut holdback = Vec::new();
         let mut fired = Vec::new();
-        let first_hold = |h: &[i64]| h.first().copied().unwrap_or(0);
         for ((n, h), f) in self.nodes.drain(..).zip(self.holdback.drain(..)).zip(self.fired.drain(..)) {
             if matches!(n, Node::Shuffle) {
                 stage += 1;
@@ -367,7 +351,7 @@ impl Pipeline {
         if i > stage {
             return None;
         }
-        let base = first_hold(&holdback);
+        let base = holdback.first().copied().unwrap_or(0);
         for h in &mut holdback {
             *h -= base;
         }
