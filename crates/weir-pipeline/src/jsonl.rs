@@ -40,7 +40,7 @@ impl JsonlFormat {
         let t =
             v.get(&self.time_field).and_then(Value::as_i64).ok_or_else(|| bad("missing or not an integer".into()))?;
         let key = weir_stream::event::key_from_field(&v, &self.key_field);
-        Ok(Event { key, value: v, timestamp_ms: t, partition: 0, offset })
+        Ok(Event { key, value: v, timestamp_ms: t, partition: 0, offset, source: 0 })
     }
 
     /// Reads every line of `input`.

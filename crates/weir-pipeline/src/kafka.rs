@@ -15,7 +15,7 @@
 
 use crate::runner::{Exchange, Input, Polled, Source, TaskId, Upstream};
 use crate::sink::{result_json, result_json_named, Batch, CheckpointStore, Sink, SinkError};
-use crate::yaml::EventFormat;
+use crate::yaml::{EventFormat, TimeFrom};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -475,21 +475,34 @@ const H_SEQ: &str = "weir.seq";
 const H_TIME: &str = "weir.time";
 const H_WATERMARK: &str = "weir.watermark";
 const H_IDLE: &str = "weir.idle";
+const H_SOURCE: &str = "weir.source";
+
+/// Bits of a stage-0 task id that hold the partition (the rest: the source's index).
+const SOURCE_SHIFT: u32 = 16;
+
+/// One source topic and how its records become events.
+#[derive(Debug, Clone)]
+pub struct SourceTopic {
+    pub topic: String,
+    pub format: EventFormat,
+}
 
 /// What the Kafka source reads: the topic, the group, and how records become events.
 #[derive(Debug, Clone)]
 pub struct KafkaSourceConfig {
     pub brokers: String,
-    pub topic: String,
+    /// The source topics (one, or several: then events carry their source's index and
+    /// stage-0 tasks are `source << 16 | partition`).
+    pub sources: Vec<SourceTopic>,
     pub group: String,
     /// Extra librdkafka properties (e.g. session.timeout.ms).
     pub properties: BTreeMap<String, String>,
-    pub format: EventFormat,
     /// The pipeline's name: repartition topics are `<name>-<stage>-repartition`.
     pub name: String,
     /// Stages of the pipeline (1 = no repartition topic).
     pub stages: usize,
-    /// Partitions of the repartition topics (default: the source topic's).
+    /// Partitions of the repartition topics (default: the source topic's, the largest count
+    /// over several).
     pub repartition_partitions: Option<i32>,
     pub from: StartFrom,
     pub stop_at_end: bool,
@@ -499,8 +512,11 @@ pub struct KafkaSourceConfig {
 pub struct KafkaSource {
     consumer: BaseConsumer<GroupContext>,
     producer: Option<KafkaProducer>,
-    format: EventFormat,
-    /// Topic per stage: the source, then the repartition topics.
+    /// The source topics with their partition counts (stage 0).
+    sources: Vec<(SourceTopic, i32)>,
+    /// Per stage-0 task, the latest event time read: a tombstone's time.
+    latest: std::collections::HashMap<i32, i64>,
+    /// Topic per stage ≥ 1: the repartition topics (index 0 unused: the sources).
     topics: Vec<String>,
     partitions: Vec<i32>,
     started: bool,
@@ -548,14 +564,29 @@ impl KafkaSource {
         }
         let consumer: BaseConsumer<GroupContext> =
             config.create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })?;
-        let source_partitions = partition_count(&consumer, &cfg.topic)?.ok_or_else(|| {
-            RunError::Other(format!(
-                "source topic {:?} does not exist on {} (create it: weir topic create {} --partitions N)",
-                cfg.topic, cfg.brokers, cfg.topic
-            ))
-        })?;
-        let mut topics = vec![cfg.topic.clone()];
-        let mut partitions = vec![source_partitions];
+        if cfg.sources.is_empty() || cfg.sources.len() > 1 << (31 - SOURCE_SHIFT) {
+            return Err(RunError::Other(format!("{} source topics: 1 to 32768 are supported", cfg.sources.len())));
+        }
+        let mut sources = Vec::with_capacity(cfg.sources.len());
+        for s in &cfg.sources {
+            let n = partition_count(&consumer, &s.topic)?.ok_or_else(|| {
+                RunError::Other(format!(
+                    "source topic {:?} does not exist on {} (create it: weir topic create {} --partitions N)",
+                    s.topic, cfg.brokers, s.topic
+                ))
+            })?;
+            if cfg.sources.len() > 1 && n > 1 << SOURCE_SHIFT {
+                return Err(RunError::Other(format!(
+                    "source topic {:?} has {n} partitions: with several sources at most {} are supported",
+                    s.topic,
+                    1 << SOURCE_SHIFT
+                )));
+            }
+            sources.push((s.clone(), n));
+        }
+        let source_partitions = sources.iter().map(|(_, n)| *n).max().unwrap_or(1);
+        let mut topics = vec![String::new()];
+        let mut partitions = vec![sources.iter().map(|(_, n)| *n).sum()];
         let want = cfg.repartition_partitions.unwrap_or(source_partitions);
         for stage in 1..cfg.stages {
             let name = format!("{}-{stage}-repartition", cfg.name);
@@ -577,15 +608,19 @@ impl KafkaSource {
             partitions.push(want);
         }
         if cfg.from != StartFrom::Committed {
-            for (stage, topic) in topics.iter().enumerate() {
+            for (s, _) in &sources {
+                rewind(&consumer, &s.topic, cfg.from)?;
+                sink.clear_checkpoints(&format!("{}/{}/", cfg.name, s.topic))?;
+            }
+            for topic in &topics[1..] {
                 // Repartition topics restart from their end: what is in them is derived from
                 // source records that will be read again.
-                let from = if stage == 0 { cfg.from } else { StartFrom::End };
-                rewind(&consumer, topic, from)?;
+                rewind(&consumer, topic, StartFrom::End)?;
                 sink.clear_checkpoints(&format!("{}/{topic}/", cfg.name))?;
             }
         }
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let names: Vec<&str> =
+            sources.iter().map(|(s, _)| s.topic.as_str()).chain(topics[1..].iter().map(String::as_str)).collect();
         consumer.subscribe(&names)?;
         let watched: Vec<(String, i32)> = topics.iter().cloned().zip(partitions.iter().copied()).skip(1).collect();
         let producer =
@@ -593,7 +628,8 @@ impl KafkaSource {
         Ok(Self {
             consumer,
             producer,
-            format: cfg.format.clone(),
+            sources,
+            latest: std::collections::HashMap::new(),
             topics,
             partitions,
             started: false,
@@ -601,8 +637,25 @@ impl KafkaSource {
         })
     }
 
-    fn stage_of(&self, topic: &str) -> Option<usize> {
-        self.topics.iter().position(|t| t == topic)
+    /// The task reading (topic, partition), if the topic is one of the pipeline's.
+    fn task_of(&self, topic: &str, partition: i32) -> Option<(TaskId, Option<usize>)> {
+        if let Some(i) = self.sources.iter().position(|(s, _)| s.topic == topic) {
+            let task = TaskId { stage: 0, partition: ((i as i32) << SOURCE_SHIFT) | partition };
+            return Some((task, Some(i)));
+        }
+        let stage = self.topics.iter().skip(1).position(|t| t == topic)? + 1;
+        Some((TaskId { stage, partition }, None))
+    }
+
+    /// The topic and partition a task reads.
+    fn locate(&self, t: TaskId) -> (&str, i32) {
+        if t.stage == 0 {
+            let i = (t.partition >> SOURCE_SHIFT) as usize;
+            let topic = self.sources.get(i).map_or("", |(s, _)| s.topic.as_str());
+            (topic, t.partition & ((1 << SOURCE_SHIFT) - 1))
+        } else {
+            (self.topics.get(t.stage).map_or("", String::as_str), t.partition)
+        }
     }
 
     /// A repartition record: headers say where it came from and what it is.
@@ -613,6 +666,7 @@ impl KafkaSource {
         let mut time = None;
         let mut watermark = None;
         let mut idle = false;
+        let mut source = 0u16;
         if let Some(h) = m.headers() {
             for header in h.iter() {
                 let v = header.value.unwrap_or_default();
@@ -623,6 +677,7 @@ impl KafkaSource {
                     H_TIME => time = v.try_into().ok().map(i64::from_be_bytes),
                     H_WATERMARK => watermark = v.try_into().ok().map(i64::from_be_bytes),
                     H_IDLE => idle = true,
+                    H_SOURCE => source = v.try_into().ok().map_or(0, u16::from_be_bytes),
                     _ => {}
                 }
             }
@@ -630,7 +685,8 @@ impl KafkaSource {
         let dead = |detail: String| {
             let value =
                 serde_json::Value::String(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
-            let event = Event { key: None, value, timestamp_ms: 0, partition: m.partition(), offset: m.offset() };
+            let event =
+                Event { key: None, value, timestamp_ms: 0, partition: m.partition(), offset: m.offset(), source: 0 };
             Input::Dead(Box::new(DeadLetter { event, reason: DeadLetterReason::Undecodable { detail } }))
         };
         let Some(task) = task else { return dead(format!("repartition record without {H_TASK}")) };
@@ -648,18 +704,47 @@ impl KafkaSource {
             Err(e) => return dead(format!("not JSON: {e}")),
         };
         let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-        let ev = Event { key, value, timestamp_ms: time, partition: m.partition(), offset: m.offset() };
+        let ev = Event { key, value, timestamp_ms: time, partition: m.partition(), offset: m.offset(), source };
         Input::Event(ev, Some(Upstream { task, offset, seq }))
     }
 
-    fn decode_source(&self, m: &BorrowedMessage<'_>) -> Input {
+    fn decode_source(
+        sources: &[(SourceTopic, i32)],
+        latest_times: &mut std::collections::HashMap<i32, i64>,
+        m: &BorrowedMessage<'_>,
+        task: TaskId,
+        i: usize,
+    ) -> Input {
         let record_ts = m.timestamp().to_millis();
         let record_key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-        let payload = m.payload().unwrap_or_default();
+        let source = i as u16;
+        let Some(payload) = m.payload() else {
+            // A tombstone: a null value for its record key (a table join deletes the key's row).
+            // Unless times are the records' timestamps it has no event time of its own: it
+            // happens where it is in its partition, at the latest event time read there.
+            let format = &sources[i].0.format;
+            let latest = latest_times.get(&task.partition).copied().unwrap_or(i64::MIN);
+            let timestamp_ms = match (&format.time, record_ts) {
+                (TimeFrom::RecordTimestamp, Some(ts)) => ts,
+                _ => latest,
+            };
+            let value = serde_json::Value::Null;
+            let ev =
+                Event { key: record_key, value, timestamp_ms, partition: m.partition(), offset: m.offset(), source };
+            return Input::Event(ev, None);
+        };
         match serde_json::from_slice(payload) {
-            Ok(value) => match self.format.event(value, record_key, record_ts, m.partition(), m.offset()) {
-                Ok(ev) => Input::Event(ev, None),
-                Err(d) => Input::Dead(d),
+            Ok(value) => match sources[i].0.format.event(value, record_key, record_ts, m.partition(), m.offset()) {
+                Ok(mut ev) => {
+                    ev.source = source;
+                    let latest = latest_times.entry(task.partition).or_insert(i64::MIN);
+                    *latest = (*latest).max(ev.timestamp_ms);
+                    Input::Event(ev, None)
+                }
+                Err(mut d) => {
+                    d.event.source = source;
+                    Input::Dead(d)
+                }
             },
             Err(e) => {
                 let value = serde_json::Value::String(String::from_utf8_lossy(payload).into_owned());
@@ -669,6 +754,7 @@ impl KafkaSource {
                     timestamp_ms: record_ts.unwrap_or(0),
                     partition: m.partition(),
                     offset: m.offset(),
+                    source,
                 };
                 let detail = format!("not JSON: {e}");
                 Input::Dead(Box::new(DeadLetter { event, reason: DeadLetterReason::Undecodable { detail } }))
@@ -748,9 +834,11 @@ impl Source for KafkaSource {
             }
             Some(Ok(m)) => m,
         };
-        let Some(stage) = self.stage_of(m.topic()) else { return Ok(Polled::Nothing) };
-        let task = TaskId { stage, partition: m.partition() };
-        let input = if stage == 0 { self.decode_source(&m) } else { self.decode_repartitioned(&m) };
+        let Some((task, source)) = self.task_of(m.topic(), m.partition()) else { return Ok(Polled::Nothing) };
+        let input = match source {
+            Some(i) => Self::decode_source(&self.sources, &mut self.latest, &m, task, i),
+            None => self.decode_repartitioned(&m),
+        };
         Ok(Polled::Input { task, offset: m.offset(), input })
     }
 
@@ -763,17 +851,22 @@ impl Source for KafkaSource {
         let tasks = tpl
             .elements()
             .iter()
-            .filter_map(|e| self.stage_of(e.topic()).map(|stage| TaskId { stage, partition: e.partition() }))
+            .filter_map(|e| self.task_of(e.topic(), e.partition()).map(|(task, _)| task))
             .collect();
         Ok(Some(tasks))
     }
 
-    fn partitions(&self, stage: usize) -> i32 {
-        self.partitions.get(stage).copied().unwrap_or(1)
+    fn tasks(&self, stage: usize) -> Vec<i32> {
+        if stage == 0 {
+            let tasks = self.sources.iter().enumerate();
+            tasks.flat_map(|(i, (_, n))| (0..*n).map(move |p| ((i as i32) << SOURCE_SHIFT) | p)).collect()
+        } else {
+            (0..self.partitions.get(stage).copied().unwrap_or(1)).collect()
+        }
     }
 
-    fn topic(&self, stage: usize) -> &str {
-        self.topics.get(stage).map_or("", String::as_str)
+    fn input_of(&self, task: TaskId) -> (&str, i32) {
+        self.locate(task)
     }
 
     fn bounded(&self) -> bool {
@@ -783,7 +876,8 @@ impl Source for KafkaSource {
     fn commit(&mut self, offsets: &[(TaskId, i64)]) -> Result<(), RunError> {
         let mut tpl = TopicPartitionList::new();
         for (t, o) in offsets {
-            tpl.add_partition_offset(&self.topics[t.stage], t.partition, Offset::Offset(*o))?;
+            let (topic, partition) = self.locate(*t);
+            tpl.add_partition_offset(topic, partition, Offset::Offset(*o))?;
         }
         if tpl.count() > 0 {
             // Offsets are advisory here (the checkpoint is authoritative): a failed commit only
@@ -797,7 +891,8 @@ impl Source for KafkaSource {
 
     fn committed(&mut self, task: TaskId) -> Result<Option<i64>, RunError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topics[task.stage], task.partition);
+        let (topic, partition) = self.locate(task);
+        tpl.add_partition(topic, partition);
         let c = self.consumer.committed_offsets(tpl, TIMEOUT)?;
         Ok(c.elements().first().and_then(|e| match e.offset() {
             Offset::Offset(o) => Some(o),
@@ -808,7 +903,8 @@ impl Source for KafkaSource {
     fn at_end(&mut self, positions: &BTreeMap<TaskId, i64>) -> Result<bool, RunError> {
         // First the answer the cache gives (no request): any task behind its known end.
         let end_of = |this: &Self, t: &TaskId, (low, high): (i64, i64)| {
-            let delivered = this.producer.as_ref().map_or(-1, |p| p.delivered(&this.topics[t.stage], t.partition));
+            let (topic, partition) = this.locate(*t);
+            let delivered = this.producer.as_ref().map_or(-1, |p| p.delivered(topic, partition));
             (low, high.max(delivered + 1))
         };
         for (t, &next) in positions {
@@ -825,7 +921,8 @@ impl Source for KafkaSource {
         for (t, &next) in positions {
             let stale = self.ends.get(t).is_none_or(|(_, at)| at.elapsed() >= Duration::from_secs(1));
             if stale {
-                let w = self.consumer.fetch_watermarks(&self.topics[t.stage], t.partition, TIMEOUT)?;
+                let (topic, partition) = self.locate(*t);
+                let w = self.consumer.fetch_watermarks(topic, partition, TIMEOUT)?;
                 self.ends.insert(*t, (w, std::time::Instant::now()));
             }
             let Some(&(w, _)) = self.ends.get(t) else { continue };
@@ -866,11 +963,14 @@ impl Exchange for KafkaSource {
     fn send(&mut self, stage: usize, ev: &Event, from: Upstream) -> Result<(), RunError> {
         let Some(p) = &self.producer else { return Err(RunError::Other("no repartition producer".into())) };
         let value = serde_json::to_vec(&ev.value).map_err(|e| RunError::Other(e.to_string()))?;
-        let headers = OwnedHeaders::new_with_capacity(4)
+        let mut headers = OwnedHeaders::new_with_capacity(5)
             .insert(Header { key: H_TASK, value: Some(&from.task.to_be_bytes()) })
             .insert(Header { key: H_OFFSET, value: Some(&from.offset.to_be_bytes()) })
             .insert(Header { key: H_SEQ, value: Some(&from.seq.to_be_bytes()) })
             .insert(Header { key: H_TIME, value: Some(&ev.timestamp_ms.to_be_bytes()) });
+        if ev.source != 0 {
+            headers = headers.insert(Header { key: H_SOURCE, value: Some(&ev.source.to_be_bytes()) });
+        }
         let mut record = BaseRecord::to(&self.topics[stage]).payload(&value[..]).headers(headers);
         if let Some(k) = &ev.key {
             record = record.key(k.as_bytes());

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_stream::{DeadLetter, Event, Outputs, Pipeline};
 
-/// A task: one stage of the pipeline over one partition of that stage's input.
+/// A task: one stage of the pipeline over one partition of that stage's input. At stage 0
+/// over several source topics, `partition` is `source << 16 | partition of that source`, so a
+/// task keeps its id when another source gains partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TaskId {
     pub stage: usize,
@@ -60,6 +62,11 @@ pub enum Polled {
     Nothing,
     /// A bounded source is exhausted.
     End,
+    /// One input of a merged bounded source ended (it stops holding the watermark back).
+    InputDone {
+        task: TaskId,
+        input: i32,
+    },
     Input {
         task: TaskId,
         offset: i64,
@@ -83,10 +90,20 @@ pub trait Source {
     fn poll(&mut self, timeout: Duration) -> Result<Polled, RunError>;
     /// The tasks now assigned, when that changed since the last call.
     fn assignment(&mut self) -> Result<Option<Vec<TaskId>>, RunError>;
-    /// Partitions of a stage's input (how many upstream tasks the next stage waits for).
-    fn partitions(&self, stage: usize) -> i32;
-    /// The topic (or file) a stage reads: checkpoint ids and dead letters name it.
-    fn topic(&self, stage: usize) -> &str;
+    /// The tasks of a stage (the upstream tasks the next stage waits for): one per partition
+    /// of its input; over several source topics, `source << 16 | partition` (see `TaskId`).
+    fn tasks(&self, stage: usize) -> Vec<i32>;
+    /// The topic (or file) and partition a task reads: checkpoint ids and dead letters name it.
+    fn input_of(&self, task: TaskId) -> (&str, i32);
+    /// Inputs one task reads merged (several files in one process): each is a partition of
+    /// the task's watermark. 1 for everything else.
+    fn merged_inputs(&self) -> i32 {
+        1
+    }
+    /// The topic or file a dead letter came from (its event's partition, for merged inputs).
+    fn dead_letter_origin(&self, task: TaskId, _partition: i32) -> &str {
+        self.input_of(task).0
+    }
     /// Bounded: the end of input closes every window, and nothing is checkpointed (a run
     /// reads it whole).
     fn bounded(&self) -> bool;
@@ -188,6 +205,13 @@ pub fn run(
                 first_event.get_or_insert_with(Instant::now);
                 r.input(task, offset, input, source, dead)?;
             }
+            Polled::InputDone { task, input } => {
+                if let Some(t) = r.tasks.get_mut(&task) {
+                    let out = t.pipeline.partition_done(input, now_ms());
+                    let offset = t.next_offset;
+                    r.outputs(task, offset, out, source, dead)?;
+                }
+            }
         }
         // Not per record: a pass over every task, at most every 50 ms (each task still sends
         // at most every 100 ms).
@@ -249,7 +273,8 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn checkpoint_id(name: &str, source: &dyn Source, t: TaskId) -> String {
-        format!("{name}/{}/{}", source.topic(t.stage), t.partition)
+        let (topic, partition) = source.input_of(t);
+        format!("{name}/{topic}/{partition}")
     }
 
     /// The pipeline of one stage (the whole pipeline when there is one stage).
@@ -261,7 +286,9 @@ impl Runner<'_> {
             p
         };
         if stage > 0 {
-            p.watermark_from_upstream(source.partitions(stage - 1));
+            p.watermark_from_upstream(source.tasks(stage - 1));
+        } else if source.merged_inputs() > 1 {
+            p.expect_partitions(source.merged_inputs());
         }
         Ok(p)
     }
@@ -369,7 +396,7 @@ impl Runner<'_> {
             }
             Input::Dead(d) => {
                 self.stats.dead_letters += 1;
-                return dead.write(source.topic(id.stage), &d).map_err(Into::into);
+                return dead.write(source.dead_letter_origin(id, d.event.partition), &d).map_err(Into::into);
             }
             Input::Watermark { upstream, watermark_ms } => {
                 t.pipeline.observe_upstream(upstream, watermark_ms, (id.partition, offset))
@@ -389,7 +416,7 @@ impl Runner<'_> {
         dead: &mut DeadLetterOut,
     ) -> Result<(), RunError> {
         for d in &out.dead_letters {
-            dead.write(source.topic(id.stage), d)?;
+            dead.write(source.dead_letter_origin(id, d.event.partition), d)?;
         }
         self.stats.dead_letters += out.dead_letters.len() as u64;
         self.stats.duplicates += out.duplicates;

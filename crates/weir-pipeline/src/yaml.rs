@@ -26,12 +26,13 @@
 
 use crate::expr_check::Expect;
 use crate::kafka::CheckpointTopic;
-use crate::kafka::{DeadLetterOut, KafkaSource, KafkaSourceConfig, SinkErrorPolicy, StartFrom};
+use crate::kafka::{DeadLetterOut, KafkaSource, KafkaSourceConfig, SinkErrorPolicy, SourceTopic, StartFrom};
 pub use crate::runner::RunStats;
 use crate::runner::{RunConfig, Source};
 use crate::sink::{CheckpointDir, CheckpointStore, JsonlSink, Sink};
 use crate::source::{JsonlSource, NexmarkSource};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use weir_stream::aggregate::Aggregate;
 use weir_stream::event::Event;
@@ -43,7 +44,12 @@ use weir_stream::{JoinKind, JoinSpec, NamedAggregate, Side, TopNSpec, WindowSpec
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub name: String,
-    pub source: SourceSpec,
+    /// The one source (or `sources`).
+    pub source: Option<SourceSpec>,
+    /// Several sources by name (all topics of one cluster, or all files): a join side can be
+    /// a source's name (`left: orders`), and events of every source flow through the steps.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceSpec>,
     #[serde(default)]
     pub steps: Vec<StepSpec>,
     /// A last window step (the form of single-window specs).
@@ -241,9 +247,14 @@ pub struct JoinYaml {
     pub window: Option<String>,
     /// `left.time` within `[right.time + lower, right.time + upper]` (durations, may be negative).
     pub interval: Option<IntervalYaml>,
-    /// The right side is a table: the latest value per key (a null value deletes it).
+    /// The right side is a table (rows per key over event time; a null value, e.g. a Kafka
+    /// tombstone, deletes the key): each left event joins the key's row as of its time.
     #[serde(default)]
     pub table: bool,
+    /// A regular join: every left event with every right event of its key, whenever they
+    /// arrive (insert-only streams, Flink's regular join); state is kept (up to `max_state`).
+    #[serde(default)]
+    pub unbounded: bool,
     pub allowed_lateness: Option<String>,
     #[serde(default = "default_max_windows")]
     pub max_state: usize,
@@ -654,9 +665,17 @@ impl Compiled {
         self.spec.build_pipeline(&self.text).map_err(|e| e.to_string())
     }
 
-    /// How records of the source become events.
+    /// How records of each source become events, in source order.
+    pub fn formats(&self) -> Vec<EventFormat> {
+        self.spec.source_list().iter().map(|(_, s)| EventFormat { time: s.time.clone(), key: s.key.clone() }).collect()
+    }
+
+    /// How records of the (first) source become events.
     pub fn format(&self) -> EventFormat {
-        EventFormat { time: self.spec.source.time.clone(), key: self.spec.source.key.clone() }
+        self.formats()
+            .into_iter()
+            .next()
+            .unwrap_or(EventFormat { time: TimeFrom::RecordTimestamp, key: KeyFrom::RecordKey })
     }
 }
 
@@ -679,7 +698,8 @@ impl EventFormat {
         offset: i64,
     ) -> Result<Event, Box<weir_stream::DeadLetter>> {
         use weir_stream::{DeadLetter, DeadLetterReason};
-        let mut ev = Event { key: record_key, value, timestamp_ms: record_ts.unwrap_or(0), partition, offset };
+        let mut ev =
+            Event { key: record_key, value, timestamp_ms: record_ts.unwrap_or(0), partition, offset, source: 0 };
         let dead = |ev: Event, reason| Box::new(DeadLetter { event: ev, reason });
         let as_time = |v: &serde_json::Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
         match &self.time {
@@ -772,9 +792,63 @@ impl Spec {
             .chain(self.window.iter().map(StepRef::Window))
     }
 
+    /// The sources in order (their index is `Event::source`): the one `source`, or the named
+    /// `sources` in name order.
+    pub fn source_list(&self) -> Vec<(&str, &SourceSpec)> {
+        match &self.source {
+            Some(s) => vec![("source", s)],
+            None => self.sources.iter().map(|(n, s)| (n.as_str(), s)).collect(),
+        }
+    }
+
+    /// The index of the source a join side names, if it names one.
+    fn source_named(&self, side: &str) -> Option<u16> {
+        if self.source.is_some() {
+            return None;
+        }
+        self.sources.keys().position(|n| n == side.trim()).map(|i| i as u16)
+    }
+
+    /// One source, or several that can be read as one partitioned input.
+    fn check_sources(&self, text: &str) -> Result<(), SpecError> {
+        let err = |needle: &str, message: String| SpecError { line: line_of(text, needle), message };
+        match (&self.source, self.sources.len()) {
+            (Some(_), 0) => return Ok(()),
+            (Some(_), _) => return Err(err("sources:", "use source or sources, not both".into())),
+            (None, 0) => return Err(err("name:", "the spec needs a source (or sources)".into())),
+            (None, n) if n > 32_768 => return Err(err("sources:", format!("{n} sources: at most 32768"))),
+            (None, _) => {}
+        }
+        let list = self.source_list();
+        let (first_name, first) = list[0];
+        for &(name, s) in &list[1..] {
+            let why = match (&first.kind, &s.kind) {
+                (SourceKind::Kafka(a), SourceKind::Kafka(b)) if a.brokers != b.brokers => Some(format!(
+                    "source {name} is on {} and source {first_name} on {}: sources of different clusters cannot be                      co-partitioned (one consumer group reads them, and their events meet in repartition topics of                      one cluster)",
+                    b.brokers, a.brokers
+                )),
+                (SourceKind::Kafka(a), SourceKind::Kafka(b)) if a.group != b.group => Some(format!(
+                    "sources {first_name} and {name} name different consumer groups: one group reads every source"
+                )),
+                (SourceKind::Kafka(_), SourceKind::Kafka(_)) | (SourceKind::Jsonl(_), SourceKind::Jsonl(_)) => None,
+                (SourceKind::Nexmark(_), _) | (_, SourceKind::Nexmark(_)) => {
+                    Some("the nexmark generator is one source: its events are of every kind already".into())
+                }
+                _ => Some(format!(
+                    "sources {first_name} and {name} cannot be co-partitioned: one is a topic, the other a file (read                      all sources from topics of one cluster, or all from files)"
+                )),
+            };
+            if let Some(why) = why {
+                return Err(err(name, why));
+            }
+        }
+        Ok(())
+    }
+
     /// Validates the whole spec and compiles its expressions and windows into a pipeline.
     pub fn compile(self, text: &str) -> Result<Compiled, SpecError> {
         let err = |needle: &str, message: String| SpecError { line: line_of(text, needle), message };
+        self.check_sources(text)?;
         if self.steps.iter().any(|s| matches!(s, StepSpec::Window(_))) && self.window.is_some() {
             return Err(err("window:", "put the window in steps or at the top level, not both".into()));
         }
@@ -821,10 +895,10 @@ impl Spec {
 
     /// The Kafka source's brokers, if the source is Kafka.
     fn kafka_brokers(&self) -> Option<&str> {
-        match &self.source.kind {
+        self.source_list().into_iter().find_map(|(_, s)| match &s.kind {
             SourceKind::Kafka(k) => Some(k.brokers.as_str()),
             _ => None,
-        }
+        })
     }
 
     /// Brokers for a sink or dead-letter topic: its own, else the Kafka source's (validation
@@ -845,9 +919,12 @@ impl Spec {
             b = b.idle_timeout(dur(i)?);
         }
         // Whether all events of a key are in one partition at this point of the chain.
-        let mut partitioned = match &self.source.kind {
-            SourceKind::Kafka(k) => k.partitioned_by_key,
-            // One partition: in one process, shuffles cost nothing.
+        let sources = self.source_list();
+        let mut partitioned = match sources[..] {
+            [(_, SourceSpec { kind: SourceKind::Kafka(k), .. })] => k.partitioned_by_key,
+            // Several topics: a task reads one partition of one of them, so a key's events of
+            // different sources are in different tasks until shuffled. (In one process
+            // shuffles cost nothing.)
             _ => false,
         };
         // The fields of the events at this point, when a step made them known.
@@ -856,10 +933,14 @@ impl Spec {
             if let StepRef::Step(StepSpec::Join(j)) = step {
                 // Each side keyed by its join key (events of neither side are dropped), then
                 // shuffled by it, then joined.
-                let (b2, classify) = join_sides(b, text, j, &known)?;
+                let named = (self.source_named(&j.left), self.source_named(&j.right));
+                let (b2, classify) = join_sides(b, text, j, named, &known)?;
                 b = b2.shuffle();
-                let kind = match (&j.window, &j.interval, j.table) {
+                let kind = match (&j.window, &j.interval, j.table || j.unbounded) {
                     (Some(w), None, false) => JoinKind::Window { size_ms: dur(w)? },
+                    (None, None, true) if j.unbounded && !j.table => {
+                        JoinKind::Interval { lower_ms: i64::MIN / 4, upper_ms: i64::MAX / 4 }
+                    }
                     (None, Some(i), false) => {
                         let signed = |s: &str| match s.trim().strip_prefix('-') {
                             Some(rest) => dur(rest).map(|v| -v),
@@ -867,8 +948,13 @@ impl Spec {
                         };
                         JoinKind::Interval { lower_ms: signed(&i.lower)?, upper_ms: signed(&i.upper)? }
                     }
-                    (None, None, true) => JoinKind::Table,
-                    _ => return Err(err("join:", "a join needs exactly one of window, interval, table: true".into())),
+                    (None, None, true) if j.table && !j.unbounded => JoinKind::Table,
+                    _ => {
+                        return Err(err(
+                            "join:",
+                            "a join needs exactly one of window, interval, table: true, unbounded: true".into(),
+                        ))
+                    }
                 };
                 let allowed_lateness_ms = j.allowed_lateness.as_deref().map(dur).transpose()?.unwrap_or(0);
                 b = b.join(JoinSpec { kind, classify, allowed_lateness_ms, max_state: j.max_state });
@@ -998,26 +1084,72 @@ impl Spec {
     }
 }
 
+/// A join side: the events of one source (`left: orders`), or those a predicate picks.
+#[derive(Clone)]
+enum SideSel {
+    Source(u16),
+    Predicate(Expr),
+}
+
+impl SideSel {
+    fn compile(
+        text: &str,
+        what: &str,
+        src: &str,
+        named: Option<u16>,
+        known: &Option<Vec<String>>,
+    ) -> Result<Self, SpecError> {
+        match named {
+            Some(i) => Ok(SideSel::Source(i)),
+            None => compile_checked(text, what, src, Expect::Bool, known).map(SideSel::Predicate),
+        }
+    }
+
+    fn picks(&self, ev: &Event) -> Result<bool, String> {
+        match self {
+            SideSel::Source(i) => Ok(ev.source == *i),
+            SideSel::Predicate(e) => match e.eval(ev)? {
+                serde_json::Value::Bool(b) => Ok(b),
+                other => Err(format!("join side {:?} returned {other}, not a bool", e.source())),
+            },
+        }
+    }
+}
+
 /// The key step of a join (each side keyed by its own key expression; events of neither side
-/// dropped) and the classifier the join uses.
+/// dropped) and the classifier the join uses. A null event (a Kafka tombstone) of a table
+/// join's table source keeps its record key: it deletes that key's row.
 fn join_sides(
     b: PipelineBuilder,
     text: &str,
     j: &JoinYaml,
+    named: (Option<u16>, Option<u16>),
     known: &Option<Vec<String>>,
 ) -> Result<(PipelineBuilder, weir_stream::keyed_join::Classify), SpecError> {
-    let left = compile_checked(text, "join left", &j.left, Expect::Bool, known)?;
-    let right = compile_checked(text, "join right", &j.right, Expect::Bool, known)?;
+    let left = SideSel::compile(text, "join left", &j.left, named.0, known)?;
+    let right = SideSel::compile(text, "join right", &j.right, named.1, known)?;
     let left_key = compile_checked(text, "join left_key", &j.left_key, Expect::Any, known)?;
     let right_key = compile_checked(text, "join right_key", &j.right_key, Expect::Any, known)?;
-    let side = move |l: &Expr, r: &Expr, ev: &Event| -> Result<Option<Side>, String> {
-        let is = |e: &Expr| match e.eval(ev)? {
-            serde_json::Value::Bool(b) => Ok(b),
-            other => Err(format!("join side {:?} returned {other}, not a bool", e.source())),
-        };
-        Ok(if is(l)? {
+    let table = j.table;
+    let side = move |l: &SideSel, r: &SideSel, ev: &Event| -> Result<Option<Side>, String> {
+        if table && ev.value.is_null() {
+            // Only a table source's tombstones mean something: a predicate cannot say whose a
+            // null value is.
+            return match (l, r) {
+                (SideSel::Source(li), _) if *li == ev.source => {
+                    Err("a null value (tombstone) on the stream (left) side of a table join joins nothing".into())
+                }
+                (_, SideSel::Source(ri)) if *ri == ev.source => Ok(Some(Side::Right)),
+                (_, SideSel::Predicate(_)) => Err("a null value (tombstone) reached a table join whose table side is \
+                                                   a predicate: name the table's source (right: <source name>) so \
+                                                   tombstones delete its rows"
+                    .into()),
+                _ => Ok(None),
+            };
+        }
+        Ok(if l.picks(ev)? {
             Some(Side::Left)
-        } else if is(r)? {
+        } else if r.picks(ev)? {
             Some(Side::Right)
         } else {
             None
@@ -1026,6 +1158,11 @@ fn join_sides(
     let (l2, r2) = (left.clone(), right.clone());
     let b = b.try_flat_map(move |mut ev, out| {
         let key = match side(&left, &right, &ev) {
+            Ok(Some(_)) if ev.value.is_null() => {
+                // A tombstone: its record key is the row's key.
+                out.push(ev);
+                return Ok(());
+            }
             Ok(Some(Side::Left)) => left_key.eval(&ev),
             Ok(Some(Side::Right)) => right_key.eval(&ev),
             Ok(None) => return Ok(()),
@@ -1177,7 +1314,7 @@ impl Default for RunOptions {
 impl Spec {
     /// A file or generator: read whole on every run.
     pub fn bounded(&self) -> bool {
-        !matches!(self.source.kind, SourceKind::Kafka(_))
+        !self.source_list().iter().any(|(_, s)| matches!(s.kind, SourceKind::Kafka(_)))
     }
 }
 
@@ -1186,9 +1323,11 @@ impl Spec {
 /// `base`.
 pub fn run(compiled: Compiled, base: &std::path::Path, opts: &RunOptions) -> Result<RunStats, SpecError> {
     let names = compiled.result_names.clone().unwrap_or_else(|| vec!["value".into()]);
-    if let SourceKind::Kafka(k) = &compiled.spec.source.kind {
-        // Before the sink (and its checkpoint topic) is created.
-        crate::kafka::check_source_topic(&k.brokers, &k.topic, &k.properties).map_err(|e| io_err("source", &e))?;
+    for (_, s) in compiled.spec.source_list() {
+        if let SourceKind::Kafka(k) = &s.kind {
+            // Before the sink (and its checkpoint topic) is created.
+            crate::kafka::check_source_topic(&k.brokers, &k.topic, &k.properties).map_err(|e| io_err("source", &e))?;
+        }
     }
     let mut sink = open_sink(&compiled.spec, base, &names)?;
     let mut dead = open_dead_letters(&compiled.spec, base)?;
@@ -1207,14 +1346,23 @@ pub fn run(compiled: Compiled, base: &std::path::Path, opts: &RunOptions) -> Res
     let run = |source: &mut dyn Source, sink: &mut dyn Sink, dead: &mut DeadLetterOut| {
         crate::runner::run(&make, compiled.stages, source, sink, dead, &cfg).map_err(|e| io_err("pipeline", &e))
     };
-    let stats = match &spec.source.kind {
+    let list = spec.source_list();
+    let formats = compiled.formats();
+    let stats = match &list[0].1.kind {
         SourceKind::Kafka(k) => {
+            let mut properties = BTreeMap::new();
+            let mut topics = Vec::with_capacity(list.len());
+            for ((_, s), format) in list.iter().zip(formats) {
+                if let SourceKind::Kafka(k) = &s.kind {
+                    properties.extend(k.properties.iter().map(|(a, b)| (a.clone(), b.clone())));
+                    topics.push(SourceTopic { topic: k.topic.clone(), format });
+                }
+            }
             let kcfg = KafkaSourceConfig {
                 brokers: k.brokers.clone(),
-                topic: k.topic.clone(),
+                sources: topics,
                 group: k.group.clone().unwrap_or_else(|| spec.name.clone()),
-                properties: k.properties.clone(),
-                format: compiled.format(),
+                properties,
                 name: spec.name.clone(),
                 stages: compiled.stages,
                 repartition_partitions: spec.repartition.partitions,
@@ -1224,10 +1372,23 @@ pub fn run(compiled: Compiled, base: &std::path::Path, opts: &RunOptions) -> Res
             let mut source = KafkaSource::open(&kcfg, sink.as_mut()).map_err(|e| io_err("source", &e))?;
             run(&mut source, sink.as_mut(), &mut dead)?
         }
-        SourceKind::Jsonl(path) => {
+        SourceKind::Jsonl(path) if list.len() == 1 => {
             let input = std::fs::File::open(base.join(path)).map_err(|e| io_err(path, &e))?;
             let reader = std::io::BufReader::with_capacity(1 << 16, input);
             let mut source = JsonlSource::new(reader, path, compiled.format());
+            run(&mut source, sink.as_mut(), &mut dead)?
+        }
+        SourceKind::Jsonl(_) => {
+            let mut inputs = Vec::with_capacity(list.len());
+            let mut names = Vec::with_capacity(list.len());
+            for (i, ((_, s), format)) in list.iter().zip(formats).enumerate() {
+                let SourceKind::Jsonl(path) = &s.kind else { continue };
+                let input = std::fs::File::open(base.join(path)).map_err(|e| io_err(path, &e))?;
+                let reader = std::io::BufReader::with_capacity(1 << 16, input);
+                inputs.push(JsonlSource::new(reader, path, format).with_index(i as u16));
+                names.push(path.as_str());
+            }
+            let mut source = crate::source::MergedSource::new(inputs, &names.join("+"));
             run(&mut source, sink.as_mut(), &mut dead)?
         }
         SourceKind::Nexmark(n) => {

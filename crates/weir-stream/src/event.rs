@@ -12,11 +12,19 @@ pub struct Event {
     /// Source partition (watermarks are tracked per partition) and offset.
     pub partition: i32,
     pub offset: i64,
+    /// Which of the pipeline's sources the event came from (0 when it has one); a join side
+    /// can be "the events of source N".
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub source: u16,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
 }
 
 impl Event {
     pub fn new(key: Option<&str>, value: Value, timestamp_ms: i64) -> Self {
-        Self { key: key.map(str::to_owned), value, timestamp_ms, partition: 0, offset: -1 }
+        Self { key: key.map(str::to_owned), value, timestamp_ms, partition: 0, offset: -1, source: 0 }
     }
 
     pub fn on_partition(mut self, partition: i32, offset: i64) -> Self {
@@ -119,6 +127,7 @@ impl WindowResult {
             timestamp_ms: self.window_end_ms - 1,
             partition,
             offset,
+            source: 0,
         }
     }
 }

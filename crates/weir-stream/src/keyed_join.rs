@@ -5,9 +5,12 @@
 //!   `window_start`/`window_end`, at `window_end - 1` (Nexmark q8);
 //! - interval: `left.time` within `[right.time + lower, right.time + upper]`; emitted as soon
 //!   as both are there, at the later of the two times; state expires with the watermark;
-//! - table: the right side is a table (the latest value per key; a null value deletes the
-//!   key); every left event joins the key's current row, and left events are kept so a row
-//!   that arrives later joins them too (Nexmark q3).
+//! - table: the right side is a table (per key, rows over event time; a null value deletes
+//!   the key). A left event at time t joins the key's row as of t (an event-time temporal
+//!   join, Flink's `FOR SYSTEM_TIME AS OF`): it waits until the watermark reaches t, so every
+//!   row up to t is known whatever order the sides arrived in, and is then emitted at t (or
+//!   dropped when the key had no row at t). Rows older than the newest one before the
+//!   watermark (minus the allowed lateness) are forgotten (Nexmark q3).
 //!
 //! Events later than the window end (or interval) plus the allowed lateness are dead letters.
 
@@ -48,8 +51,10 @@ pub(crate) struct KeyedJoin {
     windows: BTreeMap<(i64, String), Sides>,
     /// Interval: (expiry, key) of kept events, in expiry order.
     expiry: BTreeMap<(i64, String), usize>,
-    /// Table: key -> current row.
-    table: HashMap<String, Value>,
+    /// Table: key -> rows by event time (null: deleted).
+    table: HashMap<String, BTreeMap<i64, Value>>,
+    /// Table: left events waiting for the watermark, by (time, key).
+    waiting: BTreeMap<(i64, String), Vec<Value>>,
     kept: usize,
 }
 
@@ -64,7 +69,14 @@ impl KeyedJoin {
             }
             _ => {}
         }
-        Ok(Self { spec, windows: BTreeMap::new(), expiry: BTreeMap::new(), table: HashMap::new(), kept: 0 })
+        Ok(Self {
+            spec,
+            windows: BTreeMap::new(),
+            expiry: BTreeMap::new(),
+            table: HashMap::new(),
+            waiting: BTreeMap::new(),
+            kept: 0,
+        })
     }
 
     pub fn allowed_lateness_ms(&self) -> i64 {
@@ -72,7 +84,7 @@ impl KeyedJoin {
     }
 
     pub fn open_windows(&self) -> usize {
-        self.windows.len()
+        self.windows.len() + self.waiting.len()
     }
 
     fn pair(key: &str, left: &Value, right: &Value, t: i64, window: Option<(i64, i64)>, partition: i32) -> Event {
@@ -84,7 +96,7 @@ impl KeyedJoin {
             m.insert("window_start".into(), start.into());
             m.insert("window_end".into(), end.into());
         }
-        Event { key: Some(key.to_owned()), value: Value::Object(m), timestamp_ms: t, partition, offset: -1 }
+        Event { key: Some(key.to_owned()), value: Value::Object(m), timestamp_ms: t, partition, offset: -1, source: 0 }
     }
 
     fn keep(&mut self) -> Result<(), StreamError> {
@@ -167,22 +179,36 @@ impl KeyedJoin {
             }
             JoinKind::Table => match side {
                 Side::Left => {
-                    if let Some(row) = self.table.get(&key) {
-                        out.push(Self::pair(&key, &ev.value, row, t, None, ev.partition));
+                    if t.saturating_add(lateness) < watermark_ms {
+                        late(ev, dead);
+                        return Ok(());
+                    }
+                    if t <= watermark_ms {
+                        // Within the allowed lateness: the rows up to t are known already.
+                        if let Some(row) = self.row_at(&key, t) {
+                            out.push(Self::pair(&key, &ev.value, row, t, None, ev.partition));
+                        }
+                        return Ok(());
                     }
                     self.keep()?;
-                    self.windows.entry((0, key)).or_default().left.push((t, ev.value));
-                }
-                Side::Right if ev.value.is_null() => {
-                    self.table.remove(&key);
+                    self.waiting.entry((t, key)).or_default().push(ev.value);
                 }
                 Side::Right => {
-                    if let Some(s) = self.windows.get(&(0, key.clone())) {
-                        for (lt, l) in &s.left {
-                            out.push(Self::pair(&key, l, &ev.value, t.max(*lt), None, ev.partition));
-                        }
+                    let rows = self.table.entry(key).or_default();
+                    if rows.insert(t, ev.value).is_none() {
+                        self.kept += 1;
                     }
-                    self.table.insert(key, ev.value);
+                    // Forget rows no left event can still join: those older than the newest
+                    // row at or before the watermark minus the lateness.
+                    let horizon = watermark_ms.saturating_sub(lateness);
+                    if let Some((&keep_from, _)) = rows.range(..=horizon).next_back() {
+                        let before = rows.len();
+                        *rows = rows.split_off(&keep_from);
+                        self.kept -= before - rows.len();
+                    }
+                    if self.kept > self.spec.max_state {
+                        return Err(StreamError::StateTooLarge { open_windows: self.kept, max: self.spec.max_state });
+                    }
                 }
             },
         }
@@ -227,8 +253,27 @@ impl KeyedJoin {
                     }
                 }
             }
-            JoinKind::Table => {}
+            JoinKind::Table => {
+                while let Some(entry) = self.waiting.first_entry() {
+                    if entry.key().0 > watermark_ms {
+                        break;
+                    }
+                    let ((t, key), lefts) = entry.remove_entry();
+                    self.kept -= lefts.len();
+                    if let Some(row) = self.row_at(&key, t) {
+                        for l in &lefts {
+                            out.push(Self::pair(&key, l, row, t, None, 0));
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// A table's row for `key` as of time `t` (None: no row, or deleted).
+    fn row_at(&self, key: &str, t: i64) -> Option<&Value> {
+        let (_, row) = self.table.get(key)?.range(..=t).next_back()?;
+        (!row.is_null()).then_some(row)
     }
 }
 
@@ -236,7 +281,12 @@ impl KeyedJoin {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct JoinState {
     windows: Vec<(i64, String, Vec<(i64, Value)>, Vec<(i64, Value)>)>,
-    table: Vec<(String, Value)>,
+    /// Table joins: (key, rows by time), null rows deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rows: Vec<(String, Vec<(i64, Value)>)>,
+    /// Table joins: left events waiting for the watermark.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    waiting: Vec<(i64, String, Vec<Value>)>,
 }
 
 impl std::fmt::Debug for Sides {
@@ -247,11 +297,13 @@ impl std::fmt::Debug for Sides {
 
 impl KeyedJoin {
     pub fn export(&self) -> JoinState {
-        let mut table: Vec<(String, Value)> = self.table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        table.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut rows: Vec<(String, Vec<(i64, Value)>)> =
+            self.table.iter().map(|(k, v)| (k.clone(), v.iter().map(|(t, r)| (*t, r.clone())).collect())).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
         JoinState {
             windows: self.windows.iter().map(|((s, k), v)| (*s, k.clone(), v.left.clone(), v.right.clone())).collect(),
-            table,
+            rows,
+            waiting: self.waiting.iter().map(|((t, k), v)| (*t, k.clone(), v.clone())).collect(),
         }
     }
 
@@ -278,6 +330,15 @@ impl KeyedJoin {
             self.kept += left.len() + right.len();
             self.windows.insert((start, key), Sides { left, right });
         }
-        self.table = state.table.into_iter().collect();
+        self.table.clear();
+        for (key, rows) in state.rows {
+            self.kept += rows.len();
+            self.table.insert(key, rows.into_iter().collect());
+        }
+        self.waiting.clear();
+        for (t, key, lefts) in state.waiting {
+            self.kept += lefts.len();
+            self.waiting.insert((t, key), lefts);
+        }
     }
 }

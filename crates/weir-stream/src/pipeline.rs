@@ -361,14 +361,35 @@ impl Pipeline {
         Some(self)
     }
 
-    /// This pipeline's watermark is the minimum of `upstream_tasks` upstream watermarks, fed
+    /// This pipeline's watermark is the minimum of the watermarks of `upstream_tasks`, fed
     /// by `observe_upstream` (a stage after a shuffle).
-    pub fn watermark_from_upstream(&mut self, upstream_tasks: i32) {
+    pub fn watermark_from_upstream(&mut self, upstream_tasks: impl IntoIterator<Item = i32>) {
         self.from_upstream = true;
         self.watermarks = Watermarks::new(0, i64::MAX);
-        for t in 0..upstream_tasks {
+        for t in upstream_tasks {
             self.watermarks.expect_partition(t);
         }
+    }
+
+    /// Partitions 0..n of the input hold the watermark back from the start (one task reading
+    /// several inputs merged, e.g. several files: without it the first to send would set the
+    /// watermark alone).
+    pub fn expect_partitions(&mut self, n: i32) {
+        for p in 0..n {
+            self.watermarks.expect_partition(p);
+        }
+    }
+
+    /// An input partition has ended (a file read to its end): it stops holding the watermark
+    /// back. Fires what that closes.
+    pub fn partition_done(&mut self, partition: i32, now_ms: i64) -> Outputs {
+        let before = self.watermarks.current();
+        let wm = self.watermarks.set_idle(partition, now_ms);
+        let mut out = Outputs::default();
+        if wm > before {
+            self.fire(wm, &mut out);
+        }
+        out
     }
 
     /// An upstream task's watermark (a stage after a shuffle); fires what it closes.
