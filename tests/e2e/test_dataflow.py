@@ -252,3 +252,85 @@ def test_until_end_closes_what_a_partition_that_ran_ahead_allows(weir, tmp_path)
     expected = [r for r in group_by(orders) if r[1] + WINDOW_MS <= watermark]
     assert len(expected) > 20
     assert sqlite_rows(db) == expected
+
+
+def test_two_source_topics_table_join_as_of_event_time_with_updates_and_tombstones(weir, tmp_path):
+    """Orders (3 partitions, random record keys) joined with a customers table (2 partitions,
+    keyed by id): rows change country half-way and some are deleted by tombstones. The join
+    stage co-partitions both through one repartition topic; every order joins its customer's
+    row as of the order's time; the sums per country and minute equal that computation."""
+    orders, end = make_orders(6_000, seed=11)
+    customers = [f"c{i:02d}" for i in range(25)]
+    countries = ["NL", "DE", "FR", "US"]
+    moved_at, start = BASE_MS + 300_000, BASE_MS - 1_000
+    # Per partition of the customers topic, its records in order: (key, row or None).
+    parts = {0: [], 1: []}
+    for i, c in enumerate(customers):
+        parts[i % 2].append((c, {"id": c, "country": countries[i % 4], "timestamp": start}))
+    for i, c in enumerate(customers[:10]):
+        parts[i % 2].append((c, {"id": c, "country": countries[(i + 1) % 4], "timestamp": moved_at}))
+    for i, c in enumerate(customers[20:], start=20):
+        parts[i % 2].append((c, None))  # a tombstone: at the latest time read in its partition
+    create(weir, ("e_orders", 3), ("e_customers", 2))
+    prod = Producer({"bootstrap.servers": weir.bootstrap, "enable.idempotence": True})
+    history = {}  # customer -> [(time, row or None)] in partition order
+    for p, records in parts.items():
+        latest = -1
+        for key, row in records:
+            if row is None:
+                prod.produce("e_customers", key=key.encode(), value=None, partition=p)
+                history.setdefault(key, []).append((latest, None))
+            else:
+                prod.produce("e_customers", key=key.encode(), value=json.dumps(row).encode(), partition=p)
+                latest = max(latest, row["timestamp"])
+                history.setdefault(key, []).append((row["timestamp"], row))
+        marker = {"id": "zz-end", "country": "XX", "timestamp": end + 3_600_000}
+        prod.produce("e_customers", key=b"zz-end", value=json.dumps(marker).encode(), partition=p)
+    assert prod.flush(30) == 0
+    produce(weir, "e_orders", orders, end, 3)
+
+    def as_of(customer, t):
+        row = None
+        for ts, r in history.get(customer, []):
+            if ts <= t:
+                row = r  # later in the partition wins at equal times
+        return row
+
+    expected = {}
+    for o in orders:
+        row = as_of(o["customer"], o["timestamp"])
+        if o["status"] != "paid" or row is None:
+            continue
+        k = (row["country"], o["timestamp"] // WINDOW_MS * WINDOW_MS)
+        total, n = expected.get(k, (0, 0))
+        expected[k] = (total + o["amount"], n + 1)
+    expected = sorted((c, ws, t, n) for (c, ws), (t, n) in expected.items())
+    assert len(expected) > 30
+    db = tmp_path / "sums.db"
+    path = tmp_path / "enrich.yaml"
+    path.write_text(f"""
+name: enrich
+sources:
+  orders: {{ kafka: {{ brokers: "{weir.bootstrap}", topic: e_orders }}, time_field: timestamp }}
+  customers: {{ kafka: {{ brokers: "{weir.bootstrap}", topic: e_customers }}, time_field: timestamp, key_field: id }}
+out_of_orderness: 5s
+steps:
+  - join: {{ left: orders, left_key: "event.customer", right: customers, right_key: "event.id", table: true }}
+  - filter: "event.left.status == 'paid'"
+  - map: "{{'country': event.right.country, 'amount': event.left.amount}}"
+  - key_by: "event.country"
+  - window: {{ tumbling: 1m, aggregates: [ {{ total: "sum(amount)" }}, {{ orders: count }} ] }}
+sink: {{ sqlite: {db}, table: sums }}
+dead_letters: {{ jsonl: {tmp_path / "dead.jsonl"} }}
+checkpoint: {{ interval: 200ms }}
+""")
+    out = subprocess.run([WEIR_BIN, "pipeline", "run", str(path), "--until-end"], capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sqlite_rows(db) == expected
+    # The tombstones mattered: without them the deleted customers' later orders would count.
+    deleted = [o for o in orders if o["customer"] >= "c20" and o["status"] == "paid" and o["timestamp"] >= moved_at]
+    assert deleted and sum(n for *_, n in expected) < sum(1 for o in orders if o["status"] == "paid")
+    # The join's repartition topic has the larger source's partition count.
+    md = AdminClient({"bootstrap.servers": weir.bootstrap}).list_topics(timeout=10)
+    assert len(md.topics["enrich-1-repartition"].partitions) == 3

@@ -256,3 +256,37 @@ fn interval_join_pairs_events_within_the_bounds_only() {
         .collect();
     assert_eq!(pairs, vec![(1000, 3000)]);
 }
+
+/// Several sources must be readable as one partitioned input; a join whose sides could not be
+/// co-partitioned is refused at validation, naming the sources and why.
+#[test]
+fn validate_rejects_joins_whose_sides_cannot_be_co_partitioned() {
+    let spec = |a: &str, b: &str| {
+        format!(
+            "name: t\nsources:\n  orders: {a}\n  customers: {b}\nsteps:\n  - join: {{ left: orders, left_key: \
+             \"event.customer\", right: customers, right_key: \"event.id\", table: true }}\nsink: {{ stdout: true }}\n"
+        )
+    };
+    let topic = |brokers: &str, t: &str| format!("{{ kafka: {{ brokers: \"{brokers}\", topic: {t} }} }}");
+    let file = "{ jsonl: c.jsonl, time_field: ts }";
+    // Sources are in name order (customers, then orders): the error is on orders' line.
+    let cases = [
+        (spec(&topic("127.0.0.1:9092", "orders"), file), "one is a topic, the other a file", 3),
+        (spec(&topic("127.0.0.1:9092", "orders"), &topic("127.0.0.1:9093", "customers")), "different clusters", 3),
+        (spec("{ nexmark: { events: 10 } }", file), "nexmark generator is one source", 3),
+    ];
+    for (text, needle, line) in cases {
+        let e = yaml::load(&text).err().unwrap_or_else(|| panic!("accepted: {text}"));
+        assert!(e.message.contains(needle), "{text}: {e}");
+        assert_eq!(e.line, Some(line), "{text}: {e}");
+    }
+    // Topics of one cluster (any partition counts: the join's shuffle co-partitions them), and
+    // files, are fine; a side that names no source is a CEL predicate and checked as one.
+    yaml::load(&spec(&topic("127.0.0.1:9092", "orders"), &topic("127.0.0.1:9092", "customers"))).unwrap();
+    yaml::load(&spec(file, file)).unwrap();
+    let typo = spec(file, file).replace("left: orders", "left: order");
+    let e = yaml::load(&typo).err().unwrap();
+    assert!(e.message.contains("order"), "{e}");
+    let both = format!("name: t\nsource: {file}\nsources:\n  a: {file}\nsink: {{ stdout: true }}\n");
+    assert!(yaml::load(&both).err().unwrap().message.contains("not both"));
+}
