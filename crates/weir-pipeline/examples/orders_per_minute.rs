@@ -31,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_open_windows: 100_000,
             name: "value".into(),
             extra: Vec::new(),
+            end_field: None,
         })
         .build()?;
     let mut driver = TestDriver::new(pipeline);

@@ -119,6 +119,7 @@ fn window(window: Window, aggregate: Aggregate, field: Option<&str>) -> WindowSp
         max_open_windows: 10_000_000,
         name: "value".into(),
         extra: Vec::new(),
+        end_field: None,
     }
 }
 

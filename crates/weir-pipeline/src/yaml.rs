@@ -318,6 +318,8 @@ fn default_max_keys() -> usize {
 #[serde(try_from = "RawWindow")]
 pub struct WindowYaml {
     pub window: Window,
+    /// `until`: the field with each key's closing time.
+    pub end_field: Option<String>,
     pub output: WindowOutput,
     pub allowed_lateness_ms: i64,
     /// The spec-wide out-of-orderness, given here (the form of single-window specs).
@@ -341,6 +343,11 @@ struct RawWindow {
     tumbling: Option<String>,
     sliding: Option<SlidingYaml>,
     session: Option<String>,
+    /// One window per key, open until the time in this field (inclusive), e.g. `expires`.
+    until: Option<String>,
+    /// One window per key over all time: closed by the end of a bounded input only.
+    #[serde(default)]
+    global: bool,
     /// One aggregate, output as `value`.
     aggregate: Option<String>,
     field: Option<String>,
@@ -431,11 +438,15 @@ fn aggregate_call(text: &str) -> Result<(Aggregate, Option<String>), String> {
 impl TryFrom<RawWindow> for WindowYaml {
     type Error = String;
     fn try_from(w: RawWindow) -> Result<Self, String> {
-        let window = match (&w.tumbling, &w.sliding, &w.session) {
-            (Some(t), None, None) => Window::Tumbling { size_ms: duration(t)? },
-            (None, Some(s), None) => Window::Sliding { size_ms: duration(&s.size)?, slide_ms: duration(&s.slide)? },
-            (None, None, Some(g)) => Window::Session { gap_ms: duration(g)? },
-            _ => return Err("window needs exactly one of tumbling, sliding, session".into()),
+        let window = match (&w.tumbling, &w.sliding, &w.session, &w.until, w.global) {
+            (Some(t), None, None, None, false) => Window::Tumbling { size_ms: duration(t)? },
+            (None, Some(s), None, None, false) => {
+                Window::Sliding { size_ms: duration(&s.size)?, slide_ms: duration(&s.slide)? }
+            }
+            (None, None, Some(g), None, false) => Window::Session { gap_ms: duration(g)? },
+            (None, None, None, Some(_), false) => Window::Until,
+            (None, None, None, None, true) => Window::Global,
+            _ => return Err("window needs exactly one of tumbling, sliding, session, until, global".into()),
         };
         window.validate().map_err(str::to_owned)?;
         let output = match (w.aggregate, w.aggregates, w.top_n) {
@@ -472,8 +483,12 @@ impl TryFrom<RawWindow> for WindowYaml {
         if matches!(output, WindowOutput::TopN { .. }) && w.early_updates {
             return Err("top_n has no early updates".into());
         }
+        if matches!(output, WindowOutput::TopN { .. }) && matches!(window, Window::Until | Window::Global) {
+            return Err("top_n needs a tumbling or sliding window".into());
+        }
         Ok(WindowYaml {
             window,
+            end_field: w.until,
             output,
             allowed_lateness_ms: w.allowed_lateness.as_deref().map(duration).transpose()?.unwrap_or(0),
             out_of_orderness_ms: w.out_of_orderness.as_deref().map(duration).transpose()?,
@@ -1025,6 +1040,17 @@ impl Spec {
                     unreachable!("windows are StepRef::Window; joins are handled above")
                 }
                 StepRef::Window(w) => {
+                    if w.window == Window::Global && !self.bounded() {
+                        return Err(err(
+                            "global",
+                            "a global window closes only at the end of a bounded input (a file or the generator); over \
+                             a topic it would never emit: use a tumbling or session window"
+                                .into(),
+                        ));
+                    }
+                    if let Some(f) = &w.end_field {
+                        check_field(text, "the until window", f, &known)?;
+                    }
                     if let Some(o) = w.out_of_orderness_ms {
                         out_of_orderness = Some(o);
                     }
@@ -1057,6 +1083,7 @@ impl Spec {
                                 max_open_windows: w.max_open_windows,
                                 name,
                                 extra,
+                                end_field: w.end_field.clone(),
                             })
                         }
                         WindowOutput::TopN { n, by, descending } => {

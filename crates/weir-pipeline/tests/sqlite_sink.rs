@@ -30,6 +30,7 @@ fn sink_table_equals_a_sql_group_by_and_replays_do_not_duplicate() {
             max_open_windows: 10_000,
             name: "value".into(),
             extra: Vec::new(),
+            end_field: None,
         })
         .build()
         .unwrap();

@@ -290,3 +290,17 @@ fn validate_rejects_joins_whose_sides_cannot_be_co_partitioned() {
     let both = format!("name: t\nsource: {file}\nsources:\n  a: {file}\nsink: {{ stdout: true }}\n");
     assert!(yaml::load(&both).err().unwrap().message.contains("not both"));
 }
+
+/// A global window over a topic would never emit: refused, with the reason.
+#[test]
+fn validate_rejects_a_global_window_over_a_topic() {
+    let text = "name: t\nsource: { kafka: { brokers: \"127.0.0.1:9092\", topic: o } }\nsteps:\n  - window: { global: \
+                true, aggregates: [ { n: count } ] }\nsink: { stdout: true }\n";
+    let e = yaml::load(text).err().unwrap();
+    assert!(e.message.contains("never emit"), "{e}");
+    assert_eq!(e.line, Some(4), "{e}");
+    let file = text.replace("kafka: { brokers: \"127.0.0.1:9092\", topic: o }", "jsonl: in.jsonl");
+    yaml::load(&file).unwrap();
+    let until = file.replace("global: true", "until: expires");
+    yaml::load(&until).unwrap();
+}

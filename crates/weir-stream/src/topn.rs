@@ -46,7 +46,7 @@ pub(crate) struct TopN {
 impl TopN {
     pub fn new(spec: TopNSpec) -> Result<Self, StreamError> {
         spec.window.validate().map_err(StreamError::InvalidSpec)?;
-        if matches!(spec.window, Window::Session { .. }) {
+        if matches!(spec.window, Window::Session { .. } | Window::Until | Window::Global) {
             return Err(StreamError::InvalidSpec("top_n needs a tumbling or sliding window"));
         }
         if spec.n == 0 {

@@ -23,6 +23,9 @@ pub struct WindowSpec {
     pub name: String,
     /// More aggregates computed over the same windows, output after the primary one.
     pub extra: Vec<NamedAggregate>,
+    /// `Window::Until`: the field (top level, an integer time in ms) that says until when the
+    /// key's window is open, inclusive.
+    pub end_field: Option<String>,
 }
 
 /// One more aggregate of a window: `name` is its output field.
@@ -95,6 +98,9 @@ const SPARE_KEYS: usize = 64;
 impl WindowOperator {
     pub fn new(spec: WindowSpec, custom: Option<std::sync::Arc<dyn UserAggregate>>) -> Result<Self, StreamError> {
         spec.window.validate().map_err(StreamError::InvalidSpec)?;
+        if matches!(spec.window, Window::Until) != spec.end_field.is_some() {
+            return Err(StreamError::InvalidSpec("an until window needs its end field (and only it has one)"));
+        }
         if spec.aggregate.needs_field() && spec.field.is_none() {
             return Err(StreamError::InvalidSpec("this aggregate needs a field"));
         }
@@ -355,6 +361,44 @@ impl WindowOperator {
                 Self::accumulate(&custom, &mut acc, x, raw, kind, &ev);
                 Self::accumulate_extra(&self.spec.extra, &mut extra, &ev);
                 self.insert(key, start, Open::new(end, acc, extra))?;
+            }
+            Window::Until | Window::Global => {
+                let end = match (self.spec.window, &self.spec.end_field) {
+                    (Window::Until, Some(field)) => {
+                        let end = ev.value.get(field).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+                        match end {
+                            Some(e) => e.saturating_add(1),
+                            None => {
+                                let reason = DeadLetterReason::BadField {
+                                    field: field.clone(),
+                                    detail: "missing or not an integer time".into(),
+                                };
+                                dead.push(DeadLetter { event: ev, reason });
+                                return Ok(());
+                            }
+                        }
+                    }
+                    _ => crate::window::GLOBAL_WINDOW.1,
+                };
+                if closed(end) {
+                    let reason = late();
+                    dead.push(DeadLetter { event: ev, reason });
+                    return Ok(());
+                }
+                // One window per key: the open one grows (its index entries catch up lazily,
+                // as a session's do), or the event opens it.
+                if let Some(o) = self.open.get_mut(key).and_then(|m| m.values_mut().next()) {
+                    o.end_ms = o.end_ms.max(end);
+                    Self::accumulate(&custom, &mut o.acc, x, raw, kind, &ev);
+                    Self::accumulate_extra(&self.spec.extra, &mut o.extra, &ev);
+                } else {
+                    let start = if self.spec.window == Window::Global { crate::window::GLOBAL_WINDOW.0 } else { t };
+                    let mut acc = Accumulator::default();
+                    Self::accumulate(&custom, &mut acc, x, raw, kind, &ev);
+                    let mut extra = vec![Accumulator::default(); self.spec.extra.len()];
+                    Self::accumulate_extra(&self.spec.extra, &mut extra, &ev);
+                    self.insert(key, start, Open::new(end, acc, extra))?;
+                }
             }
             w => {
                 let mut any = false;

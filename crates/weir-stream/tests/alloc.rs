@@ -26,6 +26,7 @@ fn pipeline(window: Window, aggregate: Aggregate) -> Pipeline {
             max_open_windows: 100_000,
             name: "value".into(),
             extra: Vec::new(),
+            end_field: None,
         })
         .build()
         .unwrap()

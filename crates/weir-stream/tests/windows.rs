@@ -18,6 +18,7 @@ fn spec(window: Window, aggregate: Aggregate, lateness_ms: i64) -> WindowSpec {
         max_open_windows: 10_000,
         name: "value".into(),
         extra: Vec::new(),
+        end_field: None,
     }
 }
 
@@ -533,4 +534,52 @@ fn an_early_update_of_a_session_whose_start_moves_is_withdrawn() {
     assert_eq!(withdrawn, vec![("u".to_owned(), 20 * S)]);
     d.advance_watermark(100 * S);
     assert_eq!(finals(&d), vec![("u".to_owned(), 12 * S, 30 * S, 3.0, 2)]);
+}
+
+/// An until window: one per key, from its first event until the end its events give
+/// (inclusive); it closes when the watermark passes that end, later events of it are late,
+/// and an event without the field is a dead letter. A global window closes only at the end.
+#[test]
+fn until_windows_close_at_the_end_their_events_give_and_global_ones_at_the_end_of_input() {
+    let mut s = spec(Window::Until, Aggregate::Max, 0);
+    s.end_field = Some("expires".into());
+    let p = Pipeline::builder().window(s).build().unwrap();
+    let mut d = TestDriver::new(p);
+    let e = |k: &str, amount: i64, expires: Option<i64>, t: i64| {
+        let mut v = json!({ "amount": amount });
+        if let Some(x) = expires {
+            v["expires"] = json!(x);
+        }
+        Event::new(Some(k), v, t)
+    };
+    for ev in [
+        e("a", 5, Some(10 * S), 1 * S),
+        e("b", 7, Some(4 * S), 2 * S),
+        e("a", 9, Some(10 * S), 3 * S),
+        e("b", 1, None, 3 * S),           // no end: a dead letter
+        e("c", 1, Some(30 * S), 6 * S),   // the watermark passes b's end (4 s)
+        e("b", 8, Some(4 * S), 4 * S),    // b closed: late
+        e("a", 11, Some(10 * S), 10 * S), // the end is inclusive
+        e("c", 2, Some(30 * S), 12 * S),  // closes a
+    ] {
+        d.push(ev).unwrap();
+    }
+    let closed: Vec<_> = finals(&d);
+    assert_eq!(closed, vec![("a".into(), 1 * S, 10 * S + 1, 11.0, 3), ("b".into(), 2 * S, 4 * S + 1, 7.0, 1)]);
+    let reasons: Vec<_> = d.dead_letters().iter().map(|x| x.reason.clone()).collect();
+    assert!(matches!(reasons[0], DeadLetterReason::BadField { .. }), "{reasons:?}");
+    assert!(matches!(reasons[1], DeadLetterReason::Late { .. }), "{reasons:?}");
+    d.advance_watermark(i64::MAX / 2);
+    assert_eq!(finals(&d).len(), 3);
+
+    let p = Pipeline::builder().window(spec(Window::Global, Aggregate::Sum, 0)).build().unwrap();
+    let mut d = TestDriver::new(p);
+    for t in [1, 1_000_000, 5_000_000_000] {
+        d.push(ev("k", 2.0, t)).unwrap();
+    }
+    assert!(finals(&d).is_empty(), "a global window never closes before the end");
+    d.advance_watermark(i64::MAX / 2);
+    assert_eq!(finals(&d), vec![("k".into(), 0, i64::MAX / 4, 6.0, 3)]);
+    // An until window needs its field.
+    assert!(Pipeline::builder().window(spec(Window::Until, Aggregate::Sum, 0)).build().is_err());
 }
