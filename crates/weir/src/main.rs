@@ -213,7 +213,7 @@ fn nexmark(a: &BenchArgs) -> anyhow::Result<()> {
             writeln!(out, "{}", weir_pipeline::nexmark::to_crate_json(&e))?;
         }
         out.flush()?;
-        eprintln!("wrote {} Nexmark events to {}", a.events, path.display());
+        eprintln!("wrote {} to {}", output::counted(a.events as u64, "Nexmark event"), path.display());
         return Ok(());
     }
     let queries: Vec<&str> = if a.query == "all" {
@@ -224,8 +224,8 @@ fn nexmark(a: &BenchArgs) -> anyhow::Result<()> {
     let reports = if a.via_topic {
         let (produce_secs, r) = weir_bench::nexmark_via_topic(&a.bootstrap, &queries, a.events, a.event_rate)?;
         eprintln!(
-            "produced {} events in {produce_secs:.2}s ({:.0} events/s)",
-            a.events,
+            "produced {} in {produce_secs:.2}s ({:.0} events/s)",
+            output::counted(a.events as u64, "event"),
             a.events as f64 / produce_secs
         );
         r
