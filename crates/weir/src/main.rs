@@ -94,7 +94,10 @@ enum Command {
     },
     /// A running broker at a glance: version, listeners, topics, groups and disk use.
     Status(status_cmd::StatusArgs),
-    /// Print a shell completion script, e.g. `weir completions bash > ~/.local/share/bash-completion/completions/weir`.
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// e.g. `weir completions bash > ~/.local/share/bash-completion/completions/weir`, or
+    /// `weir completions zsh > ~/.zfunc/_weir`.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
