@@ -16,10 +16,14 @@ def bench(w, *args):
 def test_bench_produce_consume_e2e(weir):
     p = bench(weir, "produce", "--duration", "10", "--size", "100", "--messages", "2000000")
     assert p["messages"] > 0 and p["errors"] == 0 and p["latency_us"]["p50"] > 0
+    # Keyless records: the sticky partitioner spreads them over the default 3 partitions.
+    spread = [x["messages"] for x in p["partitions"]]
+    assert len(spread) == 3 and sum(spread) == p["messages"] and min(spread) > 0, spread
     # Consumption has its own pace: read what was produced (bounded by the duration).
-    c = bench(weir, "consume", "--duration", "60", "--messages", str(p["messages"]))
+    c = bench(weir, "consume", "--duration", "1m", "--count", str(p["messages"]))
     assert c["messages"] == p["messages"], (c["messages"], p["messages"])
-    e = bench(weir, "e2e", "--duration", "3", "--rate", "5000", "--size", "1024")
+    assert [x["messages"] for x in c["partitions"]] == spread
+    e = bench(weir, "e2e", "--duration", "3s", "--rate", "5000", "--size", "1024")
     assert e["messages"] >= 14_000 and e["latency_us"]["p99"] > 0
     print(f"bench: produce {p['messages_per_second']:.0f} msg/s, consume {c['messages_per_second']:.0f} msg/s, "
           f"e2e p50 {e['latency_us']['p50']} us p99 {e['latency_us']['p99']} us")

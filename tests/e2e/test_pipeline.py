@@ -194,7 +194,7 @@ checkpoint: {{ interval: 300ms }}
 
 
 def parse_stats(stderr):
-    m = re.search(r"(\d+) events in ([\d.]+)s \((\d+) events/s\): (\d+) outputs, (\d+) dead letters", stderr)
+    m = re.search(r"(\d+) events? in ([\d.]+)s \((\d+) events/s\): (\d+) outputs?, (\d+) dead letters?", stderr)
     assert m, stderr[-3000:]
     return {"events": int(m.group(1)), "secs": float(m.group(2)), "rate": int(m.group(3)),
             "results": int(m.group(4)), "dead": int(m.group(5))}

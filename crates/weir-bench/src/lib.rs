@@ -88,6 +88,9 @@ pub struct Report {
     pub errors: u64,
     /// Produce: acknowledgement latency. E2e: produce-to-consume latency. Consume: none.
     pub latency: Option<Latency>,
+    /// Messages per partition, by index: acknowledged ones (produce, e2e) or consumed ones
+    /// (consume). Shows whether the load was spread or was a one-partition figure.
+    pub partition_messages: Vec<u64>,
 }
 
 impl Report {
@@ -110,6 +113,9 @@ impl Report {
             "latency_us": self.latency.map(|l| serde_json::json!({
                 "p50": l.p50, "p90": l.p90, "p99": l.p99, "p99.9": l.p999, "max": l.max, "samples": l.samples
             })),
+            "partitions": self.partition_messages.iter().enumerate()
+                .map(|(p, n)| serde_json::json!({"partition": p, "messages": n}))
+                .collect::<Vec<_>>(),
         })
     }
 
@@ -128,6 +134,14 @@ impl Report {
                 "latency (µs)  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples)\n",
                 l.p50, l.p90, l.p99, l.p999, l.max, l.samples
             );
+        }
+        if !self.partition_messages.is_empty() {
+            let total = self.partition_messages.iter().sum::<u64>().max(1) as f64;
+            s += "partitions   ";
+            for (p, n) in self.partition_messages.iter().enumerate() {
+                s += &format!(" {p}: {n} ({:.1}%)", *n as f64 * 100.0 / total);
+            }
+            s += "\n";
         }
         s
     }
@@ -148,20 +162,27 @@ struct AckContext {
     latency: Mutex<Histogram<u64>>,
     errors: AtomicU64,
     acked: AtomicU64,
+    /// Acknowledged messages by partition index, sized once from the topic's metadata (a
+    /// partition added during the run is not counted here).
+    by_partition: Vec<AtomicU64>,
 }
 
 impl ClientContext for AckContext {}
 
 impl ProducerContext for AckContext {
-    /// Microseconds since `started` when the message was due to be sent.
-    type DeliveryOpaque = Box<u64>;
+    /// Microseconds since `started` when the message was due to be sent. A plain integer,
+    /// carried in the pointer-sized opaque: no allocation per message.
+    type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, due_us: Self::DeliveryOpaque) {
         match result {
-            Ok(_) => {
+            Ok(m) => {
                 self.acked.fetch_add(1, Ordering::Relaxed);
+                if let Some(n) = usize::try_from(m.partition()).ok().and_then(|p| self.by_partition.get(p)) {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
                 let now = self.started.elapsed().as_micros() as u64;
-                let latency = now.saturating_sub(*due_us).max(1);
+                let latency = now.saturating_sub(due_us as u64).max(1);
                 // Latency counts from when the message was due (its slot in the rate schedule),
                 // which is the coordinated-omission correction; no synthetic samples needed.
                 let _ = self.latency.lock().unwrap_or_else(|e| e.into_inner()).record(latency);
@@ -252,11 +273,31 @@ struct ProduceOutcome {
     acked: u64,
     errors: u64,
     latency: Histogram<u64>,
+    by_partition: Vec<u64>,
 }
 
+/// The topic's partition count, from the broker (it may exist with another count than
+/// `cfg.partitions`).
+fn partition_count(cfg: &BenchConfig) -> Result<usize, BenchError> {
+    let producer: BaseProducer = producer_config(cfg).create()?;
+    let md = producer.client().fetch_metadata(Some(&cfg.topic), Duration::from_secs(10))?;
+    Ok(md.topics().first().map_or(0, |t| t.partitions().len()))
+}
+
+/// Adds `b` into `a`, element by element, growing `a` as needed.
+fn add_counts(a: &mut Vec<u64>, b: &[u64]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0);
+    }
+    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+}
+
+/// One producer thread. Records carry no key, so the client's sticky partitioner spreads
+/// them over every partition a batch at a time, as keyless traffic from any Kafka client is
+/// (Kafka's own producer-perf-test sends no keys either).
 fn produce_loop(
     cfg: &BenchConfig,
-    index: usize,
+    partitions: usize,
     stop: &AtomicBool,
     budget: &AtomicU64,
 ) -> Result<ProduceOutcome, BenchError> {
@@ -266,10 +307,10 @@ fn produce_loop(
         latency: Mutex::new(histogram()),
         errors: AtomicU64::new(0),
         acked: AtomicU64::new(0),
+        by_partition: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
     };
     let producer: BaseProducer<AckContext> = producer_config(cfg).create_with_context(ctx)?;
     let mut payload = vec![b'w'; cfg.message_bytes.max(8)];
-    let key = format!("producer-{index}");
     let started = Instant::now();
     let offset = started.saturating_duration_since(producer.context().started);
     let mut sent = 0u64;
@@ -292,7 +333,8 @@ fn produce_loop(
             None => producer.context().started.elapsed().as_micros() as u64,
         };
         payload[..8].copy_from_slice(&now_ns().to_be_bytes());
-        send_waiting(&producer, BaseRecord::with_opaque_to(&cfg.topic, Box::new(due_us)).payload(&payload).key(&key))?;
+        let record = BaseRecord::<(), [u8], usize>::with_opaque_to(&cfg.topic, due_us as usize).payload(&payload[..]);
+        send_waiting(&producer, record)?;
         sent += 1;
         if sent.is_multiple_of(64) {
             producer.poll(Duration::ZERO);
@@ -306,6 +348,7 @@ fn produce_loop(
         acked: ctx.acked.load(Ordering::Relaxed),
         errors: ctx.errors.load(Ordering::Relaxed),
         latency,
+        by_partition: ctx.by_partition.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
     })
 }
 
@@ -313,6 +356,7 @@ struct ConsumeOutcome {
     messages: u64,
     bytes: u64,
     latency: Histogram<u64>,
+    by_partition: Vec<u64>,
 }
 
 fn consumer(cfg: &BenchConfig, group: &str) -> Result<BaseConsumer, BenchError> {
@@ -334,8 +378,9 @@ fn consume_loop(
     total: &AtomicU64,
     started: Instant,
     last_us: &AtomicU64,
+    partitions: usize,
 ) -> ConsumeOutcome {
-    let mut out = ConsumeOutcome { messages: 0, bytes: 0, latency: histogram() };
+    let mut out = ConsumeOutcome { messages: 0, bytes: 0, latency: histogram(), by_partition: vec![0; partitions] };
     let mut idle_since = Instant::now();
     while !stop.load(Ordering::Relaxed) && started.elapsed() < cfg.duration + Duration::from_secs(5) {
         let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
@@ -353,6 +398,9 @@ fn consume_loop(
         let payload = m.payload().unwrap_or_default();
         out.messages += 1;
         out.bytes += payload.len() as u64;
+        if let Some(n) = usize::try_from(m.partition()).ok().and_then(|p| out.by_partition.get_mut(p)) {
+            *n += 1;
+        }
         if cfg.mode == Mode::E2e && payload.len() >= 8 {
             let mut ts = [0u8; 8];
             ts.copy_from_slice(&payload[..8]);
@@ -397,6 +445,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
         return Err(BenchError::Setup("producers and consumers must be at least 1".into()));
     }
     ensure_topic(cfg)?;
+    let partitions = partition_count(cfg)?;
     let stop = AtomicBool::new(false);
     let consumed = AtomicU64::new(0);
     let group = format!("weir-bench-{}-{}", std::process::id(), now_ns() % 1_000_000);
@@ -415,15 +464,15 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
         let (stop_ref, consumed_ref, last_ref) = (&stop, &consumed, &last_us);
         let consumer_threads: Vec<_> = consumers
             .iter()
-            .map(|c| s.spawn(move || consume_loop(c, cfg, stop_ref, consumed_ref, started, last_ref)))
+            .map(|c| s.spawn(move || consume_loop(c, cfg, stop_ref, consumed_ref, started, last_ref, partitions)))
             .collect();
         let producer_threads: Vec<_> = if cfg.mode == Mode::Consume {
             Vec::new()
         } else {
             (0..cfg.producers)
-                .map(|i| {
+                .map(|_| {
                     let (stop, budget) = (&stop, &budget);
-                    s.spawn(move || produce_loop(cfg, i, stop, budget))
+                    s.spawn(move || produce_loop(cfg, partitions, stop, budget))
                 })
                 .collect()
         };
@@ -452,6 +501,13 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
             Mode::Produce => started.elapsed().as_secs_f64(),
             _ => Duration::from_micros(last_us.load(Ordering::Relaxed)).as_secs_f64(),
         };
+        let mut partition_messages = vec![0; partitions];
+        match cfg.mode {
+            Mode::Consume => consumed_out.iter().for_each(|c| add_counts(&mut partition_messages, &c.by_partition)),
+            Mode::Produce | Mode::E2e => {
+                produced.iter().for_each(|p| add_counts(&mut partition_messages, &p.by_partition))
+            }
+        }
         let report = match cfg.mode {
             Mode::Produce => {
                 let mut h = histogram();
@@ -466,6 +522,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
                     seconds,
                     errors: produced.iter().map(|p| p.errors + p.sent.saturating_sub(p.acked + p.errors)).sum(),
                     latency: Some(Latency::of(&h)),
+                    partition_messages,
                 }
             }
             Mode::Consume | Mode::E2e => {
@@ -480,6 +537,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
                     seconds,
                     errors: produced.iter().map(|p| p.errors).sum(),
                     latency: (cfg.mode == Mode::E2e).then(|| Latency::of(&h)),
+                    partition_messages,
                 }
             }
         };

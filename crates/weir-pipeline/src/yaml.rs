@@ -553,21 +553,9 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
-/// Parses `30s`, `5m`, `2h`, `1d`, `250ms` or plain milliseconds.
-pub fn parse_duration_ms(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().ok()?;
-    Some(match unit {
-        "" | "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
-        _ => return None,
-    })
-}
+/// Durations in specs: `30s`, `5m`, `2h`, `1d`, `250ms` or plain milliseconds (the one parser
+/// every front end uses).
+pub use weir_stream::duration::parse_ms as parse_duration_ms;
 
 /// A compiled CEL expression over `event`, `key` and `ts`.
 #[derive(Clone)]

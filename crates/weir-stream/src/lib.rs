@@ -10,6 +10,7 @@
 pub mod aggregate;
 mod dedup;
 pub mod driver;
+pub mod duration;
 pub mod event;
 pub mod join;
 pub mod keyed_join;

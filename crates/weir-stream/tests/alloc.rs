@@ -91,3 +91,9 @@ fn allocations_follow_windows_not_events() {
     // batch of results one Vec. Nothing is per event.
     assert!(allocations <= 6 * (results + p.open_windows() as u64) + 50, "{allocations} allocations");
 }
+
+/// The two tests above count at the same time in parallel threads: each must see only its own.
+#[test]
+fn allocations_are_counted_per_thread() {
+    counting_alloc::self_test();
+}

@@ -1,17 +1,20 @@
 //! `weir produce` and `weir consume` over the Kafka protocol.
 
 use crate::client::{s, Client};
+use crate::output::counted;
+use crate::position::{Bare, Position};
 use crate::topic_cmd::{error_name, metadata, offsets};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 use weir_http::partitioner::partition_for_key;
-use weir_log::{BatchBuilder, BatchHeader};
+use weir_log::BatchBuilder;
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
@@ -33,13 +36,15 @@ pub struct ProduceArgs {
     batch_records: usize,
 }
 
+/// `weir consume -o`: how each record is printed.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Format {
+pub enum RecordOutput {
     /// The value only
     Value,
-    /// partition, offset, timestamp, key and value, tab-separated
-    Full,
-    /// One JSON object per record
+    /// partition, offset, timestamp, key, value and headers (k=v,…), tab-separated
+    #[value(alias = "full")]
+    Table,
+    /// One JSON object per record, with its headers
     Json,
 }
 
@@ -49,21 +54,128 @@ pub struct ConsumeArgs {
     /// Only this partition (default: all)
     #[arg(long, short = 'p')]
     partition: Option<i32>,
-    /// beginning, end, an offset, a relative time (30s, 5m, 2h, 1d) or time:<ms>
-    #[arg(long, default_value = "beginning")]
+    /// Where to start: earliest (or beginning), latest (or end: new records only), an offset,
+    /// a duration back from now (30s, 5m, 2h, 1d) or time:<ms since the epoch>
+    #[arg(long, default_value = "earliest")]
     from: String,
     /// Keep waiting for new records instead of stopping at the end
-    #[arg(long, short = 'f')]
-    follow: bool,
-    /// Stop after this many records
     #[arg(long)]
-    max: Option<u64>,
+    follow: bool,
+    /// Stop after this many records (--max is the earlier spelling)
+    #[arg(long, short = 'c', alias = "max")]
+    count: Option<u64>,
     /// Start from this group's committed offsets and commit progress to it (the group must
     /// have no active members)
     #[arg(long, short = 'g')]
     group: Option<String>,
-    #[arg(long, value_enum, default_value = "value")]
-    format: Format,
+    /// How to print records [default: value]
+    #[arg(long, short = 'o', value_enum, conflicts_with = "format")]
+    output: Option<RecordOutput>,
+    /// kcat-style format: %k key, %v (or %s) value, %o offset, %T timestamp (ms), %p partition,
+    /// %t topic, %h headers (k=v,…), %K/%S key/value length in bytes, %% a percent sign;
+    /// \n, \t and \\ escapes. A newline is added when the format has none. (The words
+    /// value, full and json are read as -o, their earlier spelling.)
+    #[arg(long, short = 'f')]
+    format: Option<String>,
+}
+
+/// One piece of a `--format` template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Key,
+    Value,
+    Offset,
+    Timestamp,
+    Partition,
+    Topic,
+    Headers,
+    KeyLen,
+    ValueLen,
+}
+
+/// How `weir consume` prints records, decided once from -o/-f.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Printer {
+    Named(RecordOutput),
+    Template(Vec<Piece>),
+}
+
+impl Printer {
+    fn from_args(output: Option<RecordOutput>, format: Option<&str>) -> anyhow::Result<Printer> {
+        let named = |w: &str| RecordOutput::from_str(w, false).ok();
+        Ok(match (output, format) {
+            (Some(o), _) => Printer::Named(o),
+            (None, None) => Printer::Named(RecordOutput::Value),
+            (None, Some(f)) => match named(f) {
+                Some(o) if !f.contains('%') => Printer::Named(o),
+                _ => Printer::Template(parse_template(f)?),
+            },
+        })
+    }
+}
+
+/// Compiles a kcat-style format string; unknown `%x` and `\x` are errors, so a typo is not
+/// printed a million times.
+fn parse_template(f: &str) -> anyhow::Result<Vec<Piece>> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut chars = f.chars();
+    let mut newline = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '%' => {
+                let piece = match chars.next() {
+                    Some('%') => {
+                        text.push('%');
+                        continue;
+                    }
+                    Some('k') => Piece::Key,
+                    Some('v' | 's') => Piece::Value,
+                    Some('o') => Piece::Offset,
+                    Some('T') => Piece::Timestamp,
+                    Some('p') => Piece::Partition,
+                    Some('t') => Piece::Topic,
+                    Some('h') => Piece::Headers,
+                    Some('K') => Piece::KeyLen,
+                    Some('S') => Piece::ValueLen,
+                    other => bail!(
+                        "--format {f:?}: unknown %{} (use %k %v %o %T %p %t %h %K %S or %%)",
+                        other.map(String::from).unwrap_or_default()
+                    ),
+                };
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(piece);
+            }
+            '\\' => match chars.next() {
+                Some('n') => {
+                    text.push('\n');
+                    newline = true;
+                }
+                Some('t') => text.push('\t'),
+                Some('r') => text.push('\r'),
+                Some('\\') => text.push('\\'),
+                other => bail!(
+                    "--format {f:?}: unknown escape \\{} (use \\n \\t \\r or \\\\)",
+                    other.map(String::from).unwrap_or_default()
+                ),
+            },
+            '\n' => {
+                text.push('\n');
+                newline = true;
+            }
+            c => text.push(c),
+        }
+    }
+    if !newline {
+        text.push('\n');
+    }
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
 }
 
 /// A progress line on a terminal, refreshed at most once a second.
@@ -83,7 +195,7 @@ impl Progress {
         if self.tty && self.last.elapsed() >= Duration::from_secs(1) {
             self.last = Instant::now();
             let secs = self.started.elapsed().as_secs_f64();
-            eprint!("\r{} {n} records ({:.0}/s)   ", self.verb, n as f64 / secs);
+            eprint!("\r{} {} ({:.0}/s)   ", self.verb, counted(n, "record"), n as f64 / secs);
         }
     }
     fn done(&self, n: u64) {
@@ -91,7 +203,7 @@ impl Progress {
         if self.tty {
             eprint!("\r");
         }
-        eprintln!("{} {n} records in {secs:.2}s ({:.0} records/s)", self.verb, n as f64 / secs);
+        eprintln!("{} {} in {secs:.2}s ({:.0} records/s)", self.verb, counted(n, "record"), n as f64 / secs);
     }
 }
 
@@ -197,33 +309,56 @@ pub fn produce(bootstrap: &str, a: ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_offsets(c: &mut Client, a: &ConsumeArgs, parts: &[i32], count: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
-    let spec = a.from.as_str();
-    let relative = |s: &str| -> Option<i64> {
-        let (num, unit) = s.split_at(s.find(|ch: char| !ch.is_ascii_digit())?);
-        let n: i64 = num.parse().ok()?;
-        let ms = match unit {
-            "s" => n * 1000,
-            "m" => n * 60_000,
-            "h" => n * 3_600_000,
-            "d" => n * 86_400_000,
-            _ => return None,
-        };
-        Some(weir_log::SystemClock.now_ms_public() - ms)
-    };
-    let query = match spec {
-        "beginning" | "earliest" => Some(-2),
-        "end" | "latest" => Some(-1),
-        s if s.starts_with("time:") => Some(s[5..].parse::<i64>().context("time:<ms since epoch>")?),
-        s if s.parse::<i64>().is_ok() => None,
-        s => {
-            Some(relative(s).with_context(|| format!("--from {s:?}: use beginning, end, an offset, 5m or time:<ms>"))?)
+/// The offsets a partition holds: [start, end) with `end` the next to be written.
+fn range_text(topic: &str, p: i32, start: i64, end: i64) -> String {
+    if start >= end {
+        format!("{topic} partition {p} holds no records (its next offset is {end})")
+    } else {
+        format!(
+            "{topic} partition {p} holds offsets {start} to {} ({})",
+            end - 1,
+            counted((end - start) as u64, "record")
+        )
+    }
+}
+
+/// Refuses an explicit offset outside a partition's records, naming the valid range. The end
+/// itself is allowed: reading from it waits for the next record.
+fn check_offset(c: &mut Client, topic: &str, parts: &[i32], count: i32, offset: i64) -> anyhow::Result<()> {
+    let starts = offsets(c, topic, count, -2)?;
+    let ends = offsets(c, topic, count, -1)?;
+    for &p in parts {
+        let (start, end) = (starts[p as usize], ends[p as usize]);
+        let more = if parts.len() > 1 { " (name one partition with -p)" } else { "" };
+        if offset > end {
+            bail!(
+                "--from {offset} is past the end: {}; use an offset in that range{more}, --from latest for \
+                 new records only, or --from earliest",
+                range_text(topic, p, start, end)
+            );
         }
-    };
+        if offset < start {
+            bail!(
+                "--from {offset} is before the start (older records were deleted by retention): {}; use an \
+                 offset in that range{more} or --from earliest",
+                range_text(topic, p, start, end)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn start_offsets(c: &mut Client, a: &ConsumeArgs, parts: &[i32], count: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let now = weir_log::SystemClock.now_ms_public();
+    let from = Position::parse(&a.from, Bare::Offset, now).map_err(|e| anyhow::anyhow!("--from {e}"))?;
     let mut out = BTreeMap::new();
-    match query {
+    match from.list_offsets_timestamp() {
         None => {
-            let o: i64 = spec.parse()?;
+            let Position::Offset(o) = from else { bail!("--from {:?} is not an offset", a.from) };
+            // With a group, committed offsets win where they exist; check only the others.
+            if a.group.is_none() {
+                check_offset(c, &a.topic, parts, count, o)?;
+            }
             for p in parts {
                 out.insert(*p, o);
             }
@@ -257,39 +392,87 @@ fn start_offsets(c: &mut Client, a: &ConsumeArgs, parts: &[i32], count: i32) -> 
     Ok(out)
 }
 
-fn print_record(
-    out: &mut impl Write,
-    format: Format,
+/// Headers as `k=v,k2=v2` (kcat's %h).
+fn write_headers(out: &mut impl Write, r: &weir_log::record::Record<'_>) -> std::io::Result<()> {
+    for (i, (k, v)) in r.headers().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(k)?;
+        out.write_all(b"=")?;
+        out.write_all(v.unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// Where a record was read, for printing.
+struct At<'a> {
+    topic: &'a str,
     partition: i32,
     offset: i64,
-    h: &BatchHeader,
+    timestamp: i64,
+}
+
+fn print_record(
+    out: &mut impl Write,
+    printer: &Printer,
+    at: &At<'_>,
     r: &weir_log::record::Record<'_>,
 ) -> std::io::Result<()> {
-    let ts = h.base_timestamp + r.timestamp_delta;
     let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
-    match format {
-        Format::Value => writeln!(out, "{}", text(r.value).unwrap_or_default()),
-        Format::Full => writeln!(
-            out,
-            "{partition}\t{offset}\t{ts}\t{}\t{}",
-            text(r.key).unwrap_or_default(),
-            text(r.value).unwrap_or_default()
-        ),
-        Format::Json => {
+    let (partition, offset, ts) = (at.partition, at.offset, at.timestamp);
+    match printer {
+        Printer::Named(RecordOutput::Value) => {
+            out.write_all(r.value.unwrap_or_default())?;
+            out.write_all(b"\n")
+        }
+        Printer::Named(RecordOutput::Table) => {
+            write!(out, "{partition}\t{offset}\t{ts}\t")?;
+            out.write_all(r.key.unwrap_or_default())?;
+            out.write_all(b"\t")?;
+            out.write_all(r.value.unwrap_or_default())?;
+            out.write_all(b"\t")?;
+            write_headers(out, r)?;
+            out.write_all(b"\n")
+        }
+        Printer::Named(RecordOutput::Json) => {
             let value = r.value.map(|v| {
                 serde_json::from_slice::<Value>(v)
                     .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(v).into_owned()))
             });
+            let headers: serde_json::Map<String, Value> = r
+                .headers()
+                .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), text(v).map_or(Value::Null, Value::String)))
+                .collect();
             writeln!(
                 out,
                 "{}",
-                json!({"partition": partition, "offset": offset, "timestamp": ts, "key": text(r.key), "value": value})
+                json!({"partition": partition, "offset": offset, "timestamp": ts, "key": text(r.key), "value": value,
+                       "headers": headers})
             )
+        }
+        Printer::Template(pieces) => {
+            for piece in pieces {
+                match piece {
+                    Piece::Text(t) => out.write_all(t.as_bytes())?,
+                    Piece::Key => out.write_all(r.key.unwrap_or_default())?,
+                    Piece::Value => out.write_all(r.value.unwrap_or_default())?,
+                    Piece::Offset => write!(out, "{offset}")?,
+                    Piece::Timestamp => write!(out, "{ts}")?,
+                    Piece::Partition => write!(out, "{partition}")?,
+                    Piece::Topic => out.write_all(at.topic.as_bytes())?,
+                    Piece::Headers => write_headers(out, r)?,
+                    Piece::KeyLen => write!(out, "{}", r.key.map_or(-1, |k| k.len() as i64))?,
+                    Piece::ValueLen => write!(out, "{}", r.value.map_or(-1, |v| v.len() as i64))?,
+                }
+            }
+            Ok(())
         }
     }
 }
 
 pub fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
+    let printer = Printer::from_args(a.output, a.format.as_deref())?;
     let mut c = Client::connect(bootstrap)?;
     let [(_, count, _)] = metadata(&mut c, Some(&[a.topic.as_str()]))?[..] else {
         bail!("topic {} does not exist", a.topic)
@@ -329,6 +512,11 @@ pub fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
         let mut at_end = true;
         for t in &r.responses {
             for p in &t.partitions {
+                if p.error_code == ResponseError::OffsetOutOfRange.code() {
+                    let o = next.get(&p.partition_index).copied().unwrap_or(0);
+                    let range = range_text(&a.topic, p.partition_index, p.log_start_offset, p.high_watermark);
+                    bail!("offset {o} is out of range: {range}; use --from earliest or --from latest");
+                }
                 if p.error_code != 0 {
                     bail!("fetching {}/{}: {}", a.topic, p.partition_index, error_name(p.error_code));
                 }
@@ -344,10 +532,12 @@ pub fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
                         if o < *offset || stop {
                             return;
                         }
-                        let _ = print_record(&mut out, a.format, p.partition_index, o, &h, rec);
+                        let ts = h.base_timestamp + rec.timestamp_delta;
+                        let at = At { topic: &a.topic, partition: p.partition_index, offset: o, timestamp: ts };
+                        let _ = print_record(&mut out, &printer, &at, rec);
                         total += 1;
                         *offset = o + 1;
-                        stop = a.max.is_some_and(|m| total >= m);
+                        stop = a.count.is_some_and(|m| total >= m);
                     })?;
                     if stop {
                         break 'fetching;
@@ -396,9 +586,11 @@ fn commit(c: &mut Client, a: &ConsumeArgs, next: &BTreeMap<i32, i64>) -> anyhow:
         for p in &t.partitions {
             match p.error_code {
                 0 => {}
-                25 | 22 => bail!(
+                c if c == ResponseError::RebalanceInProgress.code() || c == ResponseError::IllegalGeneration.code() => {
+                    bail!(
                     "group {g} has active members: `weir consume --group` commits only for groups nobody else is in"
-                ),
+                )
+                }
                 code => bail!("committing to group {g}: {}", error_name(code)),
             }
         }

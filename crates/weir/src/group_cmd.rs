@@ -1,19 +1,16 @@
 //! `weir group list|describe|reset-offsets|delete`: consumer groups from the command line.
 
 use crate::client::{error_name, s, Client};
+use crate::output::{counted, Output};
+use crate::position::{Bare, Position};
 use anyhow::{bail, Context};
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use kafka_protocol::messages::consumer_protocol_assignment::ConsumerProtocolAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
+use kafka_protocol::ResponseError;
 use serde_json::json;
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Output {
-    Table,
-    Json,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -24,7 +21,8 @@ pub enum GroupCommand {
     /// Move a group's committed offsets; only while the group has no active members.
     ResetOffsets {
         group: String,
-        /// earliest, latest, or a timestamp in ms since the epoch
+        /// earliest (or beginning), latest (or end), a duration back from now (5m: the first
+        /// record of the last five minutes), or a timestamp in ms since the epoch
         #[arg(long)]
         to: String,
         /// Only this topic (default: every topic the group has offsets for)
@@ -232,7 +230,7 @@ fn describe(c: &mut Client, output: Output, group: &str) -> anyhow::Result<()> {
             println!("{}", json!({"group": group, "state": d.state, "members": members, "partitions": partitions}));
         }
         Output::Table => {
-            println!("group {group}: {} ({} members)", d.state, d.members.len());
+            println!("group {group}: {} ({})", d.state, counted(d.members.len() as u64, "member"));
             println!("{:<30} {:>9} {:>16} {:>16} {:>10}  MEMBER", "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG");
             for ((t, p), com, end, lag, member) in rows {
                 let com = com.map_or("-".into(), |o| o.to_string());
@@ -252,20 +250,14 @@ fn topic_partitions(c: &mut Client, topic: &str) -> anyhow::Result<Vec<(String, 
 }
 
 fn reset(c: &mut Client, output: Output, group: &str, to: &str, topic: Option<&str>) -> anyhow::Result<()> {
-    let timestamp = match to {
-        "earliest" => -2,
-        "latest" => -1,
-        t => t
-            .parse::<i64>()
-            .ok()
-            .filter(|t| *t >= 0)
-            .with_context(|| format!("--to must be earliest, latest or a timestamp in ms, got {t:?}"))?,
-    };
+    let now = weir_log::SystemClock.now_ms_public();
+    let position = Position::parse(to, Bare::TimestampMs, now).map_err(|e| anyhow::anyhow!("--to {e}"))?;
+    let timestamp = position.list_offsets_timestamp().context("--to takes no offset")?;
     let d = describe_group(c, group)?;
     if !d.members.is_empty() {
         bail!(
-            "group {group} has {} active member(s) (state {}): stop its consumers before resetting offsets",
-            d.members.len(),
+            "group {group} has {} (state {}): stop its consumers before resetting offsets",
+            counted(d.members.len() as u64, "active member"),
             d.state
         );
     }
@@ -355,8 +347,10 @@ fn delete(c: &mut Client, group: &str) -> anyhow::Result<()> {
             println!("deleted group {group}");
             Ok(())
         }
-        68 => bail!("group {group} still has active members: stop its consumers first"),
-        69 => bail!("group {group} does not exist"),
+        c if c == ResponseError::NonEmptyGroup.code() => {
+            bail!("group {group} still has active members: stop its consumers first")
+        }
+        c if c == ResponseError::GroupIdNotFound.code() => bail!("group {group} does not exist"),
         c => bail!("deleting group {group} failed: {}", error_name(c)),
     }
 }

@@ -5,10 +5,14 @@ mod config;
 mod data_cmd;
 mod data_dir;
 mod group_cmd;
+mod output;
+mod position;
+mod status_cmd;
 mod topic_cmd;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use output::Output;
 use std::path::PathBuf;
 use std::sync::Arc;
 use weir_broker::Broker;
@@ -21,8 +25,18 @@ struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. info or weir_server=debug
     #[arg(long, global = true, env = "WEIR_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text (coloured on a terminal unless NO_COLOR is set) or as JSON objects,
+    /// one a line, for log shippers
+    #[arg(long, global = true, env = "WEIR_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,7 +56,7 @@ enum Command {
         bootstrap: String,
         /// Output format
         #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
-        output: group_cmd::Output,
+        output: Output,
         #[command(subcommand)]
         command: topic_cmd::TopicCommand,
     },
@@ -74,9 +88,19 @@ enum Command {
         bootstrap: String,
         /// Output format
         #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
-        output: group_cmd::Output,
+        output: Output,
         #[command(subcommand)]
         command: group_cmd::GroupCommand,
+    },
+    /// A running broker at a glance: version, listeners, topics, groups and disk use.
+    Status(status_cmd::StatusArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// e.g. `weir completions bash > ~/.local/share/bash-completion/completions/weir`, or
+    /// `weir completions zsh > ~/.zfunc/_weir`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -139,17 +163,20 @@ struct BenchArgs {
     compression: String,
     #[arg(long)]
     idempotence: bool,
-    /// Seconds to run
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Stop after this many messages
-    #[arg(long)]
-    messages: Option<u64>,
+    /// How long to run: 10s, 2m, 500ms; a bare number is seconds
+    #[arg(long, default_value = "10s", value_parser = duration_seconds)]
+    duration: std::time::Duration,
+    /// Stop after this many messages (--messages is the earlier spelling)
+    #[arg(long, short = 'c', alias = "messages")]
+    count: Option<u64>,
     /// Target messages per second (all producers); unlimited by default
     #[arg(long)]
     rate: Option<u64>,
-    /// Print the report as JSON
-    #[arg(long)]
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    output: Output,
+    /// The same as -o json (earlier spelling)
+    #[arg(long, hide = true)]
     json: bool,
     /// Nexmark: queries to run, comma-separated (q0,q1,q2,q3,q4,q5,q7,q8,q11), or all
     #[arg(long, default_value = "all")]
@@ -169,6 +196,17 @@ struct BenchArgs {
     write_jsonl: Option<PathBuf>,
 }
 
+/// `--duration`: the one duration syntax, a bare number being seconds.
+fn duration_seconds(text: &str) -> Result<std::time::Duration, String> {
+    weir_stream::duration::parse(text, weir_stream::duration::BareNumber::Seconds).map_err(|e| e.to_string())
+}
+
+impl BenchArgs {
+    fn json(&self) -> bool {
+        self.json || self.output == Output::Json
+    }
+}
+
 fn nexmark(a: &BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.write_jsonl {
         use std::io::Write;
@@ -178,7 +216,7 @@ fn nexmark(a: &BenchArgs) -> anyhow::Result<()> {
             writeln!(out, "{}", weir_pipeline::nexmark::to_crate_json(&e))?;
         }
         out.flush()?;
-        eprintln!("wrote {} Nexmark events to {}", a.events, path.display());
+        eprintln!("wrote {} to {}", output::counted(a.events as u64, "Nexmark event"), path.display());
         return Ok(());
     }
     let queries: Vec<&str> = if a.query == "all" {
@@ -189,15 +227,15 @@ fn nexmark(a: &BenchArgs) -> anyhow::Result<()> {
     let reports = if a.via_topic {
         let (produce_secs, r) = weir_bench::nexmark_via_topic(&a.bootstrap, &queries, a.events, a.event_rate)?;
         eprintln!(
-            "produced {} events in {produce_secs:.2}s ({:.0} events/s)",
-            a.events,
+            "produced {} in {produce_secs:.2}s ({:.0} events/s)",
+            output::counted(a.events as u64, "event"),
             a.events as f64 / produce_secs
         );
         r
     } else {
         weir_bench::nexmark_in_process(&queries, a.events, a.event_rate)?
     };
-    if a.json {
+    if a.json() {
         println!("{}", serde_json::Value::Array(reports.iter().map(weir_bench::NexmarkReport::to_json).collect()));
     } else {
         println!(
@@ -223,6 +261,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if let BenchMode::Nexmark = a.mode {
         return nexmark(&a);
     }
+    let json = a.json();
     let cfg = weir_bench::BenchConfig {
         mode: match a.mode {
             BenchMode::Produce => weir_bench::Mode::Produce,
@@ -243,12 +282,12 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         acks: a.acks,
         compression: a.compression,
         idempotence: a.idempotence,
-        duration: std::time::Duration::from_secs(a.duration),
-        messages: a.messages,
+        duration: a.duration,
+        messages: a.count,
         rate: a.rate,
     };
     let report = weir_bench::run(&cfg)?;
-    if a.json {
+    if json {
         println!("{}", report.to_json());
     } else {
         print!("{}", report.table());
@@ -264,18 +303,30 @@ enum PipelineCommand {
     /// (a final checkpoint is written before exiting).
     Run {
         spec: PathBuf,
-        /// Rewind a Kafka source: `earliest`, or a duration back from now (`2h`, `30m`). Resets
-        /// the group's offsets and forgets the pipeline's checkpoints; run it with no other
-        /// instance of the group active.
-        #[arg(long, default_value = "committed")]
+        /// Rewind a Kafka source: `earliest`, `latest` (skip what is there), or a duration back
+        /// from now (`2h`, `30m`). Resets the group's offsets and forgets the pipeline's
+        /// checkpoints; run it with no other instance of the group active.
+        #[arg(long, default_value = "committed", value_parser = pipeline_start)]
         from: weir_pipeline::kafka::StartFrom,
         /// Stop once every assigned partition is read to its end (bounded runs, benchmarks).
         #[arg(long)]
         until_end: bool,
-        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9645; port 0 picks one)
-        #[arg(long)]
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9645 or :9645; port 0 picks one)
+        #[arg(long, value_parser = config::parse_listen)]
         metrics_listen: Option<std::net::SocketAddr>,
     },
+}
+
+/// `pipeline run --from`: the pipeline's own positions plus `latest`/`end`, as everywhere else.
+fn pipeline_start(text: &str) -> Result<weir_pipeline::kafka::StartFrom, String> {
+    match text {
+        "latest" | "end" => Ok(weir_pipeline::kafka::StartFrom::End),
+        t => t.parse().map_err(|_| {
+            format!(
+                "{t:?}: use committed, earliest (or beginning), latest (or end) or a duration back from now (2h, 30m)"
+            )
+        }),
+    }
 }
 
 fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
@@ -304,15 +355,15 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
     let stats = weir_pipeline::yaml::run(compiled, &base, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     eprintln!(
-        "{} events in {secs:.2}s ({:.0} events/s): {} outputs, {} dead letters, {} duplicates dropped",
-        stats.events,
+        "{} in {secs:.2}s ({:.0} events/s): {}, {}, {} dropped",
+        output::counted(stats.events, "event"),
         stats.events as f64 / secs,
-        stats.results,
-        stats.dead_letters,
-        stats.duplicates
+        output::counted(stats.results, "output"),
+        output::counted(stats.dead_letters, "dead letter"),
+        output::counted(stats.duplicates, "duplicate")
     );
     if stats.repartitioned > 0 {
-        eprintln!("{} records read back from repartition topics", stats.repartitioned);
+        eprintln!("{} read back from repartition topics", output::counted(stats.repartitioned, "record"));
     }
     if bounded && stats.events > 0 && stats.dead_letters >= stats.events {
         anyhow::bail!("every event went to the dead letters: check the spec's time field and expressions");
@@ -377,13 +428,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?)
-        .with_writer(std::io::stderr)
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?)
+        .with_writer(std::io::stderr);
+    match format {
         // Colour only on a terminal, and never with NO_COLOR (https://no-color.org).
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        // One object a line, the event's fields beside `timestamp`, `level` and `target`.
+        LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(&cli.log, cli.log_format)?;
     match cli.command {
         Command::Serve { config, settings } => serve(settings.with_file(config.as_deref())?),
         Command::Group { bootstrap, output, command } => group_cmd::run(&bootstrap, output, command),
@@ -392,6 +453,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic { bootstrap, output, command } => topic_cmd::run(&bootstrap, output, command),
         Command::Produce { bootstrap, args } => data_cmd::produce(&bootstrap, args),
         Command::Consume { bootstrap, args } => data_cmd::consume(&bootstrap, args),
+        Command::Status(args) => status_cmd::run(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "weir", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 pub(crate) use crate::client::error_name;
 use crate::client::{s, Client};
-use crate::group_cmd::Output;
+use crate::output::{counted, Output};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use kafka_protocol::messages::*;
@@ -79,7 +79,7 @@ fn create(c: &mut Client, name: &str, partitions: Option<i32>, configs: Vec<(Str
     if t.error_code != 0 {
         bail!("creating topic {name}: {} {}", error_name(t.error_code), t.error_message.as_deref().unwrap_or(""));
     }
-    println!("created topic {name} with {} partition(s)", t.num_partitions);
+    println!("created topic {name} with {}", counted(t.num_partitions.max(0) as u64, "partition"));
     Ok(())
 }
 
@@ -134,7 +134,7 @@ fn list(c: &mut Client, output: Output, limit: Option<usize>, after: Option<&str
     out.flush()?;
     if page.len() < rest.len() {
         if let Some((last, _, _)) = page.last() {
-            eprintln!("{} more topic(s); next page: --after {last}", rest.len() - page.len());
+            eprintln!("{} more; next page: --after {last}", counted((rest.len() - page.len()) as u64, "topic"));
         }
     }
     Ok(())
@@ -175,7 +175,7 @@ fn describe(c: &mut Client, output: Output, name: &str) -> anyhow::Result<()> {
                    "configs": configs})
         ),
         Output::Table => {
-            println!("topic {name}: {partitions} partition(s)");
+            println!("topic {name}: {}", counted(partitions.max(0) as u64, "partition"));
             println!("{:>9} {:>16} {:>16} {:>12}", "PARTITION", "START", "END", "RECORDS");
             for p in 0..partitions as usize {
                 println!("{p:>9} {:>16} {:>16} {:>12}", starts[p], ends[p], ends[p] - starts[p]);

@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use weir_metrics::{labels, Text};
 
-/// The process is up.
+/// The process is up; says which version it runs (`weir status` shows it).
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Process up")))]
 pub(crate) async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
 /// Logs are recovered and every listener is bound.
