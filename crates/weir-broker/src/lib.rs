@@ -9,6 +9,7 @@ mod config;
 mod error;
 pub mod group;
 mod partition;
+pub mod partitioner;
 mod producer;
 mod schedule;
 mod topic;
@@ -22,3 +23,5 @@ pub use error::BrokerError;
 pub use partition::{Appended, Partition};
 pub use producer::{ActiveProducer, ProducerStates, SequenceCheck};
 pub use topic::{hex, validate_topic_name, Topic};
+/// What `Partition::stats` and `Partition::read` answer.
+pub use weir_log::{BatchError, LogStats, ReadInfo};

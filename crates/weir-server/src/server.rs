@@ -73,11 +73,6 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// A handle other front ends (HTTP) use to wake Fetch long polls after they append.
-    pub fn append_notifier(&self) -> AppendNotifier {
-        AppendNotifier(self.shared.clone())
-    }
-
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
     /// finish (up to the grace period) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
@@ -127,16 +122,6 @@ impl Server {
         }
         let _ = maintenance.await;
         Ok(())
-    }
-}
-
-/// Wakes Fetch long polls; cloneable and cheap.
-#[derive(Debug, Clone)]
-pub struct AppendNotifier(Arc<Shared>);
-
-impl AppendNotifier {
-    pub fn notify(&self) {
-        self.0.notify_appended();
     }
 }
 

@@ -93,7 +93,7 @@ fn produce_and_fetch_allocations_do_not_grow_with_records() {
         let mut fetch = || {
             count(|| {
                 read_buf.clear();
-                let info = partition.log.read(0, 1 << 20, &mut read_buf).unwrap();
+                let info = partition.read(0, 1 << 20, &mut read_buf).unwrap();
                 let resp =
                     FetchResponse::default().with_responses(vec![fetch_response::FetchableTopicResponse::default()
                         .with_topic(TopicName(StrBytes::from_static_str("t")))

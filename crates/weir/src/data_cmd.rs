@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
-use weir_http::partitioner::partition_for_key;
+use weir_broker::partitioner::partition_for_key;
 use weir_log::{BatchBuilder, BatchHeader};
 
 #[derive(Debug, Args)]
@@ -154,7 +154,7 @@ pub fn produce(bootstrap: &str, a: ProduceArgs) -> anyhow::Result<()> {
     let (mut total, mut round_robin) = (0u64, 0i32);
     for (n, line) in input.lines().enumerate() {
         let line = line.context("reading input")?;
-        let now = weir_log::SystemClock.now_ms_public();
+        let now = weir_log::SystemClock::unix_ms();
         let (key, value, headers, explicit): (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, String)>, Option<i32>) =
             if a.json {
                 let v: Value = serde_json::from_str(&line).with_context(|| format!("line {}: invalid JSON", n + 1))?;
@@ -209,7 +209,7 @@ fn start_offsets(c: &mut Client, a: &ConsumeArgs, parts: &[i32], count: i32) -> 
             "d" => n * 86_400_000,
             _ => return None,
         };
-        Some(weir_log::SystemClock.now_ms_public() - ms)
+        Some(weir_log::SystemClock::unix_ms() - ms)
     };
     let query = match spec {
         "beginning" | "earliest" => Some(-2),
@@ -265,7 +265,7 @@ fn print_record(
     h: &BatchHeader,
     r: &weir_log::record::Record<'_>,
 ) -> std::io::Result<()> {
-    let ts = h.base_timestamp + r.timestamp_delta;
+    let ts = h.record_timestamp(r.timestamp_delta);
     let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
     match format {
         Format::Value => writeln!(out, "{}", text(r.value).unwrap_or_default()),

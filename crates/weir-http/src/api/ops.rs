@@ -47,14 +47,14 @@ fn render(s: &AppState) -> String {
     let mut parts = Vec::new();
     for topic in &topics {
         for p in topic.partitions() {
-            parts.push((topic.name.clone(), p.index, p.log.stats()));
+            parts.push((topic.name.clone(), p.index, p.stats()));
         }
     }
     for (name, help, get) in [
         (
             "weir_partition_log_start_offset",
             "First offset of a partition",
-            (|st: &weir_log::LogStats| st.log_start_offset as f64) as fn(&weir_log::LogStats) -> f64,
+            (|st: &weir_broker::LogStats| st.log_start_offset as f64) as fn(&weir_broker::LogStats) -> f64,
         ),
         ("weir_partition_log_end_offset", "Next offset of a partition", |st| st.log_end_offset as f64),
         ("weir_partition_size_bytes", "Bytes of a partition on disk", |st| st.size_bytes as f64),
@@ -69,7 +69,7 @@ fn render(s: &AppState) -> String {
     for g in groups.list() {
         for ((topic, partition), c) in groups.fetch(&g.group_id, None) {
             let (Some(c), Ok(part)) = (c, s.broker.partition(&topic, partition)) else { continue };
-            let lag = (part.log.log_end_offset() as i64 - c.offset).max(0);
+            let lag = (part.log_end_offset() as i64 - c.offset).max(0);
             t.sample(
                 "weir_group_lag",
                 &labels(&[("group", &g.group_id), ("topic", &topic), ("partition", &partition.to_string())]),

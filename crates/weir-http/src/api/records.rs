@@ -2,7 +2,6 @@
 
 use super::topics::parse_body;
 use crate::error::ApiError;
-use crate::partitioner::partition_for_key;
 use crate::server::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -17,8 +16,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
+use weir_broker::partitioner::partition_for_key;
 use weir_broker::Topic;
-use weir_log::{BatchBuilder, BatchHeader, LogError, ValidatedBatch};
+use weir_log::{BatchBuilder, BatchHeader};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// Records one read returns at most.
@@ -150,7 +150,7 @@ pub(crate) async fn produce(
 
 /// Appends one batch per partition; answers offsets in the order the records came.
 fn append(topic: &Topic, records: Vec<Outgoing>) -> Result<Vec<Produced>, ApiError> {
-    let now = weir_log::SystemClock.now_ms_public();
+    let now = weir_log::SystemClock::unix_ms();
     let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         by_partition.entry(r.partition).or_default().push(i);
@@ -165,10 +165,7 @@ fn append(topic: &Topic, records: Vec<Outgoing>) -> Result<Vec<Produced>, ApiErr
                 r.headers.iter().map(|(k, v)| (k.as_bytes(), Some(v.as_slice()))).collect();
             b.push_with_headers(now, r.key.as_deref(), r.value.as_deref(), &hdrs);
         }
-        let bytes = b.build();
-        let batch = ValidatedBatch::new(&bytes, partition.log.config().max_batch_bytes)
-            .map_err(weir_broker::BrokerError::InvalidBatch)?;
-        let appended = partition.append(&batch)?;
+        let appended = partition.produce(&b.build())?;
         partition.wait_durable(appended.end_offset)?;
         for (n, &i) in idx.iter().enumerate() {
             offsets[i] = appended.base_offset + n as u64;
@@ -251,11 +248,10 @@ fn record_json(partition: i32, base: i64, h: &BatchHeader, r: &weir_log::record:
             Err(_) => (Value::String(B64.encode(v)), Some("base64")),
         },
     };
-    let log_append = h.attributes & weir_log::batch::ATTR_LOG_APPEND_TIME != 0;
     RecordJson {
         partition,
         offset: (base + i64::from(r.offset_delta)) as u64,
-        timestamp: if log_append { h.max_timestamp } else { h.base_timestamp + r.timestamp_delta },
+        timestamp: h.record_timestamp(r.timestamp_delta),
         key,
         key_encoding,
         value,
@@ -281,13 +277,13 @@ fn read_records(
     let mut buf = BytesMut::new();
     loop {
         buf.clear();
-        let info = part.log.read(offset, 1 << 20, &mut buf)?;
+        let info = part.read(offset, 1 << 20, &mut buf)?;
         if info.bytes == 0 {
             return Ok((out, offset, info.high_watermark, info.log_start_offset));
         }
         let mut pos = 0;
         while pos < buf.len() {
-            let h = BatchHeader::parse(&buf[pos..]).map_err(|e| ApiError::from(LogError::Batch(e)))?;
+            let h = BatchHeader::parse(&buf[pos..]).map_err(internal)?;
             let batch = &buf[pos..pos + h.total_len()];
             let mut done = false;
             weir_log::codec::for_each_record(batch, &h, |r| {
@@ -326,19 +322,19 @@ fn start_offset(
     let part = topic.partition(partition).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "unknown_partition", format!("no partition {partition}"))
     })?;
-    let log = &part.log;
-    let by_time =
-        |t: i64| -> Result<u64, ApiError> { Ok(log.offset_for_timestamp(t)?.map_or(log.log_end_offset(), |(o, _)| o)) };
+    let by_time = |t: i64| -> Result<u64, ApiError> {
+        Ok(part.offset_for_timestamp(t)?.map_or(part.log_end_offset(), |(o, _)| o))
+    };
     match (offset, timestamp, from) {
         (Some(o), None, None) => Ok(o),
         (None, Some(t), None) => by_time(t),
-        (None, None, Some("earliest")) | (None, None, None) => Ok(log.log_start_offset()),
-        (None, None, Some("latest" | "now")) => Ok(log.log_end_offset()),
+        (None, None, Some("earliest")) | (None, None, None) => Ok(part.log_start_offset()),
+        (None, None, Some("latest" | "now")) => Ok(part.log_end_offset()),
         (None, None, Some(rel)) => {
             let d = parse_relative(rel).ok_or_else(|| {
                 ApiError::bad_request(format!("from={rel:?}: use earliest, latest or a duration like 5m"))
             })?;
-            let now = weir_log::SystemClock.now_ms_public();
+            let now = weir_log::SystemClock::unix_ms();
             by_time(now - d.as_millis() as i64)
         }
         _ => Err(ApiError::bad_request("give at most one of offset, timestamp and from")),

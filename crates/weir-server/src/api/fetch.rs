@@ -9,7 +9,7 @@ use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResp
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
-use weir_log::LogError;
+use weir_broker::BrokerError;
 
 const READ_COMMITTED: i8 = 1;
 
@@ -78,7 +78,6 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                 partitions.push(pd.with_error_code(code));
                 continue;
             };
-            let log = &partition.log;
             // The first data in a response may exceed the limits (one whole batch at least);
             // after that, the response stays within max_bytes.
             let max = if total == 0 {
@@ -87,12 +86,12 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                 (p.partition_max_bytes.max(0) as usize).min(remaining)
             };
             let offset = if p.fetch_offset < 0 { u64::MAX } else { p.fetch_offset as u64 };
-            let result = if max == 0 { Ok(None) } else { log.read(offset, max, &mut buf).map(Some) };
+            let result = if max == 0 { Ok(None) } else { partition.read(offset, max, &mut buf).map(Some) };
             match result {
                 Ok(info) => {
                     let (hwm, start) = match info {
                         Some(i) => (i.high_watermark, i.log_start_offset),
-                        None => (log.log_end_offset(), log.log_start_offset()),
+                        None => (partition.log_end_offset(), partition.log_start_offset()),
                     };
                     let n = info.map_or(0, |i| i.bytes);
                     if total > 0 && n > remaining {
@@ -107,7 +106,7 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                         .with_log_start_offset(start_of(start))
                         .with_records(Some(buf.split().freeze()));
                 }
-                Err(LogError::OffsetOutOfRange { log_start, log_end, .. }) => {
+                Err(BrokerError::OffsetOutOfRange { log_start, log_end, .. }) => {
                     error = true;
                     pd = pd
                         .with_error_code(errors::OFFSET_OUT_OF_RANGE)
