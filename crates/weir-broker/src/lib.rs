@@ -20,7 +20,7 @@ pub use config::{
     TimestampType, TopicConfig, TopicOverrides, TOPIC_CONFIG_KEYS,
 };
 pub use error::BrokerError;
-pub use partition::{Appended, Partition};
+pub use partition::{Appended, Partition, Traffic};
 pub use producer::{ActiveProducer, ProducerStates, SequenceCheck};
 pub use topic::{hex, validate_topic_name, Topic};
 /// What `Partition::stats` and `Partition::read` answer.

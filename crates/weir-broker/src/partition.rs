@@ -27,6 +27,20 @@ pub struct Partition {
     schedule: Arc<Schedule>,
     scheduled: AtomicBool,
     me: Weak<Partition>,
+    /// Messages and bytes through the front ends, summed per topic on /metrics; counters
+    /// that exist from the partition's opening, so counting is one atomic add, no lookup.
+    traffic: Traffic,
+}
+
+/// What producers wrote to a partition and consumers were handed from it.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub produced_messages: weir_metrics::Counter,
+    /// Bytes of the record batches as produced.
+    pub produced_bytes: weir_metrics::Counter,
+    pub consumed_messages: weir_metrics::Counter,
+    /// Bytes of the records handed out (whole stored batches over Kafka).
+    pub consumed_bytes: weir_metrics::Counter,
 }
 
 /// Producer state and the buffer a LogAppendTime batch is rewritten in (reused, so the
@@ -69,6 +83,7 @@ impl Partition {
             schedule,
             scheduled: AtomicBool::new(false),
             me: me.clone(),
+            traffic: Traffic::default(),
         }))
     }
 
@@ -173,7 +188,22 @@ impl Partition {
         if batch.header().is_transactional() || batch.header().is_control() {
             return Err(BrokerError::InvalidRequest("transactional batches are not supported"));
         }
-        self.append(&batch)
+        let appended = self.append(&batch)?;
+        if !appended.duplicate {
+            self.traffic.produced_messages.add(batch.header().records_count.max(0) as u64);
+            self.traffic.produced_bytes.add(batch.len() as u64);
+        }
+        Ok(appended)
+    }
+
+    /// A front end handed `messages` records of `bytes` bytes from this partition to a consumer.
+    pub fn count_consumed(&self, messages: u64, bytes: u64) {
+        self.traffic.consumed_messages.add(messages);
+        self.traffic.consumed_bytes.add(bytes);
+    }
+
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// Appends whole stored batches starting with the one that holds `offset` to `out`, up

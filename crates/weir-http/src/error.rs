@@ -23,6 +23,17 @@ impl ApiError {
     pub fn unknown_topic(topic: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "unknown_topic", format!("topic {topic:?} does not exist"))
     }
+    /// A produce to a missing topic while auto.create.topics.enable is off.
+    pub fn not_auto_created(topic: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_topic",
+            format!(
+                "topic {topic:?} does not exist and the broker does not create topics on first use \
+                 (auto.create.topics.enable=false): create it with `weir topic create {topic}` or POST /topics"
+            ),
+        )
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -90,6 +90,18 @@ impl HttpServer {
         metrics: Vec<MetricsSource>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self::from_listener(listener, config, broker, appended, ready, metrics))
+    }
+
+    /// Like `bind` on a listener bound beforehand (before the data directory is opened).
+    pub fn from_listener(
+        listener: TcpListener,
+        config: HttpConfig,
+        broker: Arc<Broker>,
+        appended: watch::Sender<u64>,
+        ready: Arc<AtomicBool>,
+        metrics: Vec<MetricsSource>,
+    ) -> Self {
         let state = Arc::new(AppState {
             broker,
             config,
@@ -99,7 +111,7 @@ impl HttpServer {
             metrics,
             next_partition: AtomicU64::new(0),
         });
-        Ok(Self { listener, state })
+        Self { listener, state }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

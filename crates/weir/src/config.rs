@@ -42,7 +42,8 @@ pub struct ServeSettings {
     /// Partitions of auto-created topics [default: 1]
     #[arg(long, env = "WEIR_DEFAULT_PARTITIONS")]
     pub default_partitions: Option<i32>,
-    /// Create topics on first use by Metadata requests [default: true]
+    /// Create a missing topic on first produce (Kafka's auto.create.topics.enable): Kafka
+    /// clients, `weir produce` and HTTP POST alike [default: true]
     #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
     /// When to fdatasync: always (acks=all waits for it), never, or interval:<ms> [default: interval:1000]

@@ -137,9 +137,7 @@ fn send(c: &mut Client, topic: &str, pending: &mut Pending) -> anyhow::Result<()
 
 pub fn produce(bootstrap: &str, a: ProduceArgs) -> anyhow::Result<()> {
     let mut c = Client::connect(bootstrap)?;
-    let [(_, partitions, _)] = metadata(&mut c, Some(&[a.topic.as_str()]))?[..] else {
-        bail!("topic {} does not exist", a.topic)
-    };
+    let partitions = crate::topic_cmd::metadata_for_produce(&mut c, &a.topic)?;
     if let Some(p) = a.partition.filter(|p| !(0..partitions).contains(p)) {
         bail!("topic {} has no partition {p}", a.topic);
     }

@@ -102,7 +102,14 @@ pub(crate) async fn produce(
             e.body_text(),
         )
     })?;
-    let topic = s.broker.topic(&name).ok_or_else(|| ApiError::unknown_topic(&name))?;
+    // Kafka's rule for every front end: a produce creates a missing topic when
+    // auto.create.topics.enable is on (the default), with the broker's default partitions.
+    let broker = s.broker.clone();
+    let lookup = name.clone();
+    let topic = tokio::task::spawn_blocking(move || broker.topic_or_auto_create(&lookup))
+        .await
+        .map_err(internal)??
+        .ok_or_else(|| ApiError::not_auto_created(&name))?;
     // Raw bytes only when asked for; anything else (curl's default form type included) is JSON.
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -176,7 +183,7 @@ fn append(topic: &Topic, records: Vec<Outgoing>) -> Result<Vec<Produced>, ApiErr
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct ReadQuery {
-    /// Partition to read [default: 0].
+    /// Partition to read; required when the topic has more than one.
     partition: Option<i32>,
     /// Start at this offset.
     offset: Option<u64>,
@@ -275,10 +282,12 @@ fn read_records(
     })?;
     let mut out = Vec::new();
     let mut buf = BytesMut::new();
+    let mut bytes = 0u64;
     loop {
         buf.clear();
         let info = part.read(offset, 1 << 20, &mut buf)?;
         if info.bytes == 0 {
+            part.count_consumed(out.len() as u64, bytes);
             return Ok((out, offset, info.high_watermark, info.log_start_offset));
         }
         let mut pos = 0;
@@ -290,6 +299,7 @@ fn read_records(
                 let o = (h.base_offset + i64::from(r.offset_delta)) as u64;
                 if o >= offset && !done {
                     out.push(record_json(partition, h.base_offset, &h, r));
+                    bytes += r.encoded.len() as u64;
                     if out.len() >= max {
                         offset = o + 1;
                         done = true;
@@ -304,6 +314,7 @@ fn read_records(
                 )
             })?;
             if done {
+                part.count_consumed(out.len() as u64, bytes);
                 return Ok((out, offset, info.high_watermark, info.log_start_offset));
             }
             offset = offset.max(h.last_offset() as u64 + 1);
@@ -352,7 +363,7 @@ pub(crate) async fn read(
     Query(q): Query<ReadQuery>,
 ) -> Result<Json<ReadResponse>, ApiError> {
     let topic = s.broker.topic(&name).ok_or_else(|| ApiError::unknown_topic(&name))?;
-    let partition = q.partition.unwrap_or(0);
+    let partition = read_partition(&topic, q.partition)?;
     let max = q.max.unwrap_or(100).clamp(1, READ_RECORDS_MAX);
     let wait = Duration::from_millis(q.wait.unwrap_or(0)).min(s.config.read_wait_max);
     let deadline = tokio::time::Instant::now() + wait;
@@ -372,8 +383,29 @@ pub(crate) async fn read(
     }
 }
 
+/// The partition a read or a subscription names. Offsets are per partition, so, as with
+/// Kafka consumers and the Kafka REST proxies (Confluent's and Redpanda's name the partition
+/// in the path), a topic with several partitions needs one named: a silent partition 0 would
+/// look like the whole topic. A single-partition topic is unambiguous.
+fn read_partition(topic: &Topic, partition: Option<i32>) -> Result<i32, ApiError> {
+    match (partition, topic.partition_count()) {
+        (Some(p), _) => Ok(p),
+        (None, 1) => Ok(0),
+        (None, n) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "partition_required",
+            format!(
+                "topic {} has {n} partitions: say which with partition=0 to partition={} (offsets are per partition)",
+                topic.name,
+                n - 1
+            ),
+        )),
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct SubscribeQuery {
+    /// Partition to follow; required when the topic has more than one.
     partition: Option<i32>,
     /// now (default), earliest, or an offset.
     from: Option<String>,
@@ -390,7 +422,7 @@ pub(crate) async fn subscribe(
     Query(q): Query<SubscribeQuery>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     let topic = s.broker.topic(&name).ok_or_else(|| ApiError::unknown_topic(&name))?;
-    let partition = q.partition.unwrap_or(0);
+    let partition = read_partition(&topic, q.partition)?;
     let offset = match q.from.as_deref() {
         None | Some("now" | "latest") => start_offset(&topic, partition, None, None, Some("latest"))?,
         Some("earliest") => start_offset(&topic, partition, None, None, Some("earliest"))?,

@@ -9,7 +9,7 @@ use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResp
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
-use weir_broker::BrokerError;
+use weir_broker::{BrokerError, Partition};
 
 const READ_COMMITTED: i8 = 1;
 
@@ -19,6 +19,28 @@ struct Pass {
     bytes: usize,
     /// An error is news the client needs at once: do not wait for min_bytes.
     error: bool,
+    /// (partition, messages, bytes) handed out, counted only for the pass that is answered.
+    consumed: Vec<(Arc<Partition>, u64, u64)>,
+}
+
+impl Pass {
+    fn answer(self) -> FetchResponse {
+        for (partition, messages, bytes) in &self.consumed {
+            partition.count_consumed(*messages, *bytes);
+        }
+        self.response
+    }
+}
+
+/// Messages in whole stored batches (headers only; a compacted batch counts what it holds).
+fn messages_in(mut batches: &[u8]) -> u64 {
+    let mut n = 0;
+    while let Ok(h) = weir_log::BatchHeader::parse(batches) {
+        n += h.records_count.max(0) as u64;
+        let Some(rest) = batches.get(h.total_len()..) else { break };
+        batches = rest;
+    }
+    n
 }
 
 pub(crate) async fn handle(
@@ -38,11 +60,11 @@ pub(crate) async fn handle(
             .await
             .map_err(|e| CloseReason::Handler(e.to_string()))?;
         if pass.bytes >= min_bytes.max(1) || pass.error || Instant::now() >= deadline {
-            return Ok(pass.response);
+            return Ok(pass.answer());
         }
         // Wait for any append (or the deadline), then read again.
         if timeout_at(deadline, appended.changed()).await.is_err() {
-            return Ok(pass.response);
+            return Ok(pass.answer());
         }
     }
 }
@@ -54,6 +76,7 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
     let mut buf = BytesMut::new();
     let mut total = 0usize;
     let mut error = false;
+    let mut consumed = Vec::new();
     let aborted = (req.isolation_level == READ_COMMITTED).then(Vec::new);
     let mut responses = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
@@ -99,6 +122,9 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                     } else {
                         total += n;
                         remaining = remaining.saturating_sub(n);
+                        if n > 0 {
+                            consumed.push((partition.clone(), messages_in(&buf), n as u64));
+                        }
                     }
                     pd = pd
                         .with_high_watermark(hwm as i64)
@@ -129,5 +155,10 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                 .with_partitions(partitions),
         );
     }
-    Pass { response: FetchResponse::default().with_session_id(0).with_responses(responses), bytes: total, error }
+    Pass {
+        response: FetchResponse::default().with_session_id(0).with_responses(responses),
+        bytes: total,
+        error,
+        consumed,
+    }
 }
