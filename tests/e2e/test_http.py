@@ -259,3 +259,28 @@ def test_http_requests_are_counted_by_route_method_and_status(weir):
     assert samples[("/topics/{topic}", "GET", "404")] >= 1
     assert samples[("/topics", "other", "405")] >= 1
     assert not any(r.startswith("/topics/missing") for r, _, _ in samples), "raw paths must not become labels"
+
+
+def test_one_timestamp_rule_for_http_kafka_and_the_cli(weir):
+    import subprocess
+    from conftest import WEIR_BIN
+    h = weir.http
+    requests.post(f"{h}/topics", json={"name": "stamped", "partitions": 1,
+                                       "configs": {"message.timestamp.type": "LogAppendTime"}})
+    old = 1_000_000_000_000  # 2001: a producer's clock far off
+    before = int(time.time() * 1000)
+    p = Producer({"bootstrap.servers": weir.bootstrap})
+    p.produce("stamped", b'{"n":1}', timestamp=old)
+    p.flush(10)
+    after = int(time.time() * 1000)
+    over_http = requests.get(f"{h}/topics/stamped/records", params={"from": "earliest"}).json()["records"][0]
+    assert before - 1000 <= over_http["timestamp"] <= after + 1000, over_http
+    out = subprocess.run([WEIR_BIN, "consume", "--bootstrap", weir.bootstrap, "stamped", "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[0])["timestamp"] == over_http["timestamp"]
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "ts-rule", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition("stamped", 0, 0)])
+    msg = c.poll(10)
+    c.close()
+    assert msg is not None and msg.timestamp()[1] == over_http["timestamp"]

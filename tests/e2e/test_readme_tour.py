@@ -99,6 +99,11 @@ def test_the_readme_tour_runs_top_to_bottom(tmp_path, weir):
                 assert pattern(line).search(out), f"README promises {line!r} from\n{cmd}\nbut it printed:\n{out}"
             ran += 1
     assert ran >= 20, f"only {ran} commands found in the tour"
+    # Clients that exit normally (kcat, the pipeline, the bench) are no cause for a warning.
+    assert weir.stop() == 0
+    with open(weir.log_path) as f:
+        warnings = [line for line in f if " WARN " in line or " ERROR " in line]
+    assert warnings == [], "".join(warnings)
 
 
 def follow(shell, expected, cwd, env):

@@ -76,9 +76,12 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l.starts_with(name)), "{name} missing in {out}");
         }
-        let start: f64 =
-            out.lines().find_map(|l| l.strip_prefix("process_start_time_seconds ")).unwrap().parse().unwrap();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        let start: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+            .and_then(|v| v.parse().ok())
+            .expect("a start time");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64();
         assert!(start <= now + 1.0 && start > now - 86400.0 * 365.0, "{start} vs {now}");
     }
 }

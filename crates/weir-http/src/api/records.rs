@@ -68,15 +68,24 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
+/// A partition the topic does not have, with the ones it has.
+fn unknown_partition(topic: &Topic, partition: i32) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_partition",
+        format!(
+            "topic {} has no partition {partition}: its partitions are 0 to {}",
+            topic.name,
+            topic.partition_count() - 1
+        ),
+    )
+}
+
 fn choose_partition(s: &AppState, topic: &Topic, explicit: Option<i32>, key: Option<&[u8]>) -> Result<i32, ApiError> {
     let n = topic.partition_count();
     match (explicit, key) {
         (Some(p), _) if (0..n).contains(&p) => Ok(p),
-        (Some(p), _) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_partition",
-            format!("topic {} has no partition {p}", topic.name),
-        )),
+        (Some(p), _) => Err(unknown_partition(topic, p)),
         (None, Some(k)) => Ok(partition_for_key(k, n)),
         (None, None) => Ok((s.next_partition.fetch_add(1, Ordering::Relaxed) % n.max(1) as u64) as i32),
     }
@@ -277,9 +286,7 @@ fn read_records(
     mut offset: u64,
     max: usize,
 ) -> Result<(Vec<RecordJson>, u64, u64, u64), ApiError> {
-    let part = topic.partition(partition).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_partition", format!("no partition {partition}"))
-    })?;
+    let part = topic.partition(partition).ok_or_else(|| unknown_partition(topic, partition))?;
     let mut out = Vec::new();
     let mut buf = BytesMut::new();
     let mut bytes = 0u64;
@@ -330,9 +337,7 @@ fn start_offset(
     timestamp: Option<i64>,
     from: Option<&str>,
 ) -> Result<u64, ApiError> {
-    let part = topic.partition(partition).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_partition", format!("no partition {partition}"))
-    })?;
+    let part = topic.partition(partition).ok_or_else(|| unknown_partition(topic, partition))?;
     let by_time = |t: i64| -> Result<u64, ApiError> {
         Ok(part.offset_for_timestamp(t)?.map_or(part.log_end_offset(), |(o, _)| o))
     };
