@@ -142,7 +142,8 @@ impl Partition {
         Ok(())
     }
 
-    /// Appends one producer batch, de-duplicating retries of idempotent producers.
+    /// Appends one validated batch, de-duplicating retries of idempotent producers: the
+    /// broker's own writes (committed offsets) and `produce` below; front ends call `produce`.
     pub fn append(&self, batch: &ValidatedBatch<'_>) -> Result<Appended, BrokerError> {
         let policy = self.policy();
         let now = self.clock.now_ms();
