@@ -56,7 +56,7 @@ def test_topic_produce_consume_round_trip(weir):
 
 def test_cli_errors_are_one_line_and_nonzero(weir):
     b = ["--bootstrap", weir.bootstrap]
-    for args in [("consume", *b, "missing"), ("produce", *b, "missing"), ("topic", *b, "describe", "missing"),
+    for args in [("consume", *b, "missing"), ("topic", *b, "describe", "missing"),
                  ("topic", *b, "delete", "missing"), ("consume", "--bootstrap", "127.0.0.1:1", "x")]:
         r = cli(*args, input="x\n", check=False)
         assert r.returncode != 0, args
@@ -224,3 +224,15 @@ def test_log_format_json(weir_factory):
     assert all({"timestamp", "level", "target"} <= set(r) for r in records), records[:3]
     assert any(r.get("message") == "shut down cleanly" for r in records), records[-3:]
     assert not any("\x1b[" in line for line in lines)
+
+
+def test_produce_follows_the_brokers_auto_create_rule(weir_factory):
+    # Kafka's auto.create.topics.enable, as for kcat and HTTP: on by default...
+    on = weir_factory()
+    cli("produce", "--bootstrap", on.bootstrap, "fresh", input="x\n")
+    assert cli("consume", "--bootstrap", on.bootstrap, "fresh").stdout == "x\n"
+    # ...and when it is off, the refusal says how to create the topic.
+    off = weir_factory("--auto-create-topics", "false")
+    r = cli("produce", "--bootstrap", off.bootstrap, "fresh", input="x\n", check=False)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert "weir topic create fresh" in r.stderr, r.stderr

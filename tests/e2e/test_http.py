@@ -195,3 +195,92 @@ def test_openapi_lists_every_route(weir):
                  "/topics/{topic}/configs", "/groups", "/groups/{group}", "/metrics", "/healthz", "/readyz"]:
         assert path in doc["paths"], path
     assert "post" in doc["paths"]["/topics/{topic}/records"] and "get" in doc["paths"]["/topics/{topic}/records"]
+
+
+def test_every_error_body_is_json(weir):
+    h = weir.http
+    requests.post(f"{h}/topics", json={"name": "errs", "partitions": 1})
+    requests.post(f"{h}/topics/errs/records", json=[{"value": 1}, {"value": 2}])
+    cases = [
+        (requests.get(f"{h}/topics/errs/records", params={"offset": "abc"}), 400, "bad_request"),
+        (requests.get(f"{h}/no/such/route"), 404, "not_found"),
+        (requests.get(f"{h}/"), 404, "not_found"),
+        (requests.put(f"{h}/topics"), 405, "method_not_allowed"),
+        (requests.delete(f"{h}/metrics"), 405, "method_not_allowed"),
+        (requests.get(f"{h}/topics/errs/records", params={"offset": 100}), 416, "offset_out_of_range"),
+    ]
+    for r, status, code in cases:
+        assert r.status_code == status, (r.url, r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/json"), (r.url, r.headers)
+        body = r.json()
+        assert set(body) == {"error", "message"} and body["error"] == code and body["message"], (r.url, body)
+    assert "offset" in cases[0][0].json()["message"]
+    assert "GET" in cases[3][0].headers.get("allow", "")
+    # Messages say what was wrong and what is valid, not which layer noticed.
+    msg = cases[5][0].json()["message"]
+    assert msg.startswith("offset 100 is out of range") and "0" in msg and "2" in msg, msg
+    assert "storage" not in msg and "error" not in msg, msg
+
+
+def test_reads_of_a_topic_with_several_partitions_name_one(weir):
+    h = weir.http
+    requests.post(f"{h}/topics", json={"name": "multi", "partitions": 3})
+    requests.post(f"{h}/topics/multi/records", json={"value": 1, "partition": 2})
+    for route in ("records", "subscribe"):
+        r = requests.get(f"{h}/topics/multi/{route}", params={"from": "earliest"}, timeout=10)
+        assert r.status_code == 400 and r.json()["error"] == "partition_required", r.text
+        assert "partition=0 to partition=2" in r.json()["message"]
+    r = requests.get(f"{h}/topics/multi/records", params={"partition": 2, "from": "earliest"})
+    assert [x["value"] for x in r.json()["records"]] == [1]
+
+
+def test_produce_auto_creates_by_kafkas_rule(weir_factory):
+    on = weir_factory()
+    r = requests.post(f"{on.http}/topics/fresh/records", json={"value": 1})
+    assert r.status_code == 200, r.text
+    assert requests.get(f"{on.http}/topics/fresh").json()["partitions"][0]["log_end_offset"] == 1
+    off = weir_factory("--auto-create-topics", "false")
+    r = requests.post(f"{off.http}/topics/fresh/records", json={"value": 1})
+    assert r.status_code == 404 and r.json()["error"] == "unknown_topic"
+    assert "weir topic create fresh" in r.json()["message"], r.text
+    assert requests.get(f"{off.http}/topics/fresh").status_code == 404
+
+
+def test_http_requests_are_counted_by_route_method_and_status(weir):
+    h = weir.http
+    requests.get(f"{h}/topics")
+    requests.get(f"{h}/topics/missing")
+    requests.put(f"{h}/topics")
+    text = requests.get(f"{h}/metrics").text
+    samples = {(s.labels["route"], s.labels["method"], s.labels["status"]): s.value
+               for f in text_string_to_metric_families(text) if f.name == "weir_http_requests"
+               for s in f.samples if s.name == "weir_http_requests_total"}
+    assert samples[("/topics", "GET", "200")] >= 1
+    assert samples[("/topics/{topic}", "GET", "404")] >= 1
+    assert samples[("/topics", "other", "405")] >= 1
+    assert not any(r.startswith("/topics/missing") for r, _, _ in samples), "raw paths must not become labels"
+
+
+def test_one_timestamp_rule_for_http_kafka_and_the_cli(weir):
+    import subprocess
+    from conftest import WEIR_BIN
+    h = weir.http
+    requests.post(f"{h}/topics", json={"name": "stamped", "partitions": 1,
+                                       "configs": {"message.timestamp.type": "LogAppendTime"}})
+    old = 1_000_000_000_000  # 2001: a producer's clock far off
+    before = int(time.time() * 1000)
+    p = Producer({"bootstrap.servers": weir.bootstrap})
+    p.produce("stamped", b'{"n":1}', timestamp=old)
+    p.flush(10)
+    after = int(time.time() * 1000)
+    over_http = requests.get(f"{h}/topics/stamped/records", params={"from": "earliest"}).json()["records"][0]
+    assert before - 1000 <= over_http["timestamp"] <= after + 1000, over_http
+    out = subprocess.run([WEIR_BIN, "consume", "--bootstrap", weir.bootstrap, "stamped", "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[0])["timestamp"] == over_http["timestamp"]
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "ts-rule", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition("stamped", 0, 0)])
+    msg = c.poll(10)
+    c.close()
+    assert msg is not None and msg.timestamp()[1] == over_http["timestamp"]

@@ -4,6 +4,7 @@ import subprocess
 from collections import defaultdict
 
 import pytest
+from conftest import WEIR_BIN
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -72,3 +73,20 @@ def test_restart_between_produce_and_consume_keeps_everything(weir):
     kcat("-b", weir.bootstrap, "-P", "-t", "durable", "-p", "0", input=b"after-restart")
     after = consume_all(weir.bootstrap, "durable")
     assert after[0][-1] == (len(before[0]), "", "after-restart")
+
+
+def test_kcat_exiting_normally_logs_no_warning(weir):
+    # Produce, consume to the end, consume as a group member, list: each kcat exits with
+    # requests (a long-poll fetch, a heartbeat) still in flight, which is a normal close.
+    kcat("-b", weir.bootstrap, "-P", "-t", "calm", "-K:", input=b"a:1\nb:2\nc:3\n")
+    assert len(consume_all(weir.bootstrap, "calm")[0]) == 3
+    kcat("-b", weir.bootstrap, "-G", "calm-group", "calm", "-e", "-q", "-X", "auto.offset.reset=earliest")
+    kcat("-b", weir.bootstrap, "-L")
+    # The bench's consumers exit with a fetch in flight: its response meets a closed socket.
+    r = subprocess.run([WEIR_BIN, "bench", "e2e", "--bootstrap", weir.bootstrap, "--duration", "2", "--rate", "1000"],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    weir.stop()
+    with open(weir.log_path) as f:
+        warnings = [line for line in f if " WARN " in line or " ERROR " in line]
+    assert warnings == [], "".join(warnings)

@@ -95,3 +95,16 @@ def test_fetch_long_poll_wakes_on_produce(weir):
     # With a 5 s max wait, only a wake-up on append explains a fast delivery.
     assert got_at - sent_at[0] < 1.0, f"delivered {got_at - sent_at[0]:.2f}s after produce"
     c.close()
+
+
+def test_port_in_use_fails_before_the_data_dir_is_touched(tmp_path, weir):
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    # The other broker holds its Kafka port; then, separately, its HTTP port.
+    for args in (["--kafka-listen", weir.bootstrap, "--http-listen", "127.0.0.1:0"],
+                 ["--kafka-listen", "127.0.0.1:0", "--http-listen", f"127.0.0.1:{weir.http_port}"]):
+        r = subprocess.run([WEIR_BIN, "serve", *args], capture_output=True, timeout=30, cwd=cwd,
+                           env={**os.environ, "NO_COLOR": "1"})
+        assert r.returncode != 0
+        assert b"binding the" in r.stderr and b"listener" in r.stderr, r.stderr
+        assert list(cwd.iterdir()) == [], r.stderr

@@ -11,6 +11,7 @@ use crate::topic::{hex, parse_hex, random_uuid, validate_topic_name, Topic, Topi
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
+use weir_log::unpoisoned::{UnpoisonedMutex, UnpoisonedRwLock};
 use weir_log::{read_whole, run_parallel, sync_dirs, write_atomic, Clock, Log, Storage, SYNC_THREADS_MAX};
 
 /// A request to create a topic.
@@ -46,10 +47,6 @@ pub struct Broker {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct NodeMeta {
     cluster_id: String,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Broker {
@@ -149,15 +146,15 @@ impl Broker {
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.topics.read_unpoisoned().get(name).cloned()
     }
 
     pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<Arc<Topic>> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner()).values().find(|t| &t.id == id).cloned()
+        self.topics.read_unpoisoned().values().find(|t| &t.id == id).cloned()
     }
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.topics.read_unpoisoned().values().cloned().collect()
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, BrokerError> {
@@ -202,7 +199,7 @@ impl Broker {
             overrides.0.insert(k.clone(), v.clone());
         }
         check.log.validate()?;
-        let _admin = lock(&self.admin);
+        let _admin = self.admin.lock_unpoisoned();
         if self.topic(&req.name).is_some() {
             return Err(BrokerError::TopicExists(req.name.clone()));
         }
@@ -220,7 +217,7 @@ impl Broker {
         }
         let topic = self.create_topic_dirs(&req.name, id, dir, meta)?;
         let topic = Arc::new(topic);
-        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(req.name.clone(), topic.clone());
+        self.topics.write_unpoisoned().insert(req.name.clone(), topic.clone());
         tracing::info!(topic = %req.name, partitions, "created topic");
         Ok(topic)
     }
@@ -303,11 +300,10 @@ impl Broker {
         if Self::is_internal(name) {
             return Err(BrokerError::InvalidRequest("internal topics cannot be deleted"));
         }
-        let _admin = lock(&self.admin);
+        let _admin = self.admin.lock_unpoisoned();
         let topic = self
             .topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .write_unpoisoned()
             .remove(name)
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition { topic: name.to_owned(), partition: -1 })?;
         // Move it aside first so a crash mid-delete never leaves a half topic behind.
@@ -322,7 +318,7 @@ impl Broker {
 
     /// Grows a topic to `count` partitions.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), BrokerError> {
-        let _admin = lock(&self.admin);
+        let _admin = self.admin.lock_unpoisoned();
         let topic = self
             .topic(name)
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition { topic: name.to_owned(), partition: -1 })?;
@@ -367,7 +363,7 @@ impl Broker {
             remove_added();
             return Err(e);
         }
-        topic.partitions.write().unwrap_or_else(|e| e.into_inner()).extend(added.into_iter().flatten());
+        topic.partitions.write_unpoisoned().extend(added.into_iter().flatten());
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }
@@ -379,7 +375,7 @@ impl Broker {
         changes: &[ConfigChange],
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        let _admin = lock(&self.admin);
+        let _admin = self.admin.lock_unpoisoned();
         let topic = self
             .topic(name)
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition { topic: name.to_owned(), partition: -1 })?;
@@ -412,7 +408,7 @@ impl Broker {
             p.set_policy(config.produce);
             p.schedule_check(now);
         }
-        *topic.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
+        *topic.overrides.write_unpoisoned() = overrides;
         self.write_meta(&topic.dir, &topic.meta())
     }
 
@@ -424,7 +420,7 @@ impl Broker {
                 return Ok((id, epoch + 1));
             }
         }
-        let id = lock(&self.producer_ids).allocate(&*self.storage)?;
+        let id = self.producer_ids.lock_unpoisoned().allocate(&*self.storage)?;
         Ok((id, 0))
     }
 
@@ -445,7 +441,7 @@ impl Broker {
             let p = &parts[i];
             if let Err(e) = f(p) {
                 tracing::error!(dir = %p.log.dir().display(), error = %e, "{what} failed");
-                lock(&first_error).get_or_insert(BrokerError::from(e));
+                first_error.lock_unpoisoned().get_or_insert(BrokerError::from(e));
             }
             Ok::<(), ()>(())
         });

@@ -17,14 +17,21 @@ pub enum BrokerError {
     InvalidReplicationFactor(i16),
     #[error("invalid config {key}={value}: {reason}")]
     InvalidConfig { key: String, value: String, reason: &'static str },
-    #[error("invalid record batch: {0}")]
+    /// The producer's batch breaks a rule (its size against max.message.bytes among them);
+    /// whichever layer noticed, this is the one shape front ends see.
+    #[error("{0}")]
     InvalidBatch(#[from] BatchError),
+    #[error(
+        "offset {offset} is out of range: this partition has offsets {log_start} up to its end {log_end} \
+         (reading at the end waits for new records)"
+    )]
+    OffsetOutOfRange { offset: u64, log_start: u64, log_end: u64 },
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
     ProducerFenced { producer_id: i64, epoch: i16, current: i16 },
     #[error("producer {producer_id}: sequence {got} where {expected} was expected")]
     OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
-    #[error("storage error: {0}")]
-    Storage(#[from] LogError),
+    #[error("{0}")]
+    Storage(LogError),
     #[error("I/O error on {path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("invalid metadata file {path}: {reason}")]
@@ -35,8 +42,22 @@ pub enum BrokerError {
     InvalidTimestamp { timestamp: i64, now: i64 },
     #[error("min.insync.replicas is {required} but a single node has 1 in-sync replica: acks=all cannot be met")]
     NotEnoughReplicas { required: i32 },
-    #[error("invalid request: {0}")]
+    #[error("{0}")]
     InvalidRequest(&'static str),
+}
+
+impl From<LogError> for BrokerError {
+    /// A rejected batch and an offset out of range are the caller's doing, not storage
+    /// failures: they get their own variants, so each has one shape above the log.
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Batch(b) => BrokerError::InvalidBatch(b),
+            LogError::OffsetOutOfRange { offset, log_start, log_end } => {
+                BrokerError::OffsetOutOfRange { offset, log_start, log_end }
+            }
+            e => BrokerError::Storage(e),
+        }
+    }
 }
 
 impl BrokerError {

@@ -9,6 +9,7 @@ mod config;
 mod error;
 pub mod group;
 mod partition;
+pub mod partitioner;
 mod producer;
 mod schedule;
 mod topic;
@@ -19,6 +20,8 @@ pub use config::{
     TimestampType, TopicConfig, TopicOverrides, TOPIC_CONFIG_KEYS,
 };
 pub use error::BrokerError;
-pub use partition::{Appended, Partition};
+pub use partition::{Appended, Partition, Traffic};
 pub use producer::{ActiveProducer, ProducerStates, SequenceCheck};
 pub use topic::{hex, validate_topic_name, Topic};
+/// What `Partition::stats` and `Partition::read` answer.
+pub use weir_log::{BatchError, LogStats, ReadInfo};

@@ -4,15 +4,19 @@ use crate::config::{ProducePolicy, TimestampType};
 use crate::error::BrokerError;
 use crate::producer::{ProducerStates, SequenceCheck};
 use crate::schedule::Schedule;
+use bytes::BytesMut;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use weir_log::batch::{ATTRIBUTES, ATTR_LOG_APPEND_TIME, CRC, MAX_TIMESTAMP};
-use weir_log::{Clock, Durability, Log, LogConfig, Storage, ValidatedBatch};
+use weir_log::unpoisoned::{UnpoisonedMutex, UnpoisonedRwLock};
+use weir_log::{Clock, Durability, Log, LogConfig, LogStats, ReadInfo, Storage, ValidatedBatch};
 
+/// One partition, and the front ends' only door to its data: they produce, read, look up
+/// offsets and delete records through these operations and never touch the log itself.
 #[derive(Debug)]
 pub struct Partition {
     pub index: i32,
-    pub log: Log,
+    pub(crate) log: Log,
     /// Held across check-append-record so sequence checks and offsets agree.
     producers: Mutex<Producers>,
     /// The topic's timestamp and replica rules (changed by AlterConfigs).
@@ -23,6 +27,20 @@ pub struct Partition {
     schedule: Arc<Schedule>,
     scheduled: AtomicBool,
     me: Weak<Partition>,
+    /// Messages and bytes through the front ends, summed per topic on /metrics; counters
+    /// that exist from the partition's opening, so counting is one atomic add, no lookup.
+    traffic: Traffic,
+}
+
+/// What producers wrote to a partition and consumers were handed from it.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub produced_messages: weir_metrics::Counter,
+    /// Bytes of the record batches as produced.
+    pub produced_bytes: weir_metrics::Counter,
+    pub consumed_messages: weir_metrics::Counter,
+    /// Bytes of the records handed out (whole stored batches over Kafka).
+    pub consumed_bytes: weir_metrics::Counter,
 }
 
 /// Producer state and the buffer a LogAppendTime batch is rewritten in (reused, so the
@@ -65,6 +83,7 @@ impl Partition {
             schedule,
             scheduled: AtomicBool::new(false),
             me: me.clone(),
+            traffic: Traffic::default(),
         }))
     }
 
@@ -95,15 +114,15 @@ impl Partition {
 
     /// The idempotent producers with state on this partition (DescribeProducers).
     pub fn active_producers(&self) -> Vec<crate::producer::ActiveProducer> {
-        self.producers.lock().unwrap_or_else(|e| e.into_inner()).states.active()
+        self.producers.lock_unpoisoned().states.active()
     }
 
     pub fn policy(&self) -> ProducePolicy {
-        *self.policy.read().unwrap_or_else(|e| e.into_inner())
+        *self.policy.read_unpoisoned()
     }
 
     pub fn set_policy(&self, policy: ProducePolicy) {
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
+        *self.policy.write_unpoisoned() = policy;
     }
 
     /// Kafka's timestamp rules for a CreateTime batch: its first timestamp not older than
@@ -123,14 +142,15 @@ impl Partition {
         Ok(())
     }
 
-    /// Appends one producer batch, de-duplicating retries of idempotent producers.
+    /// Appends one validated batch, de-duplicating retries of idempotent producers: the
+    /// broker's own writes (committed offsets) and `produce` below; front ends call `produce`.
     pub fn append(&self, batch: &ValidatedBatch<'_>) -> Result<Appended, BrokerError> {
         let policy = self.policy();
         let now = self.clock.now_ms();
         if policy.timestamp_type == TimestampType::CreateTime {
             Self::check_timestamps(&policy, batch.header(), now)?;
         }
-        let mut guard = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.producers.lock_unpoisoned();
         let Producers { states: producers, scratch } = &mut *guard;
         let h = batch.header();
         let stamped;
@@ -159,6 +179,67 @@ impl Partition {
                 })
             }
         }
+    }
+
+    /// Appends the bytes a producer sent for this partition: exactly one RecordBatch v2,
+    /// checked against the topic's max.message.bytes, never transactional (no coordinator).
+    /// The produce path of every front end (Kafka Produce, HTTP, through the CLI).
+    pub fn produce(&self, records: &[u8]) -> Result<Appended, BrokerError> {
+        let batch = ValidatedBatch::new(records, self.log.config().max_batch_bytes)?;
+        if batch.header().is_transactional() || batch.header().is_control() {
+            return Err(BrokerError::InvalidRequest("transactional batches are not supported"));
+        }
+        let appended = self.append(&batch)?;
+        if !appended.duplicate {
+            self.traffic.produced_messages.add(batch.header().records_count.max(0) as u64);
+            self.traffic.produced_bytes.add(batch.len() as u64);
+        }
+        Ok(appended)
+    }
+
+    /// A front end handed `messages` records of `bytes` bytes from this partition to a consumer.
+    pub fn count_consumed(&self, messages: u64, bytes: u64) {
+        self.traffic.consumed_messages.add(messages);
+        self.traffic.consumed_bytes.add(bytes);
+    }
+
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// Appends whole stored batches starting with the one that holds `offset` to `out`, up
+    /// to `max_bytes` (at least one batch). Past the end: `OffsetOutOfRange`.
+    pub fn read(&self, offset: u64, max_bytes: usize, out: &mut BytesMut) -> Result<ReadInfo, BrokerError> {
+        Ok(self.log.read(offset, max_bytes, out)?)
+    }
+
+    /// The first (offset, timestamp) with a timestamp at or after `timestamp`.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>, BrokerError> {
+        Ok(self.log.offset_for_timestamp(timestamp)?)
+    }
+
+    /// DeleteRecords: offsets below `offset` become unreadable; returns the new log start.
+    pub fn delete_records_before(&self, offset: u64) -> Result<u64, BrokerError> {
+        Ok(self.log.delete_records_before(offset)?)
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> u64 {
+        self.log.log_end_offset()
+    }
+
+    /// Sizes, offsets and timestamps for metrics and descriptions.
+    pub fn stats(&self) -> LogStats {
+        self.log.stats()
+    }
+
+    /// The log underneath, for the broker's maintenance and for storage tests; front ends
+    /// use the operations above.
+    pub fn log(&self) -> &Log {
+        &self.log
     }
 
     /// Blocks until offsets below `end_offset` are durable when the policy is `always`;

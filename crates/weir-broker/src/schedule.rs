@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use weir_log::unpoisoned::UnpoisonedMutex;
 
 #[derive(Debug, Default)]
 pub(crate) struct Schedule {
@@ -45,12 +46,12 @@ impl Ord for Entry {
 impl Schedule {
     pub fn add(&self, due_ms: i64, partition: Weak<Partition>) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.heap.lock().unwrap_or_else(|e| e.into_inner()).push(Reverse(Entry { due_ms, seq, partition }));
+        self.heap.lock_unpoisoned().push(Reverse(Entry { due_ms, seq, partition }));
     }
 
     /// Removes and returns the partitions due at `now_ms` (deleted ones are dropped).
     pub fn take_due(&self, now_ms: i64) -> Vec<Arc<Partition>> {
-        let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+        let mut heap = self.heap.lock_unpoisoned();
         let mut due = Vec::new();
         while heap.peek().is_some_and(|Reverse(e)| e.due_ms <= now_ms) {
             if let Some(Reverse(e)) = heap.pop() {
@@ -62,6 +63,6 @@ impl Schedule {
 
     /// Entries waiting (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.heap.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.heap.lock_unpoisoned().len()
     }
 }

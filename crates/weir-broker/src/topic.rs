@@ -5,6 +5,7 @@ use crate::error::BrokerError;
 use crate::partition::Partition;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use weir_log::unpoisoned::UnpoisonedRwLock;
 
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
 pub const META_FILE: &str = "topic.json";
@@ -48,20 +49,20 @@ pub struct Topic {
 
 impl Topic {
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.partitions.read_unpoisoned().clone()
     }
 
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
-        let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        let parts = self.partitions.read_unpoisoned();
         usize::try_from(index).ok().and_then(|i| parts.get(i).cloned())
     }
 
     pub fn partition_count(&self) -> i32 {
-        self.partitions.read().unwrap_or_else(|e| e.into_inner()).len() as i32
+        self.partitions.read_unpoisoned().len() as i32
     }
 
     pub fn overrides(&self) -> TopicOverrides {
-        self.overrides.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.overrides.read_unpoisoned().clone()
     }
 
     pub(crate) fn partition_dir(dir: &Path, index: i32) -> PathBuf {

@@ -34,7 +34,7 @@ fn retries_get_their_original_offsets_and_gaps_are_rejected_across_restarts() {
     let retry = p.append(&ValidatedBatch::new(&b0, 1 << 20).unwrap()).unwrap();
     assert!(retry.duplicate);
     assert_eq!(retry.base_offset, 0);
-    assert_eq!(p.log.log_end_offset(), 5);
+    assert_eq!(p.log().log_end_offset(), 5);
     // A gap.
     let gap = batch(pid, epoch, 9, 1);
     assert!(matches!(
@@ -94,7 +94,7 @@ fn topic_rules_and_configs() {
     assert_eq!(t.id, id, "topic ids are stable across restarts");
     assert_eq!(t.partition_count(), 3);
     assert_eq!(t.overrides().0.get("retention.ms").map(String::as_str), Some("1234"));
-    assert_eq!(t.partition(2).unwrap().log.config().retention_ms, Some(1234));
+    assert_eq!(t.partition(2).unwrap().log().config().retention_ms, Some(1234));
     broker.delete_topic("c").unwrap();
     assert!(broker.topic("c").is_none());
     assert!(!dir.path().join("topics/c").exists());

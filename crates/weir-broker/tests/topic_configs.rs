@@ -117,9 +117,9 @@ fn min_compaction_lag_keeps_young_records_uncompacted() {
             let b = batch(weir_log::Clock::now_ms(&*clock), &format!("k{}", i % 3), &"v".repeat(40));
             p.append(&ValidatedBatch::new(&b, 1 << 20).unwrap()).unwrap();
         }
-        p.log.roll_now().unwrap();
+        p.log().roll_now().unwrap();
     }
-    let removed = |name: &str| broker.partition(name, 0).unwrap().log.compact().unwrap().records_removed;
+    let removed = |name: &str| broker.partition(name, 0).unwrap().log().compact().unwrap().records_removed;
     assert!(removed("plain") > 0, "without a lag, superseded records go at once");
     assert_eq!(removed("lagged"), 0, "records younger than min.compaction.lag.ms stay");
     clock.advance(59_000);
@@ -131,7 +131,7 @@ fn min_compaction_lag_keeps_young_records_uncompacted() {
 fn read_first(broker: &Broker, name: &str) -> (BatchHeader, Vec<u8>) {
     let p = broker.partition(name, 0).unwrap();
     let mut buf = BytesMut::new();
-    p.log.read(0, 1 << 20, &mut buf).unwrap();
+    p.log().read(0, 1 << 20, &mut buf).unwrap();
     let h = BatchHeader::parse(&buf).unwrap();
     (h, buf[..h.total_len()].to_vec())
 }
@@ -189,7 +189,7 @@ fn flush_messages_one_syncs_every_append_and_min_insync_is_kept() {
     broker.create_topic(&topic("synced", &[("flush.messages", "1")]), false).unwrap();
     broker.create_topic(&topic("timed", &[("flush.ms", "250")]), false).unwrap();
     broker.create_topic(&topic("strict", &[("min.insync.replicas", "2")]), false).unwrap();
-    assert_eq!(broker.partition("synced", 0).unwrap().log.config().durability, Durability::Always);
-    assert_eq!(broker.partition("timed", 0).unwrap().log.config().durability, Durability::IntervalMs(250));
+    assert_eq!(broker.partition("synced", 0).unwrap().log().config().durability, Durability::Always);
+    assert_eq!(broker.partition("timed", 0).unwrap().log().config().durability, Durability::IntervalMs(250));
     assert_eq!(broker.partition("strict", 0).unwrap().policy().min_insync_replicas, 2);
 }

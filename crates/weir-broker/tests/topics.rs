@@ -119,7 +119,7 @@ fn creation_groups_its_syncs_and_idle_partitions_cost_none() {
     assert_eq!(syncs.load(Ordering::SeqCst) - start, 0, "syncs while idle and at a clean stop");
     // The record is still there.
     let mut buf = bytes::BytesMut::new();
-    let info = broker.partition("wide", 7).unwrap().log.read(0, 1 << 20, &mut buf).unwrap();
+    let info = broker.partition("wide", 7).unwrap().log().read(0, 1 << 20, &mut buf).unwrap();
     assert_eq!((info.high_watermark, info.bytes > 0), (1, true));
 }
 
@@ -150,7 +150,7 @@ fn startup_removes_what_interrupted_creations_deletions_and_growths_left() {
     broker.close().unwrap();
     drop(broker);
     let broker = Broker::open(config(d), Arc::new(FsStorage), Arc::new(SystemClock)).unwrap();
-    assert_eq!(broker.partition("t", 4).unwrap().log.log_end_offset(), 1);
+    assert_eq!(broker.partition("t", 4).unwrap().log().log_end_offset(), 1);
 }
 
 #[test]
@@ -172,15 +172,15 @@ fn the_flush_tick_touches_only_partitions_with_timed_work() {
     // Not yet due: nothing happens.
     let before = file_syncs.load(Ordering::SeqCst);
     broker.flush_due();
-    assert_eq!((file_syncs.load(Ordering::SeqCst) - before, p.log.durable_offset()), (0, 0));
+    assert_eq!((file_syncs.load(Ordering::SeqCst) - before, p.log().durable_offset()), (0, 0));
     // Due: that one partition syncs; it stays entered for its roll by age.
     clock.advance(1000);
     broker.flush_due();
-    assert_eq!((file_syncs.load(Ordering::SeqCst) - before, p.log.durable_offset()), (1, 2));
+    assert_eq!((file_syncs.load(Ordering::SeqCst) - before, p.log().durable_offset()), (1, 2));
     assert_eq!(broker.scheduled_partitions(), 1);
     // The roll by age happens on time, after which nothing is pending.
     clock.advance(60_000);
     broker.flush_due();
-    assert_eq!(p.log.segment_base_offsets(), vec![0, 2]);
+    assert_eq!(p.log().segment_base_offsets(), vec![0, 2]);
     assert_eq!(broker.scheduled_partitions(), 0);
 }

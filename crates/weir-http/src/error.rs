@@ -3,8 +3,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use weir_broker::BatchError;
 use weir_broker::BrokerError;
-use weir_log::{BatchError, LogError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -22,6 +22,17 @@ impl ApiError {
     }
     pub fn unknown_topic(topic: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "unknown_topic", format!("topic {topic:?} does not exist"))
+    }
+    /// A produce to a missing topic while auto.create.topics.enable is off.
+    pub fn not_auto_created(topic: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_topic",
+            format!(
+                "topic {topic:?} does not exist and the broker does not create topics on first use \
+                 (auto.create.topics.enable=false): create it with `weir topic create {topic}` or POST /topics"
+            ),
+        )
     }
 }
 
@@ -42,15 +53,12 @@ impl From<BrokerError> for ApiError {
             BrokerError::InvalidPartitions(_) => (StatusCode::BAD_REQUEST, "invalid_partitions"),
             BrokerError::InvalidReplicationFactor(_) => (StatusCode::BAD_REQUEST, "invalid_replication_factor"),
             BrokerError::InvalidConfig { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
-            BrokerError::InvalidBatch(BatchError::TooLarge { .. })
-            | BrokerError::Storage(LogError::Batch(BatchError::TooLarge { .. })) => {
+            BrokerError::InvalidBatch(BatchError::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large")
             }
             BrokerError::InvalidBatch(_) => (StatusCode::BAD_REQUEST, "invalid_record"),
             BrokerError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            BrokerError::Storage(LogError::OffsetOutOfRange { .. }) => {
-                (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range")
-            }
+            BrokerError::OffsetOutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
             BrokerError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_error"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -58,11 +66,5 @@ impl From<BrokerError> for ApiError {
             tracing::error!(error = %e, "HTTP request failed");
         }
         Self { status, code, message }
-    }
-}
-
-impl From<LogError> for ApiError {
-    fn from(e: LogError) -> Self {
-        BrokerError::Storage(e).into()
     }
 }

@@ -9,7 +9,6 @@
 mod api;
 mod error;
 mod metrics;
-pub mod partitioner;
 mod server;
 
 pub use server::{HttpConfig, HttpServer, MetricsSource};

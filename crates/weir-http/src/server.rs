@@ -90,6 +90,18 @@ impl HttpServer {
         metrics: Vec<MetricsSource>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self::from_listener(listener, config, broker, appended, ready, metrics))
+    }
+
+    /// Like `bind` on a listener bound beforehand (before the data directory is opened).
+    pub fn from_listener(
+        listener: TcpListener,
+        config: HttpConfig,
+        broker: Arc<Broker>,
+        appended: watch::Sender<u64>,
+        ready: Arc<AtomicBool>,
+        metrics: Vec<MetricsSource>,
+    ) -> Self {
         let state = Arc::new(AppState {
             broker,
             config,
@@ -99,7 +111,7 @@ impl HttpServer {
             metrics,
             next_partition: AtomicU64::new(0),
         });
-        Ok(Self { listener, state })
+        Self { listener, state }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -156,10 +168,11 @@ impl HttpServer {
 }
 
 /// Every request: 503 while shutting down, a deadline on reading the body and starting the
-/// response, and per-route metrics.
+/// response, every error body as JSON, and per-route metrics.
 async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let stats = crate::metrics::route(route.as_deref());
+    let method = req.method().clone();
     let started = std::time::Instant::now();
     let response = if state.shutting_down.load(Ordering::Relaxed) {
         crate::error::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down")
@@ -173,10 +186,44 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
             }
         }
     };
-    stats.requests.inc();
+    let response = if response.status().as_u16() >= 400 { json_error(response).await } else { response };
     stats.latency.observe(started.elapsed());
-    if response.status().as_u16() >= 400 {
-        stats.errors.inc();
-    }
+    stats.record(method.as_str(), response.status().as_u16());
     response
+}
+
+/// Largest plain-text error body carried over into a JSON error's message.
+const ERROR_TEXT_BYTES_MAX: usize = 4096;
+
+/// Errors axum answers itself (an extractor's plain-text rejection, an unknown path's empty
+/// 404, a wrong method's empty 405) become `{"error", "message"}` like the handlers' own.
+async fn json_error(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, ERROR_TEXT_BYTES_MAX).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let status = parts.status;
+    let (code, default) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such route; GET /openapi.json lists them"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take that method"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "bad request"),
+    };
+    let message = if text.is_empty() { default.to_owned() } else { text };
+    let mut out = crate::error::ApiError::new(status, code, message).into_response();
+    // Keep what axum said besides the body (Allow on a 405).
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }

@@ -120,6 +120,23 @@ impl BatchHeader {
         self.attributes & ATTR_TRANSACTIONAL != 0
     }
 
+    /// The batch says LogAppendTime: the broker's append time (maxTimestamp) is every
+    /// record's timestamp.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTR_LOG_APPEND_TIME != 0
+    }
+
+    /// The timestamp of the record with this `timestamp_delta`: Kafka's one rule, for every
+    /// reader (the HTTP API, the CLI, time lookups). CreateTime: base timestamp + delta;
+    /// LogAppendTime: maxTimestamp, whatever the deltas say (they are left as produced).
+    pub fn record_timestamp(&self, timestamp_delta: i64) -> i64 {
+        if self.is_log_append_time() {
+            self.max_timestamp
+        } else {
+            self.base_timestamp.wrapping_add(timestamp_delta)
+        }
+    }
+
     /// Checks structure without the CRC: magic, length bounds, counts.
     /// `strict` is for batches arriving from producers (records_count == lastOffsetDelta + 1);
     /// stored batches may hold fewer records after compaction.

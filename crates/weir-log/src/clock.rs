@@ -11,9 +11,9 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 pub struct SystemClock;
 
 impl SystemClock {
-    /// The wall clock in ms, for callers that do not hold a `dyn Clock`.
-    pub fn now_ms_public(self) -> i64 {
-        Clock::now_ms(&self)
+    /// The wall clock in ms since the Unix epoch, for callers that do not hold a `dyn Clock`.
+    pub fn unix_ms() -> i64 {
+        Clock::now_ms(&SystemClock)
     }
 }
 

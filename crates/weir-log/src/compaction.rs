@@ -8,10 +8,11 @@
 use crate::batch::{validate_stored, write_batch, BatchHeader};
 use crate::error::LogError;
 use crate::index::{encode_index, encode_time_index};
-use crate::log::{lock, read, write, Log};
+use crate::log::Log;
 use crate::record::Records;
 use crate::segment::{self, read_header, Segment};
 use crate::storage::{write_atomic, StorageFile};
+use crate::unpoisoned::{UnpoisonedMutex, UnpoisonedRwLock};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -89,14 +90,14 @@ impl Log {
     /// One compaction pass over all closed segments; a no-op unless the cleanup policy
     /// includes `compact`.
     pub fn compact(&self) -> Result<CompactionStats, LogError> {
-        let _m = lock(&self.maintenance);
+        let _m = self.maintenance.lock_unpoisoned();
         let config = self.config();
         if !config.cleanup_policy.compacts() {
             return Ok(CompactionStats::default());
         }
         let tombstone_horizon = self.now_ms().saturating_sub(config.delete_retention_ms);
         let closed: Vec<Closed> = {
-            let view = read(&self.view);
+            let view = self.view.read_unpoisoned();
             let n = view.segments.len();
             // Kafka's first uncleanable offset: the active segment, or the first segment
             // with a batch younger than min.compaction.lag.ms, whichever comes first.
@@ -215,7 +216,7 @@ impl Log {
         write_atomic(storage, &ip, &encode_index(&seg.index)).map_err(|e| LogError::io("write index", &ip, e))?;
         write_atomic(storage, &tp, &encode_time_index(&seg.time_index))
             .map_err(|e| LogError::io("write index", &tp, e))?;
-        let mut view = write(&self.view);
+        let mut view = self.view.write_unpoisoned();
         if let Some(old) = view.segments.iter_mut().find(|s| s.base_offset == c.base) {
             old.file = file;
             old.size = seg.size;

@@ -17,7 +17,7 @@ pub enum BatchError {
     CrcMismatch { stored: u32, computed: u32 },
     #[error("records count {records_count} inconsistent with last offset delta {last_offset_delta}")]
     BadCount { records_count: i32, last_offset_delta: i32 },
-    #[error("batch of {size} bytes exceeds the maximum of {max}")]
+    #[error("batch of {size} bytes is larger than the {max} bytes max.message.bytes allows")]
     TooLarge { size: usize, max: usize },
     #[error("{have} bytes given for a batch of {batch} bytes")]
     TrailingBytes { batch: usize, have: usize },

@@ -2,11 +2,12 @@
 //! images that keep only what was synced (plus, optionally, a random torn part of the rest).
 
 use crate::storage::{Storage, StorageFile};
+use crate::unpoisoned::UnpoisonedMutex;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
 struct FileData {
@@ -32,13 +33,9 @@ struct Faults {
     syncs: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl StorageFile for MemFile {
     fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
-        let d = lock(&self.data);
+        let d = self.data.lock_unpoisoned();
         let start = pos as usize;
         let end = start.checked_add(buf.len()).ok_or(io::ErrorKind::InvalidInput)?;
         if end > d.current.len() {
@@ -49,7 +46,7 @@ impl StorageFile for MemFile {
     }
 
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
-        let mut d = lock(&self.data);
+        let mut d = self.data.lock_unpoisoned();
         let start = pos as usize;
         let mut n = buf.len();
         let mut full = false;
@@ -78,14 +75,14 @@ impl StorageFile for MemFile {
             return Err(io::Error::other("fdatasync failed (injected)"));
         }
         self.faults.syncs.fetch_add(1, Ordering::SeqCst);
-        let mut d = lock(&self.data);
+        let mut d = self.data.lock_unpoisoned();
         let cur = d.current.clone();
         d.durable = cur;
         Ok(())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut d = lock(&self.data);
+        let mut d = self.data.lock_unpoisoned();
         let cur = d.current.len() as u64;
         if self.faults.limited.load(Ordering::SeqCst) {
             if len > cur {
@@ -103,7 +100,7 @@ impl StorageFile for MemFile {
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(lock(&self.data).current.len() as u64)
+        Ok(self.data.lock_unpoisoned().current.len() as u64)
     }
 }
 
@@ -143,11 +140,11 @@ impl MemStorage {
     /// What a crash right now would leave: every file cut back to its durable content, plus
     /// a torn prefix of its unsynced tail chosen by `torn(file_len_unsynced) -> kept`.
     pub fn crash_image(&self, mut torn: impl FnMut(usize) -> usize) -> MemStorage {
-        let files = lock(&self.files);
+        let files = self.files.lock_unpoisoned();
         let image = MemStorage::new();
-        let mut out = lock(&image.files);
+        let mut out = image.files.lock_unpoisoned();
         for (path, file) in files.iter() {
-            let d = lock(&file.data);
+            let d = file.data.lock_unpoisoned();
             let mut content = d.durable.clone();
             // Unsynced appends past the durable length may partly reach the disk.
             if d.current.len() > content.len() && d.current.starts_with(&content) {
@@ -167,9 +164,9 @@ impl MemStorage {
 
     /// Direct access for tests that corrupt files.
     pub fn with_file<R>(&self, path: &Path, f: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
-        let files = lock(&self.files);
+        let files = self.files.lock_unpoisoned();
         let file = files.get(path)?;
-        let mut d = lock(&file.data);
+        let mut d = file.data.lock_unpoisoned();
         let r = f(&mut d.current);
         let cur = d.current.clone();
         d.durable = cur;
@@ -179,7 +176,7 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let mut files = lock(&self.files);
+        let mut files = self.files.lock_unpoisoned();
         if let Some(f) = files.get(path) {
             return Ok(f.clone());
         }
@@ -194,7 +191,7 @@ impl Storage for MemStorage {
         Ok(())
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let files = lock(&self.files);
+        let files = self.files.lock_unpoisoned();
         Ok(files
             .keys()
             .filter(|p| p.parent() == Some(dir))
@@ -202,10 +199,10 @@ impl Storage for MemStorage {
             .collect())
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let removed = lock(&self.files).remove(path);
+        let removed = self.files.lock_unpoisoned().remove(path);
         if let Some(f) = removed {
             if self.faults.limited.load(Ordering::SeqCst) {
-                let len = lock(&f.data).current.len() as u64;
+                let len = f.data.lock_unpoisoned().current.len() as u64;
                 self.faults.space_left.fetch_add(len, Ordering::SeqCst);
             }
             Ok(())
@@ -214,16 +211,16 @@ impl Storage for MemStorage {
         }
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut files = lock(&self.files);
+        let mut files = self.files.lock_unpoisoned();
         let f = files.remove(from).ok_or(io::ErrorKind::NotFound)?;
         files.insert(to.to_owned(), f);
         Ok(())
     }
     fn exists(&self, path: &Path) -> bool {
-        lock(&self.files).contains_key(path)
+        self.files.lock_unpoisoned().contains_key(path)
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        lock(&self.files).retain(|p, _| !p.starts_with(path));
+        self.files.lock_unpoisoned().retain(|p, _| !p.starts_with(path));
         Ok(())
     }
 }

@@ -28,6 +28,7 @@ mod recovery;
 mod retention;
 mod segment;
 mod storage;
+pub mod unpoisoned;
 
 pub use batch::{BatchHeader, ValidatedBatch};
 pub use builder::BatchBuilder;

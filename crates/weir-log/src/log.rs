@@ -8,10 +8,11 @@ use crate::error::{BatchError, LogError};
 use crate::index::{encode_index, encode_time_index};
 use crate::segment::{check_placement, file_path, read_placed_header, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
 use crate::storage::{write_atomic, write_unsynced, Storage, StorageFile};
+use crate::unpoisoned::{UnpoisonedMutex, UnpoisonedRwLock};
 use bytes::BytesMut;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Offsets assigned to an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,16 +110,6 @@ pub struct Log {
     active_indexes: Mutex<Option<(u64, u64)>>,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|e| e.into_inner())
-}
-pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Log {
     /// Opens (recovering) or creates the log in `dir`.
     pub fn open(
@@ -176,13 +167,13 @@ impl Log {
     }
 
     pub fn config(&self) -> LogConfig {
-        *read(&self.config)
+        *self.config.read_unpoisoned()
     }
 
     /// Changes settings at run time (topic config changes). Takes effect on the next append.
     pub fn set_config(&self, config: LogConfig) -> Result<(), LogError> {
         config.validate()?;
-        *write(&self.config) = config;
+        *self.config.write_unpoisoned() = config;
         Ok(())
     }
 
@@ -217,7 +208,7 @@ impl Log {
                 return Err(BatchError::TooLarge { size: b.len(), max: config.max_batch_bytes }.into());
             }
         }
-        let mut w = lock(&self.writer);
+        let mut w = self.writer.lock_unpoisoned();
         let now = self.clock.now_ms();
         if total == 0 {
             let end = w.next_offset;
@@ -249,7 +240,7 @@ impl Log {
             Ok(next)
         })?;
         {
-            let mut view = write(&self.view);
+            let mut view = self.view.write_unpoisoned();
             let seg = view.segments.last_mut().ok_or(LogError::Config { reason: "no segment" })?;
             seg.first_append_ms.get_or_insert(now);
             let mut pos = position;
@@ -284,7 +275,7 @@ impl Log {
         let Some(segment_ms) = config.segment_ms else {
             return false;
         };
-        let view = read(&self.view);
+        let view = self.view.read_unpoisoned();
         let first = view.segments.last().and_then(|s| s.first_append_ms);
         first.is_some_and(|t| now - t >= segment_ms)
     }
@@ -304,7 +295,7 @@ impl Log {
         w.active_file = file;
         w.active_base = base;
         w.active_size = 0;
-        write(&self.view).segments.push(seg);
+        self.view.write_unpoisoned().segments.push(seg);
         self.durable_end.fetch_max(base, Ordering::AcqRel);
         self.write_checkpoint()?;
         tracing::debug!(dir = %self.dir.display(), base, "rolled segment");
@@ -313,7 +304,7 @@ impl Log {
 
     /// Forces a roll if the active segment holds data (tests, and `segment.ms` checks).
     pub fn roll_now(&self) -> Result<(), LogError> {
-        let mut w = lock(&self.writer);
+        let mut w = self.writer.lock_unpoisoned();
         if w.active_size > 0 {
             self.roll(&mut w)?;
         }
@@ -327,7 +318,7 @@ impl Log {
     /// make stopping a broker with many partitions slow.
     fn persist_active_indexes(&self, durable: bool) -> Result<(), LogError> {
         let (idx_path, tidx_path, idx, tidx) = {
-            let view = read(&self.view);
+            let view = self.view.read_unpoisoned();
             let Some(seg) = view.segments.last() else {
                 return Ok(());
             };
@@ -345,7 +336,7 @@ impl Log {
         if self.durable_end.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
-        let _guard = lock(&self.sync_lock);
+        let _guard = self.sync_lock.lock_unpoisoned();
         if self.durable_end.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
@@ -353,7 +344,7 @@ impl Log {
         // Everything published before this point is in the active file or in older
         // segments, which were synced when they rolled.
         let (file, path, end) = {
-            let view = read(&self.view);
+            let view = self.view.read_unpoisoned();
             let seg = view.segments.last().ok_or(LogError::Config { reason: "no segment" })?;
             (seg.file.clone(), seg.path.clone(), view.log_end)
         };
@@ -379,7 +370,12 @@ impl Log {
             _ => None,
         };
         let roll = config.segment_ms.and_then(|segment_ms| {
-            read(&self.view).segments.last().and_then(|s| s.first_append_ms).map(|t| t.saturating_add(segment_ms))
+            self.view
+                .read_unpoisoned()
+                .segments
+                .last()
+                .and_then(|s| s.first_append_ms)
+                .map(|t| t.saturating_add(segment_ms))
         });
         match (flush, roll) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -397,8 +393,13 @@ impl Log {
         }
         if let Some(segment_ms) = config.segment_ms {
             let now = self.clock.now_ms();
-            let due =
-                read(&self.view).segments.last().and_then(|s| s.first_append_ms).is_some_and(|t| now - t >= segment_ms);
+            let due = self
+                .view
+                .read_unpoisoned()
+                .segments
+                .last()
+                .and_then(|s| s.first_append_ms)
+                .is_some_and(|t| now - t >= segment_ms);
             if due {
                 self.roll_now()?;
             }
@@ -412,15 +413,15 @@ impl Log {
     }
 
     pub fn log_end_offset(&self) -> u64 {
-        read(&self.view).log_end
+        self.view.read_unpoisoned().log_end
     }
 
     pub fn log_start_offset(&self) -> u64 {
-        read(&self.view).log_start
+        self.view.read_unpoisoned().log_start
     }
 
     pub fn stats(&self) -> LogStats {
-        let view = read(&self.view);
+        let view = self.view.read_unpoisoned();
         LogStats {
             log_start_offset: view.log_start,
             log_end_offset: view.log_end,
@@ -434,7 +435,8 @@ impl Log {
     /// Base offsets of the segments, oldest first.
     /// Offsets, size and newest timestamp of every segment, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
-        read(&self.view)
+        self.view
+            .read_unpoisoned()
             .segments
             .iter()
             .map(|s| SegmentInfo {
@@ -447,13 +449,13 @@ impl Log {
     }
 
     pub fn segment_base_offsets(&self) -> Vec<u64> {
-        read(&self.view).segments.iter().map(|s| s.base_offset).collect()
+        self.view.read_unpoisoned().segments.iter().map(|s| s.base_offset).collect()
     }
 
     /// Writes the recovery point (durable offset) and log start offset, unless the file
     /// already says exactly that.
     pub fn write_checkpoint(&self) -> Result<(), LogError> {
-        let mut stored = lock(&self.checkpoint);
+        let mut stored = self.checkpoint.lock_unpoisoned();
         let cp = Checkpoint { recovery_point: self.durable_offset(), log_start_offset: self.log_start_offset() };
         if *stored == Some(cp) {
             return Ok(());
@@ -470,16 +472,16 @@ impl Log {
     /// durable, or the log start moved): the maintenance pass skips the rest.
     pub fn checkpoint_due(&self) -> bool {
         let cp = Checkpoint { recovery_point: self.durable_offset(), log_start_offset: self.log_start_offset() };
-        *lock(&self.checkpoint) != Some(cp)
+        *self.checkpoint.lock_unpoisoned() != Some(cp)
     }
 
     /// Syncs everything, writes the active segment's indexes and the checkpoint; an idle
     /// log whose files already say all this does nothing.
     pub fn close(&self) -> Result<(), LogError> {
-        let w = lock(&self.writer);
-        self.sync_to(read(&self.view).log_end)?;
+        let w = self.writer.lock_unpoisoned();
+        self.sync_to(self.view.read_unpoisoned().log_end)?;
         let active = (w.active_base, w.active_size);
-        let mut written = lock(&self.active_indexes);
+        let mut written = self.active_indexes.lock_unpoisoned();
         if active.1 > 0 && *written != Some(active) {
             *written = None;
             self.persist_active_indexes(false)?;
@@ -494,7 +496,7 @@ impl Log {
     /// CRC-checked; corruption is an error naming the file and position, never data.
     pub fn read(&self, offset: u64, max_bytes: usize, out: &mut BytesMut) -> Result<ReadInfo, LogError> {
         let (file, path, mut pos, mut expected, seg_end, info) = {
-            let view = read(&self.view);
+            let view = self.view.read_unpoisoned();
             let info = ReadInfo { log_start_offset: view.log_start, high_watermark: view.log_end, bytes: 0 };
             if offset < view.log_start || offset > view.log_end {
                 return Err(LogError::OffsetOutOfRange { offset, log_start: view.log_start, log_end: view.log_end });
@@ -556,7 +558,7 @@ impl Log {
 
     fn read_next_segment(&self, offset: u64, max_bytes: usize, out: &mut BytesMut) -> Result<ReadInfo, LogError> {
         let next_base = {
-            let view = read(&self.view);
+            let view = self.view.read_unpoisoned();
             view.segments.iter().map(|s| s.base_offset).find(|&b| b > offset)
         };
         match next_base {
@@ -573,7 +575,7 @@ impl Log {
     /// when every record is older. Within a compressed batch, answers the batch's first offset.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>, LogError> {
         let found = {
-            let view = read(&self.view);
+            let view = self.view.read_unpoisoned();
             view.segments
                 .iter()
                 .find(|s| s.max_timestamp >= timestamp)
@@ -605,9 +607,9 @@ impl Log {
     /// Moves the log start offset up to `offset` (Kafka DeleteRecords) and deletes segments
     /// wholly below it. Returns the new log start offset.
     pub fn delete_records_before(&self, offset: u64) -> Result<u64, LogError> {
-        let _m = lock(&self.maintenance);
+        let _m = self.maintenance.lock_unpoisoned();
         {
-            let mut view = write(&self.view);
+            let mut view = self.view.write_unpoisoned();
             if offset > view.log_end {
                 return Err(LogError::OffsetOutOfRange { offset, log_start: view.log_start, log_end: view.log_end });
             }
@@ -621,7 +623,7 @@ impl Log {
     /// Deletes closed segments whose every offset is below the log start offset.
     pub(crate) fn delete_segments_below_start(&self) -> Result<usize, LogError> {
         let removed: Vec<Segment> = {
-            let mut view = write(&self.view);
+            let mut view = self.view.write_unpoisoned();
             let n = view.segments.len();
             let start = view.log_start;
             let count = view.segments[..n - 1].iter().take_while(|s| s.next_offset <= start).count();
@@ -664,10 +666,9 @@ fn first_record_at_or_after(batch: &[u8], h: &BatchHeader, ts: i64, min_offset: 
     if h.compression() != 0 {
         return (base.max(min_offset), h.max_timestamp);
     }
-    let log_append = h.attributes & batch::ATTR_LOG_APPEND_TIME != 0;
     for r in crate::record::Records::new(batch, h).flatten() {
         let offset = base + r.offset_delta as u64;
-        let t = if log_append { h.max_timestamp } else { h.base_timestamp + r.timestamp_delta };
+        let t = h.record_timestamp(r.timestamp_delta);
         if t >= ts && offset >= min_offset {
             return (offset, t);
         }
@@ -683,7 +684,7 @@ impl Log {
         // (file, path, start position, base offset there, end)
         type Walk = (Arc<dyn StorageFile>, Arc<Path>, u64, u64, u64);
         let segments: Vec<Walk> = {
-            let view = read(&self.view);
+            let view = self.view.read_unpoisoned();
             view.segments
                 .iter()
                 .filter(|s| s.next_offset > from_offset)

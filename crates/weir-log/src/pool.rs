@@ -13,11 +13,12 @@
 //! still reads the old bytes.
 
 use crate::storage::{Storage, StorageFile};
+use crate::unpoisoned::UnpoisonedMutex;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Smallest useful budget: a log needs its active segment and a few metadata files at once.
 pub const OPEN_FILES_MIN: usize = 16;
@@ -54,10 +55,6 @@ struct PooledFile {
     /// The path no longer names this file (replaced or removed): keep the descriptor.
     detached: AtomicBool,
     me: Weak<PooledFile>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl PooledStorage {
@@ -97,7 +94,7 @@ impl PooledStorage {
 impl Pool {
     /// Registers a newly opened descriptor, then closes others until the budget holds.
     fn admit(&self, file: Weak<PooledFile>) {
-        let mut ring = lock(&self.ring);
+        let mut ring = self.ring.lock_unpoisoned();
         ring.push_back(file);
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         crate::metrics::FILES_OPEN.inc();
@@ -122,7 +119,7 @@ impl Pool {
                 ring.push_back(candidate);
                 continue;
             }
-            if lock(&f.fd).take().is_some() {
+            if f.fd.lock_unpoisoned().take().is_some() {
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 self.evictions.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::FILES_OPEN.dec();
@@ -135,16 +132,16 @@ impl Pool {
 impl PooledFile {
     fn fd(&self) -> io::Result<Arc<dyn StorageFile>> {
         self.referenced.store(true, Ordering::Relaxed);
-        if let Some(fd) = lock(&self.fd).as_ref() {
+        if let Some(fd) = self.fd.lock_unpoisoned().as_ref() {
             return Ok(fd.clone());
         }
         if self.detached.load(Ordering::Acquire) {
             return Err(io::Error::new(io::ErrorKind::NotFound, "file was replaced or removed while closed"));
         }
-        let path = lock(&self.path).clone();
+        let path = self.path.lock_unpoisoned().clone();
         let fresh = self.inner.open(&path, false)?;
         {
-            let mut slot = lock(&self.fd);
+            let mut slot = self.fd.lock_unpoisoned();
             if let Some(fd) = slot.as_ref() {
                 // Another thread reopened it first; ours closes when dropped.
                 return Ok(fd.clone());
@@ -160,12 +157,12 @@ impl PooledFile {
 
 impl Drop for PooledFile {
     fn drop(&mut self) {
-        if lock(&self.fd).take().is_some() {
+        if self.fd.lock_unpoisoned().take().is_some() {
             self.pool.open.fetch_sub(1, Ordering::AcqRel);
             crate::metrics::FILES_OPEN.dec();
         }
-        let path = lock(&self.path).clone();
-        let mut by_path = lock(&self.pool.by_path);
+        let path = self.path.lock_unpoisoned().clone();
+        let mut by_path = self.pool.by_path.lock_unpoisoned();
         if by_path.get(&path).is_some_and(|w| w.ptr_eq(&self.me)) {
             by_path.remove(&path);
         }
@@ -175,7 +172,7 @@ impl Drop for PooledFile {
 impl Pool {
     /// The file at `path` is gone from the namespace: its handle keeps the descriptor.
     fn detach(&self, path: &Path) {
-        let gone = lock(&self.by_path).remove(path);
+        let gone = self.by_path.lock_unpoisoned().remove(path);
         if let Some(f) = gone.and_then(|w| w.upgrade()) {
             f.detached.store(true, Ordering::Release);
         }
@@ -211,7 +208,7 @@ impl PooledStorage {
             detached: AtomicBool::new(false),
             me: me.clone(),
         });
-        let previous = lock(&self.pool.by_path).insert(path.to_owned(), Arc::downgrade(&file));
+        let previous = self.pool.by_path.lock_unpoisoned().insert(path.to_owned(), Arc::downgrade(&file));
         // Two handles on one path (e.g. a reopen by recovery): the older keeps its own.
         if let Some(old) = previous.and_then(|w| w.upgrade()) {
             old.detached.store(true, Ordering::Release);
@@ -247,10 +244,10 @@ impl Storage for PooledStorage {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.inner.rename(from, to)?;
         self.pool.detach(to);
-        let moved = lock(&self.pool.by_path).remove(from);
+        let moved = self.pool.by_path.lock_unpoisoned().remove(from);
         if let Some(f) = moved.and_then(|w| w.upgrade()) {
-            *lock(&f.path) = to.to_owned();
-            lock(&self.pool.by_path).insert(to.to_owned(), f.me.clone());
+            *f.path.lock_unpoisoned() = to.to_owned();
+            self.pool.by_path.lock_unpoisoned().insert(to.to_owned(), f.me.clone());
         }
         Ok(())
     }
@@ -259,7 +256,8 @@ impl Storage for PooledStorage {
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_dir_all(path)?;
-        let gone: Vec<PathBuf> = lock(&self.pool.by_path).keys().filter(|p| p.starts_with(path)).cloned().collect();
+        let gone: Vec<PathBuf> =
+            self.pool.by_path.lock_unpoisoned().keys().filter(|p| p.starts_with(path)).cloned().collect();
         for p in gone {
             self.pool.detach(&p);
         }

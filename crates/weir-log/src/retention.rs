@@ -1,8 +1,9 @@
 //! Retention: delete whole closed segments by age or total size.
 
 use crate::error::LogError;
-use crate::log::{lock, write, Log};
+use crate::log::Log;
 use crate::segment::Segment;
+use crate::unpoisoned::{UnpoisonedMutex, UnpoisonedRwLock};
 
 /// What one retention pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -18,10 +19,10 @@ impl Log {
     /// wholly below the log start offset. The active segment is never deleted.
     pub fn enforce_retention(&self) -> Result<RetentionStats, LogError> {
         let config = self.config();
-        let _m = lock(&self.maintenance);
+        let _m = self.maintenance.lock_unpoisoned();
         let now = self.now_ms();
         let removed: Vec<Segment> = {
-            let mut view = write(&self.view);
+            let mut view = self.view.write_unpoisoned();
             let closed = view.segments.len() - 1;
             let mut remaining: u64 = view.segments.iter().map(|s| s.size).sum();
             let mut count = 0;

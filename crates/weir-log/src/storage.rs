@@ -1,5 +1,6 @@
 //! The disk, seen only through traits so crash and fault tests can replace it.
 
+use crate::unpoisoned::UnpoisonedMutex;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -187,7 +188,7 @@ pub fn run_parallel<E: Send>(n: usize, threads: usize, job: impl Fn(usize) -> Re
                     }
                     if let Err(e) = job(i) {
                         failed.store(true, Ordering::Relaxed);
-                        first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                        first_error.lock_unpoisoned().get_or_insert(e);
                     }
                 }
             });

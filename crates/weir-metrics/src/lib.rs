@@ -7,6 +7,8 @@
 //!
 //! Architecture invariant: no dependencies; knows nothing of Weir's other crates.
 
+pub mod process;
+
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 

@@ -522,7 +522,13 @@ pub struct KafkaSource {
     started: bool,
     /// (low, high) watermarks per task and when they were asked, cached between end checks.
     ends: BTreeMap<TaskId, ((i64, i64), std::time::Instant)>,
+    /// Deletes what the group has applied from the repartition topics (as Kafka Streams
+    /// purges its repartition topics), at most every `PURGE_INTERVAL`.
+    purger: Option<(rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>, std::time::Instant)>,
 }
+
+/// How often records already applied are deleted from repartition topics.
+const PURGE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Waits for a future on this thread (rdkafka's admin calls are async; the runner is not).
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -625,6 +631,12 @@ impl KafkaSource {
         let watched: Vec<(String, i32)> = topics.iter().cloned().zip(partitions.iter().copied()).skip(1).collect();
         let producer =
             if cfg.stages > 1 { Some(KafkaProducer::watching(&cfg.brokers, &topics[1], &watched)?) } else { None };
+        let purger = match cfg.stages > 1 {
+            true => {
+                Some((ClientConfig::new().set("bootstrap.servers", &cfg.brokers).create()?, std::time::Instant::now()))
+            }
+            false => None,
+        };
         Ok(Self {
             consumer,
             producer,
@@ -634,6 +646,7 @@ impl KafkaSource {
             partitions,
             started: false,
             ends: BTreeMap::new(),
+            purger,
         })
     }
 
@@ -886,6 +899,7 @@ impl Source for KafkaSource {
                 tracing::warn!(error = %e, "offset commit failed");
             }
         }
+        self.purge(offsets);
         Ok(())
     }
 
@@ -944,6 +958,32 @@ impl Source for KafkaSource {
 }
 
 impl KafkaSource {
+    /// Deletes the records below each repartition task's checkpointed offset: its state
+    /// covers them, and only this group reads them. Failures only cost disk: logged.
+    fn purge(&mut self, offsets: &[(TaskId, i64)]) {
+        let Some((admin, last)) = &mut self.purger else { return };
+        if last.elapsed() < PURGE_INTERVAL {
+            return;
+        }
+        *last = std::time::Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for (t, o) in offsets.iter().filter(|(t, _)| t.stage > 0) {
+            if let Some(topic) = self.topics.get(t.stage) {
+                if tpl.add_partition_offset(topic, t.partition, Offset::Offset(*o)).is_err() {
+                    return;
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        let opts = rdkafka::admin::AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        match block_on(admin.delete_records(&tpl, &opts)) {
+            Ok(_) => tracing::debug!(partitions = tpl.count(), "purged applied repartition records"),
+            Err(e) => tracing::warn!(error = %e, "purging repartition topics failed"),
+        }
+    }
+
     /// A control record (watermark, idle) from `upstream` to every partition of `stage`.
     fn broadcast(&mut self, stage: usize, upstream: i32, header: &str, value: &[u8]) -> Result<(), RunError> {
         let Some(p) = &self.producer else { return Err(RunError::Other("no repartition producer".into())) };

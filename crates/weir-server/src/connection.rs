@@ -44,9 +44,16 @@ async fn serve_inner(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, m
         }
         // From here the whole frame must arrive within the request timeout.
         let deadline = Instant::now() + cfg.request_timeout;
-        if !matches!(timeout_at(deadline, rd.read_exact(&mut size[1..])).await, Ok(Ok(_))) {
-            tracing::warn!(%peer, "client too slow or gone while sending a frame size; closing");
-            return;
+        match timeout_at(deadline, rd.read_exact(&mut size[1..])).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "disconnected while sending a frame size");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "client too slow sending a frame size; closing");
+                return;
+            }
         }
         let len = i32::from_be_bytes(size);
         if len < FRAME_BYTES_MIN as i32 || len as usize > cfg.frame_bytes_max {
@@ -81,9 +88,19 @@ async fn serve_inner(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, m
         match reply {
             Ok(Some(response)) => {
                 metrics::BYTES_OUT.add(response.len() as u64);
-                if !matches!(timeout(cfg.request_timeout, wr.write_all(&response)).await, Ok(Ok(_))) {
-                    tracing::warn!(%peer, "client did not take its response in time; closing");
-                    return;
+                match timeout(cfg.request_timeout, wr.write_all(&response)).await {
+                    Ok(Ok(())) => {}
+                    // A client that exits (kcat, a pipeline, the bench) closes with requests
+                    // in flight: nothing went wrong on our side.
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "client closed the connection before its response");
+                        return;
+                    }
+                    // The socket stayed full for the whole timeout: a reader that is stuck.
+                    Err(_) => {
+                        tracing::warn!(%peer, timeout_ms = cfg.request_timeout.as_millis() as u64, "client did not take its response in time; closing");
+                        return;
+                    }
                 }
             }
             Ok(None) => {}

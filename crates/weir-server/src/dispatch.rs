@@ -95,7 +95,7 @@ impl std::fmt::Display for ErrorName {
 /// per-topic, per-partition, per-group or per-member one.
 fn for_each_error(r: &ResponseKind, f: &mut dyn FnMut(i16)) {
     let mut e = |code: i16| {
-        if code != 0 {
+        if code != crate::errors::NONE {
             f(code)
         }
     };

@@ -1,35 +1,38 @@
-//! Kafka error codes, and the mapping from broker errors to them.
+//! Kafka error codes (named after `ResponseError`, never written as numbers), and the
+//! mapping from broker errors to them.
+
+use kafka_protocol::ResponseError;
 
 use weir_broker::BrokerError;
 use weir_log::{BatchError, LogError};
 
 pub const NONE: i16 = 0;
-pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-pub const CORRUPT_MESSAGE: i16 = 2;
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-pub const MESSAGE_TOO_LARGE: i16 = 10;
-pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-pub const INVALID_TIMESTAMP: i16 = 32;
-pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-pub const UNSUPPORTED_VERSION: i16 = 35;
-pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-pub const INVALID_PARTITIONS: i16 = 37;
-pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-pub const INVALID_CONFIG: i16 = 40;
-pub const INVALID_REQUEST: i16 = 42;
-pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-pub const KAFKA_STORAGE_ERROR: i16 = 56;
-pub const INVALID_RECORD: i16 = 87;
-pub const GROUP_ID_NOT_FOUND: i16 = 69;
-pub const NON_EMPTY_GROUP: i16 = 68;
-pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-pub const UNKNOWN_TOPIC_ID: i16 = 100;
-pub const INVALID_REQUIRED_ACKS: i16 = 21;
-pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+pub const UNKNOWN_SERVER_ERROR: i16 = ResponseError::UnknownServerError.code();
+pub const OFFSET_OUT_OF_RANGE: i16 = ResponseError::OffsetOutOfRange.code();
+pub const CORRUPT_MESSAGE: i16 = ResponseError::CorruptMessage.code();
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
+pub const MESSAGE_TOO_LARGE: i16 = ResponseError::MessageTooLarge.code();
+pub const NOT_ENOUGH_REPLICAS: i16 = ResponseError::NotEnoughReplicas.code();
+pub const INVALID_TIMESTAMP: i16 = ResponseError::InvalidTimestamp.code();
+pub const INVALID_TOPIC_EXCEPTION: i16 = ResponseError::InvalidTopicException.code();
+pub const COORDINATOR_NOT_AVAILABLE: i16 = ResponseError::CoordinatorNotAvailable.code();
+pub const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();
+pub const TOPIC_ALREADY_EXISTS: i16 = ResponseError::TopicAlreadyExists.code();
+pub const INVALID_PARTITIONS: i16 = ResponseError::InvalidPartitions.code();
+pub const INVALID_REPLICATION_FACTOR: i16 = ResponseError::InvalidReplicationFactor.code();
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = ResponseError::InvalidReplicaAssignment.code();
+pub const INVALID_CONFIG: i16 = ResponseError::InvalidConfig.code();
+pub const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = ResponseError::OutOfOrderSequenceNumber.code();
+pub const INVALID_PRODUCER_EPOCH: i16 = ResponseError::InvalidProducerEpoch.code();
+pub const KAFKA_STORAGE_ERROR: i16 = ResponseError::KafkaStorageError.code();
+pub const INVALID_RECORD: i16 = ResponseError::InvalidRecord.code();
+pub const GROUP_ID_NOT_FOUND: i16 = ResponseError::GroupIdNotFound.code();
+pub const NON_EMPTY_GROUP: i16 = ResponseError::NonEmptyGroup.code();
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = ResponseError::GroupSubscribedToTopic.code();
+pub const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
+pub const INVALID_REQUIRED_ACKS: i16 = ResponseError::InvalidRequiredAcks.code();
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = ResponseError::TransactionalIdAuthorizationFailed.code();
 /// The answer to anything that needs a transaction coordinator, until transactions exist.
 /// It must be non-retriable for every client: librdkafka retries every FindCoordinator and
 /// InitProducerId error except the authorization ones (and INVALID_TRANSACTION_TIMEOUT)
@@ -59,8 +62,7 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::InvalidBatch(b) => batch_error_code(b),
         BrokerError::ProducerFenced { .. } => INVALID_PRODUCER_EPOCH,
         BrokerError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
-        BrokerError::Storage(LogError::OffsetOutOfRange { .. }) => OFFSET_OUT_OF_RANGE,
-        BrokerError::Storage(LogError::Batch(b)) => batch_error_code(b),
+        BrokerError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         BrokerError::Storage(LogError::Config { .. }) => INVALID_CONFIG,
         BrokerError::Storage(_) => KAFKA_STORAGE_ERROR,
         BrokerError::InvalidRequest(_) => INVALID_REQUEST,

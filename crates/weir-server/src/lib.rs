@@ -15,4 +15,4 @@ mod server;
 pub mod versions;
 
 pub use config::ServerConfig;
-pub use server::{AppendNotifier, Server};
+pub use server::Server;

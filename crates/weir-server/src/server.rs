@@ -48,13 +48,24 @@ impl Server {
         broker: Arc<Broker>,
         appended: watch::Sender<u64>,
     ) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(config.listen).await?;
+        Self::from_listener(listener, config, broker, appended)
+    }
+
+    /// Like `bind_with` on a listener bound beforehand: `weir serve` binds both ports before
+    /// it touches the data directory, so a port in use leaves nothing behind.
+    pub fn from_listener(
+        listener: TcpListener,
+        config: ServerConfig,
+        broker: Arc<Broker>,
+        appended: watch::Sender<u64>,
+    ) -> std::io::Result<Server> {
         if config.frame_bytes_max > config.inflight_bytes_max || config.inflight_bytes_max > u32::MAX as usize {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "frame_bytes_max must be <= inflight_bytes_max <= 4 GiB",
             ));
         }
-        let listener = TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
         let advertised_host = config.advertised_host.clone().unwrap_or_else(|| local.ip().to_string());
         let advertised_port = i32::from(config.advertised_port.unwrap_or(local.port()));
@@ -71,11 +82,6 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
-    }
-
-    /// A handle other front ends (HTTP) use to wake Fetch long polls after they append.
-    pub fn append_notifier(&self) -> AppendNotifier {
-        AppendNotifier(self.shared.clone())
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
@@ -127,16 +133,6 @@ impl Server {
         }
         let _ = maintenance.await;
         Ok(())
-    }
-}
-
-/// Wakes Fetch long polls; cloneable and cheap.
-#[derive(Debug, Clone)]
-pub struct AppendNotifier(Arc<Shared>);
-
-impl AppendNotifier {
-    pub fn notify(&self) {
-        self.0.notify_appended();
     }
 }
 

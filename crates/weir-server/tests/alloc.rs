@@ -10,7 +10,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use std::sync::Arc;
 use weir_broker::{Broker, BrokerConfig, NewTopic};
-use weir_log::{BatchBuilder, FsStorage, SystemClock, ValidatedBatch};
+use weir_log::{BatchBuilder, FsStorage, SystemClock};
 
 #[path = "../../../tests/support/counting_alloc.rs"]
 mod counting_alloc;
@@ -64,8 +64,8 @@ fn produce_and_fetch_allocations_do_not_grow_with_records() {
             let mut run = || {
                 let (_, req) = weir_server::fuzzing::decode_request(&frame).unwrap();
                 for batch in weir_server::fuzzing::produce_batches(&req) {
-                    let v = ValidatedBatch::new(&batch, 1 << 20).unwrap();
-                    let a = partition.append(&v).unwrap();
+                    // The front ends' door: validation, the produce policy and the traffic counters.
+                    let a = partition.produce(&batch).unwrap();
                     let resp = ProduceResponse::default().with_responses(vec![
                         produce_response::TopicProduceResponse::default()
                             .with_name(TopicName(StrBytes::from_static_str("t")))
@@ -93,7 +93,7 @@ fn produce_and_fetch_allocations_do_not_grow_with_records() {
         let mut fetch = || {
             count(|| {
                 read_buf.clear();
-                let info = partition.log.read(0, 1 << 20, &mut read_buf).unwrap();
+                let info = partition.read(0, 1 << 20, &mut read_buf).unwrap();
                 let resp =
                     FetchResponse::default().with_responses(vec![fetch_response::FetchableTopicResponse::default()
                         .with_topic(TopicName(StrBytes::from_static_str("t")))

@@ -54,7 +54,8 @@ pub struct ServeSettings {
     #[arg(long, env = "WEIR_DEFAULT_PARTITIONS")]
     #[serde(alias = "default_partitions")]
     pub default_partitions: Option<i32>,
-    /// Create topics on first use by Metadata requests [default: true]
+    /// Create a missing topic on first produce (Kafka's auto.create.topics.enable): Kafka
+    /// clients, `weir produce` and HTTP POST alike [default: true]
     #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS")]
     #[serde(alias = "auto_create_topics")]
     pub auto_create_topics: Option<bool>,

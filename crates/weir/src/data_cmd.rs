@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
-use weir_http::partitioner::partition_for_key;
+use weir_broker::partitioner::partition_for_key;
 use weir_log::BatchBuilder;
 
 #[derive(Debug, Args)]
@@ -249,9 +249,7 @@ fn send(c: &mut Client, topic: &str, pending: &mut Pending) -> anyhow::Result<()
 
 pub fn produce(bootstrap: &str, a: ProduceArgs) -> anyhow::Result<()> {
     let mut c = Client::connect(bootstrap)?;
-    let [(_, partitions, _)] = metadata(&mut c, Some(&[a.topic.as_str()]))?[..] else {
-        bail!("topic {} does not exist", a.topic)
-    };
+    let partitions = crate::topic_cmd::metadata_for_produce(&mut c, &a.topic)?;
     if let Some(p) = a.partition.filter(|p| !(0..partitions).contains(p)) {
         bail!("topic {} has no partition {p}", a.topic);
     }
@@ -266,7 +264,7 @@ pub fn produce(bootstrap: &str, a: ProduceArgs) -> anyhow::Result<()> {
     let (mut total, mut round_robin) = (0u64, 0i32);
     for (n, line) in input.lines().enumerate() {
         let line = line.context("reading input")?;
-        let now = weir_log::SystemClock.now_ms_public();
+        let now = weir_log::SystemClock::unix_ms();
         let (key, value, headers, explicit): (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, String)>, Option<i32>) =
             if a.json {
                 let v: Value = serde_json::from_str(&line).with_context(|| format!("line {}: invalid JSON", n + 1))?;
@@ -349,7 +347,7 @@ fn check_offset(c: &mut Client, topic: &str, parts: &[i32], count: i32, offset: 
 }
 
 fn start_offsets(c: &mut Client, a: &ConsumeArgs, parts: &[i32], count: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
-    let now = weir_log::SystemClock.now_ms_public();
+    let now = weir_log::SystemClock::unix_ms();
     let from = Position::parse(&a.from, Bare::Offset, now).map_err(|e| anyhow::anyhow!("--from {e}"))?;
     let mut out = BTreeMap::new();
     match from.list_offsets_timestamp() {
@@ -532,7 +530,7 @@ pub fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
                         if o < *offset || stop {
                             return;
                         }
-                        let ts = h.base_timestamp + rec.timestamp_delta;
+                        let ts = h.record_timestamp(rec.timestamp_delta);
                         let at = At { topic: &a.topic, partition: p.partition_index, offset: o, timestamp: ts };
                         let _ = print_record(&mut out, &printer, &at, rec);
                         total += 1;

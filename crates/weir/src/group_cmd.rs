@@ -250,7 +250,7 @@ fn topic_partitions(c: &mut Client, topic: &str) -> anyhow::Result<Vec<(String, 
 }
 
 fn reset(c: &mut Client, output: Output, group: &str, to: &str, topic: Option<&str>) -> anyhow::Result<()> {
-    let now = weir_log::SystemClock.now_ms_public();
+    let now = weir_log::SystemClock::unix_ms();
     let position = Position::parse(to, Bare::TimestampMs, now).map_err(|e| anyhow::anyhow!("--to {e}"))?;
     let timestamp = position.list_offsets_timestamp().context("--to takes no offset")?;
     let d = describe_group(c, group)?;

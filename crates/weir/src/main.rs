@@ -465,7 +465,20 @@ fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     let broker_config = settings.broker_config()?;
     let server_config = settings.server_config();
     let http_config = settings.http_config();
-    // First of all: one owner per data directory. Held until the process exits.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    // First the ports: a port in use must fail before anything is written (no ./data, no
+    // __consumer_offsets left behind).
+    let (kafka_listener, http_listener) = runtime.block_on(async {
+        let kafka = tokio::net::TcpListener::bind(server_config.listen)
+            .await
+            .with_context(|| format!("binding the Kafka listener on {}", server_config.listen))?;
+        let http = tokio::net::TcpListener::bind(http_config.listen)
+            .await
+            .with_context(|| format!("binding the HTTP listener on {}", http_config.listen))?;
+        anyhow::Ok((kafka, http))
+    })?;
+    // Then one owner per data directory. Held until the process exits.
     let lock = data_dir::lock(&broker_config.data_dir)?;
     tracing::info!(lock_file = %lock.path.display(), pid = std::process::id(), "data directory locked");
     let fd_limit = match data_dir::raise_fd_limit() {
@@ -493,8 +506,6 @@ fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
         );
     }
     let storage = Arc::new(PooledStorage::new(Arc::new(FsStorage), open_files_max));
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let data_dir = broker_config.data_dir.clone();
         let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config, storage, Arc::new(SystemClock)))
@@ -504,16 +515,18 @@ fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
         // One append signal for both front ends: a Kafka fetch wakes on an HTTP produce and
         // an HTTP long poll on a Kafka produce.
         let appended = tokio::sync::watch::channel(0u64).0;
-        let listen = server_config.listen;
-        let server = Server::bind_with(server_config, broker.clone(), appended.clone())
-            .await
-            .with_context(|| format!("binding the Kafka listener on {listen}"))?;
-        let http_listen = http_config.listen;
+        let server = Server::from_listener(kafka_listener, server_config, broker.clone(), appended.clone())
+            .context("starting the Kafka listener")?;
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sources: Vec<weir_http::MetricsSource> = vec![weir_server::metrics::render, weir_log::metrics::render];
-        let http = weir_http::HttpServer::bind(http_config, broker.clone(), appended, ready.clone(), sources)
-            .await
-            .with_context(|| format!("binding the HTTP listener on {http_listen}"))?;
+        let http = weir_http::HttpServer::from_listener(
+            http_listener,
+            http_config,
+            broker.clone(),
+            appended,
+            ready.clone(),
+            sources,
+        );
         // Scripts and tests read the bound addresses from these lines.
         println!("weir: kafka listening on {}", server.local_addr()?);
         println!("weir: http listening on {}", http.local_addr()?);

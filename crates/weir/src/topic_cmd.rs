@@ -6,6 +6,7 @@ use crate::output::{counted, Output};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -85,17 +86,40 @@ fn create(c: &mut Client, name: &str, partitions: Option<i32>, configs: Vec<(Str
 
 /// Topic names and partition counts (all, or the named ones); errors for unknown names.
 pub(crate) fn metadata(c: &mut Client, names: Option<&[&str]>) -> anyhow::Result<Vec<(String, i32, bool)>> {
+    metadata_with(c, names, false)
+}
+
+/// Metadata that asks the broker to create missing topics, as a Kafka producer does: the
+/// broker's `auto.create.topics.enable` decides, the same rule for every front end.
+pub(crate) fn metadata_for_produce(c: &mut Client, topic: &str) -> anyhow::Result<i32> {
+    match metadata_with(c, Some(&[topic]), true)?[..] {
+        [(_, partitions, _)] => Ok(partitions),
+        _ => bail!("topic {topic} does not exist"),
+    }
+}
+
+fn metadata_with(
+    c: &mut Client,
+    names: Option<&[&str]>,
+    auto_create: bool,
+) -> anyhow::Result<Vec<(String, i32, bool)>> {
     let topics = names.map(|ns| {
         ns.iter().map(|n| metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(n))))).collect()
     });
-    let req = MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(false);
+    let req = MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(auto_create);
     let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, 12, RequestKind::Metadata(req))? else {
         bail!("unexpected response")
     };
     let mut out = Vec::new();
     for t in r.topics {
         let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
-        if t.error_code == 3 {
+        if t.error_code == ResponseError::UnknownTopicOrPartition.code() && auto_create {
+            bail!(
+                "topic {name} does not exist and the broker does not create topics on first use \
+                 (auto.create.topics.enable=false): create it with `weir topic create {name}`"
+            );
+        }
+        if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
             bail!("topic {name} does not exist");
         }
         if t.error_code != 0 {

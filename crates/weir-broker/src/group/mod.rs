@@ -16,6 +16,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use store::StoreRecord;
+use weir_log::unpoisoned::UnpoisonedMutex;
 use weir_log::{BatchBuilder, BatchHeader, Clock, ValidatedBatch};
 
 /// Errors of group operations, each one Kafka error code.
@@ -599,7 +600,7 @@ impl Coordinator {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock_unpoisoned()
     }
 
     pub fn join(&self, req: JoinRequest, respond: JoinCallback) {

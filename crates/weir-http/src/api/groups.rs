@@ -76,7 +76,7 @@ pub(crate) async fn describe_group(
         .into_iter()
         .filter_map(|((topic, partition), c)| {
             let c = c?;
-            let end = s.broker.partition(&topic, partition).map(|p| p.log.log_end_offset()).unwrap_or(0);
+            let end = s.broker.partition(&topic, partition).map(|p| p.log_end_offset()).unwrap_or(0);
             Some(GroupPartition {
                 lag: (end as i64 - c.offset).max(0) as u64,
                 topic,

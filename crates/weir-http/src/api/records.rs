@@ -2,7 +2,6 @@
 
 use super::topics::parse_body;
 use crate::error::ApiError;
-use crate::partitioner::partition_for_key;
 use crate::server::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -17,8 +16,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
+use weir_broker::partitioner::partition_for_key;
 use weir_broker::Topic;
-use weir_log::{BatchBuilder, BatchHeader, LogError, ValidatedBatch};
+use weir_log::{BatchBuilder, BatchHeader};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// Records one read returns at most.
@@ -68,15 +68,24 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
+/// A partition the topic does not have, with the ones it has.
+fn unknown_partition(topic: &Topic, partition: i32) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_partition",
+        format!(
+            "topic {} has no partition {partition}: its partitions are 0 to {}",
+            topic.name,
+            topic.partition_count() - 1
+        ),
+    )
+}
+
 fn choose_partition(s: &AppState, topic: &Topic, explicit: Option<i32>, key: Option<&[u8]>) -> Result<i32, ApiError> {
     let n = topic.partition_count();
     match (explicit, key) {
         (Some(p), _) if (0..n).contains(&p) => Ok(p),
-        (Some(p), _) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_partition",
-            format!("topic {} has no partition {p}", topic.name),
-        )),
+        (Some(p), _) => Err(unknown_partition(topic, p)),
         (None, Some(k)) => Ok(partition_for_key(k, n)),
         (None, None) => Ok((s.next_partition.fetch_add(1, Ordering::Relaxed) % n.max(1) as u64) as i32),
     }
@@ -102,7 +111,14 @@ pub(crate) async fn produce(
             e.body_text(),
         )
     })?;
-    let topic = s.broker.topic(&name).ok_or_else(|| ApiError::unknown_topic(&name))?;
+    // Kafka's rule for every front end: a produce creates a missing topic when
+    // auto.create.topics.enable is on (the default), with the broker's default partitions.
+    let broker = s.broker.clone();
+    let lookup = name.clone();
+    let topic = tokio::task::spawn_blocking(move || broker.topic_or_auto_create(&lookup))
+        .await
+        .map_err(internal)??
+        .ok_or_else(|| ApiError::not_auto_created(&name))?;
     // Raw bytes only when asked for; anything else (curl's default form type included) is JSON.
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -150,7 +166,7 @@ pub(crate) async fn produce(
 
 /// Appends one batch per partition; answers offsets in the order the records came.
 fn append(topic: &Topic, records: Vec<Outgoing>) -> Result<Vec<Produced>, ApiError> {
-    let now = weir_log::SystemClock.now_ms_public();
+    let now = weir_log::SystemClock::unix_ms();
     let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         by_partition.entry(r.partition).or_default().push(i);
@@ -165,10 +181,7 @@ fn append(topic: &Topic, records: Vec<Outgoing>) -> Result<Vec<Produced>, ApiErr
                 r.headers.iter().map(|(k, v)| (k.as_bytes(), Some(v.as_slice()))).collect();
             b.push_with_headers(now, r.key.as_deref(), r.value.as_deref(), &hdrs);
         }
-        let bytes = b.build();
-        let batch = ValidatedBatch::new(&bytes, partition.log.config().max_batch_bytes)
-            .map_err(weir_broker::BrokerError::InvalidBatch)?;
-        let appended = partition.append(&batch)?;
+        let appended = partition.produce(&b.build())?;
         partition.wait_durable(appended.end_offset)?;
         for (n, &i) in idx.iter().enumerate() {
             offsets[i] = appended.base_offset + n as u64;
@@ -179,7 +192,7 @@ fn append(topic: &Topic, records: Vec<Outgoing>) -> Result<Vec<Produced>, ApiErr
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct ReadQuery {
-    /// Partition to read [default: 0].
+    /// Partition to read; required when the topic has more than one.
     partition: Option<i32>,
     /// Start at this offset.
     offset: Option<u64>,
@@ -251,11 +264,10 @@ fn record_json(partition: i32, base: i64, h: &BatchHeader, r: &weir_log::record:
             Err(_) => (Value::String(B64.encode(v)), Some("base64")),
         },
     };
-    let log_append = h.attributes & weir_log::batch::ATTR_LOG_APPEND_TIME != 0;
     RecordJson {
         partition,
         offset: (base + i64::from(r.offset_delta)) as u64,
-        timestamp: if log_append { h.max_timestamp } else { h.base_timestamp + r.timestamp_delta },
+        timestamp: h.record_timestamp(r.timestamp_delta),
         key,
         key_encoding,
         value,
@@ -274,26 +286,27 @@ fn read_records(
     mut offset: u64,
     max: usize,
 ) -> Result<(Vec<RecordJson>, u64, u64, u64), ApiError> {
-    let part = topic.partition(partition).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_partition", format!("no partition {partition}"))
-    })?;
+    let part = topic.partition(partition).ok_or_else(|| unknown_partition(topic, partition))?;
     let mut out = Vec::new();
     let mut buf = BytesMut::new();
+    let mut bytes = 0u64;
     loop {
         buf.clear();
-        let info = part.log.read(offset, 1 << 20, &mut buf)?;
+        let info = part.read(offset, 1 << 20, &mut buf)?;
         if info.bytes == 0 {
+            part.count_consumed(out.len() as u64, bytes);
             return Ok((out, offset, info.high_watermark, info.log_start_offset));
         }
         let mut pos = 0;
         while pos < buf.len() {
-            let h = BatchHeader::parse(&buf[pos..]).map_err(|e| ApiError::from(LogError::Batch(e)))?;
+            let h = BatchHeader::parse(&buf[pos..]).map_err(internal)?;
             let batch = &buf[pos..pos + h.total_len()];
             let mut done = false;
             weir_log::codec::for_each_record(batch, &h, |r| {
                 let o = (h.base_offset + i64::from(r.offset_delta)) as u64;
                 if o >= offset && !done {
                     out.push(record_json(partition, h.base_offset, &h, r));
+                    bytes += r.encoded.len() as u64;
                     if out.len() >= max {
                         offset = o + 1;
                         done = true;
@@ -308,6 +321,7 @@ fn read_records(
                 )
             })?;
             if done {
+                part.count_consumed(out.len() as u64, bytes);
                 return Ok((out, offset, info.high_watermark, info.log_start_offset));
             }
             offset = offset.max(h.last_offset() as u64 + 1);
@@ -323,22 +337,20 @@ fn start_offset(
     timestamp: Option<i64>,
     from: Option<&str>,
 ) -> Result<u64, ApiError> {
-    let part = topic.partition(partition).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_partition", format!("no partition {partition}"))
-    })?;
-    let log = &part.log;
-    let by_time =
-        |t: i64| -> Result<u64, ApiError> { Ok(log.offset_for_timestamp(t)?.map_or(log.log_end_offset(), |(o, _)| o)) };
+    let part = topic.partition(partition).ok_or_else(|| unknown_partition(topic, partition))?;
+    let by_time = |t: i64| -> Result<u64, ApiError> {
+        Ok(part.offset_for_timestamp(t)?.map_or(part.log_end_offset(), |(o, _)| o))
+    };
     match (offset, timestamp, from) {
         (Some(o), None, None) => Ok(o),
         (None, Some(t), None) => by_time(t),
-        (None, None, Some("earliest")) | (None, None, None) => Ok(log.log_start_offset()),
-        (None, None, Some("latest" | "now")) => Ok(log.log_end_offset()),
+        (None, None, Some("earliest")) | (None, None, None) => Ok(part.log_start_offset()),
+        (None, None, Some("latest" | "now")) => Ok(part.log_end_offset()),
         (None, None, Some(rel)) => {
             let d = parse_relative(rel).ok_or_else(|| {
                 ApiError::bad_request(format!("from={rel:?}: use earliest, latest or a duration like 5m"))
             })?;
-            let now = weir_log::SystemClock.now_ms_public();
+            let now = weir_log::SystemClock::unix_ms();
             by_time(now - d.as_millis() as i64)
         }
         _ => Err(ApiError::bad_request("give at most one of offset, timestamp and from")),
@@ -356,7 +368,7 @@ pub(crate) async fn read(
     Query(q): Query<ReadQuery>,
 ) -> Result<Json<ReadResponse>, ApiError> {
     let topic = s.broker.topic(&name).ok_or_else(|| ApiError::unknown_topic(&name))?;
-    let partition = q.partition.unwrap_or(0);
+    let partition = read_partition(&topic, q.partition)?;
     let max = q.max.unwrap_or(100).clamp(1, READ_RECORDS_MAX);
     let wait = Duration::from_millis(q.wait.unwrap_or(0)).min(s.config.read_wait_max);
     let deadline = tokio::time::Instant::now() + wait;
@@ -376,8 +388,29 @@ pub(crate) async fn read(
     }
 }
 
+/// The partition a read or a subscription names. Offsets are per partition, so, as with
+/// Kafka consumers and the Kafka REST proxies (Confluent's and Redpanda's name the partition
+/// in the path), a topic with several partitions needs one named: a silent partition 0 would
+/// look like the whole topic. A single-partition topic is unambiguous.
+fn read_partition(topic: &Topic, partition: Option<i32>) -> Result<i32, ApiError> {
+    match (partition, topic.partition_count()) {
+        (Some(p), _) => Ok(p),
+        (None, 1) => Ok(0),
+        (None, n) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "partition_required",
+            format!(
+                "topic {} has {n} partitions: say which with partition=0 to partition={} (offsets are per partition)",
+                topic.name,
+                n - 1
+            ),
+        )),
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct SubscribeQuery {
+    /// Partition to follow; required when the topic has more than one.
     partition: Option<i32>,
     /// now (default), earliest, or an offset.
     from: Option<String>,
@@ -394,7 +427,7 @@ pub(crate) async fn subscribe(
     Query(q): Query<SubscribeQuery>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     let topic = s.broker.topic(&name).ok_or_else(|| ApiError::unknown_topic(&name))?;
-    let partition = q.partition.unwrap_or(0);
+    let partition = read_partition(&topic, q.partition)?;
     let offset = match q.from.as_deref() {
         None | Some("now" | "latest") => start_offset(&topic, partition, None, None, Some("latest"))?,
         Some("earliest") => start_offset(&topic, partition, None, None, Some("earliest"))?,

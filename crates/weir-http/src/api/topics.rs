@@ -98,7 +98,7 @@ fn detail(broker: &Broker, topic: &weir_broker::Topic) -> Result<TopicDetail, Ap
             .partitions()
             .iter()
             .map(|p| {
-                let st = p.log.stats();
+                let st = p.stats();
                 PartitionInfo {
                     partition: p.index,
                     log_start_offset: st.log_start_offset,

@@ -371,7 +371,7 @@ pub(crate) fn describe_log_dirs(shared: &Shared, req: DescribeLogDirsRequest) ->
                 .map(|p| {
                     DescribeLogDirsPartition::default()
                         .with_partition_index(p.index)
-                        .with_partition_size(p.log.stats().size_bytes as i64)
+                        .with_partition_size(p.stats().size_bytes as i64)
                         .with_offset_lag(0)
                 })
                 .collect();

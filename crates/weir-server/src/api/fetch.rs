@@ -9,7 +9,7 @@ use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResp
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
-use weir_log::LogError;
+use weir_broker::{BrokerError, Partition};
 
 const READ_COMMITTED: i8 = 1;
 
@@ -19,6 +19,28 @@ struct Pass {
     bytes: usize,
     /// An error is news the client needs at once: do not wait for min_bytes.
     error: bool,
+    /// (partition, messages, bytes) handed out, counted only for the pass that is answered.
+    consumed: Vec<(Arc<Partition>, u64, u64)>,
+}
+
+impl Pass {
+    fn answer(self) -> FetchResponse {
+        for (partition, messages, bytes) in &self.consumed {
+            partition.count_consumed(*messages, *bytes);
+        }
+        self.response
+    }
+}
+
+/// Messages in whole stored batches (headers only; a compacted batch counts what it holds).
+fn messages_in(mut batches: &[u8]) -> u64 {
+    let mut n = 0;
+    while let Ok(h) = weir_log::BatchHeader::parse(batches) {
+        n += h.records_count.max(0) as u64;
+        let Some(rest) = batches.get(h.total_len()..) else { break };
+        batches = rest;
+    }
+    n
 }
 
 pub(crate) async fn handle(
@@ -38,11 +60,11 @@ pub(crate) async fn handle(
             .await
             .map_err(|e| CloseReason::Handler(e.to_string()))?;
         if pass.bytes >= min_bytes.max(1) || pass.error || Instant::now() >= deadline {
-            return Ok(pass.response);
+            return Ok(pass.answer());
         }
         // Wait for any append (or the deadline), then read again.
         if timeout_at(deadline, appended.changed()).await.is_err() {
-            return Ok(pass.response);
+            return Ok(pass.answer());
         }
     }
 }
@@ -54,6 +76,7 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
     let mut buf = BytesMut::new();
     let mut total = 0usize;
     let mut error = false;
+    let mut consumed = Vec::new();
     let aborted = (req.isolation_level == READ_COMMITTED).then(Vec::new);
     let mut responses = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
@@ -78,7 +101,6 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                 partitions.push(pd.with_error_code(code));
                 continue;
             };
-            let log = &partition.log;
             // The first data in a response may exceed the limits (one whole batch at least);
             // after that, the response stays within max_bytes.
             let max = if total == 0 {
@@ -87,12 +109,12 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                 (p.partition_max_bytes.max(0) as usize).min(remaining)
             };
             let offset = if p.fetch_offset < 0 { u64::MAX } else { p.fetch_offset as u64 };
-            let result = if max == 0 { Ok(None) } else { log.read(offset, max, &mut buf).map(Some) };
+            let result = if max == 0 { Ok(None) } else { partition.read(offset, max, &mut buf).map(Some) };
             match result {
                 Ok(info) => {
                     let (hwm, start) = match info {
                         Some(i) => (i.high_watermark, i.log_start_offset),
-                        None => (log.log_end_offset(), log.log_start_offset()),
+                        None => (partition.log_end_offset(), partition.log_start_offset()),
                     };
                     let n = info.map_or(0, |i| i.bytes);
                     if total > 0 && n > remaining {
@@ -100,6 +122,9 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                     } else {
                         total += n;
                         remaining = remaining.saturating_sub(n);
+                        if n > 0 {
+                            consumed.push((partition.clone(), messages_in(&buf), n as u64));
+                        }
                     }
                     pd = pd
                         .with_high_watermark(hwm as i64)
@@ -107,7 +132,7 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                         .with_log_start_offset(start_of(start))
                         .with_records(Some(buf.split().freeze()));
                 }
-                Err(LogError::OffsetOutOfRange { log_start, log_end, .. }) => {
+                Err(BrokerError::OffsetOutOfRange { log_start, log_end, .. }) => {
                     error = true;
                     pd = pd
                         .with_error_code(errors::OFFSET_OUT_OF_RANGE)
@@ -130,5 +155,10 @@ fn read_pass(shared: &Shared, req: &FetchRequest, version: i16) -> Pass {
                 .with_partitions(partitions),
         );
     }
-    Pass { response: FetchResponse::default().with_session_id(0).with_responses(responses), bytes: total, error }
+    Pass {
+        response: FetchResponse::default().with_session_id(0).with_responses(responses),
+        bytes: total,
+        error,
+        consumed,
+    }
 }

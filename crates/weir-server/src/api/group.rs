@@ -42,28 +42,29 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 use kafka_protocol::messages::{BrokerId, GroupId, TopicName};
+use kafka_protocol::ResponseError;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_broker::group::{Committed, GroupError, JoinRequest};
 
 pub(crate) fn group_error_code(e: GroupError) -> i16 {
     match e {
-        GroupError::UnknownMemberId => 25,
-        GroupError::IllegalGeneration => 22,
-        GroupError::RebalanceInProgress => 27,
-        GroupError::MemberIdRequired => 79,
-        GroupError::InconsistentGroupProtocol => 23,
-        GroupError::InvalidSessionTimeout => 26,
-        GroupError::GroupIdNotFound => 69,
-        GroupError::NonEmptyGroup => 68,
-        GroupError::InvalidGroupId => 24,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId.code(),
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration.code(),
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress.code(),
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired.code(),
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol.code(),
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout.code(),
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound.code(),
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup.code(),
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId.code(),
         GroupError::UnknownTopicOrPartition => errors::UNKNOWN_TOPIC_OR_PARTITION,
-        GroupError::FencedInstanceId => 82,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId.code(),
         GroupError::GroupSubscribedToTopic => errors::GROUP_SUBSCRIBED_TO_TOPIC,
-        GroupError::FencedMemberEpoch => 110,
-        GroupError::UnsupportedAssignor => 112,
-        GroupError::StaleMemberEpoch => 113,
-        GroupError::GroupMaxSizeReached => 81,
+        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch.code(),
+        GroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor.code(),
+        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch.code(),
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached.code(),
         GroupError::InvalidRequest(_) => errors::INVALID_REQUEST,
         // Retriable for clients: they look the coordinator up again and retry.
         _ => errors::COORDINATOR_NOT_AVAILABLE,

@@ -10,8 +10,7 @@ use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
 };
-use weir_broker::BrokerError;
-use weir_log::Log;
+use weir_broker::{BrokerError, Partition};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -22,7 +21,7 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 /// (offset, timestamp) for a ListOffsets query; (-1, -1) when no record matches.
-fn lookup(log: &Log, timestamp: i64) -> Result<(i64, i64), BrokerError> {
+fn lookup(log: &Partition, timestamp: i64) -> Result<(i64, i64), BrokerError> {
     Ok(match timestamp {
         LATEST => (log.log_end_offset() as i64, -1),
         EARLIEST | EARLIEST_LOCAL => (log.log_start_offset() as i64, -1),
@@ -56,7 +55,7 @@ pub(crate) fn list_offsets(shared: &Shared, req: ListOffsetsRequest, version: i1
                     let found = shared
                         .broker
                         .partition(&t.name.0, p.partition_index)
-                        .and_then(|part| lookup(&part.log, p.timestamp));
+                        .and_then(|part| lookup(&part, p.timestamp));
                     match found {
                         Ok((offset, ts)) => r.with_offset(offset).with_timestamp(ts).with_leader_epoch(epoch),
                         Err(e) => r
@@ -84,8 +83,8 @@ pub(crate) fn delete_records(shared: &Shared, req: DeleteRecordsRequest) -> Dele
                 .map(|p| {
                     let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
                     let done = shared.broker.partition(&t.name.0, p.partition_index).and_then(|part| {
-                        let target = if p.offset == -1 { part.log.log_end_offset() } else { p.offset.max(0) as u64 };
-                        Ok(part.log.delete_records_before(target)?)
+                        let target = if p.offset == -1 { part.log_end_offset() } else { p.offset.max(0) as u64 };
+                        part.delete_records_before(target)
                     });
                     match done {
                         Ok(low) => r.with_low_watermark(low as i64),

@@ -9,7 +9,6 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceReq
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::ProducerId;
 use weir_broker::{BrokerError, Topic};
-use weir_log::ValidatedBatch;
 
 /// Handles a Produce request; None for acks=0, which gets no response at all.
 pub(crate) fn handle(shared: &Shared, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
@@ -96,16 +95,8 @@ fn produce_partition(
     if acks == -1 && required > 1 {
         return fail(BrokerError::NotEnoughReplicas { required });
     }
-    let max = partition.log.config().max_batch_bytes;
     // Produce v3+ carries exactly one v2 batch per partition.
-    let batch = match ValidatedBatch::new(records, max) {
-        Ok(b) => b,
-        Err(e) => return fail(BrokerError::InvalidBatch(e)),
-    };
-    if batch.header().is_transactional() || batch.header().is_control() {
-        return fail(BrokerError::InvalidRequest("transactional batches are not supported"));
-    }
-    let appended = match partition.append(&batch) {
+    let appended = match partition.produce(records) {
         Ok(a) => a,
         Err(e) => return fail(e),
     };

@@ -1,5 +1,6 @@
-//! Kafka's default key partitioner (murmur2), so records produced over HTTP with a key land
-//! in the same partition as those from Java producers or librdkafka's `murmur2_random`.
+//! Kafka's default key partitioner (murmur2), so a keyed record lands in the same partition
+//! whichever front end produced it (Kafka clients, HTTP, `weir produce`) and as with Java
+//! producers or librdkafka's `murmur2_random`.
 
 /// Kafka's `Utils.murmur2`.
 pub fn murmur2(data: &[u8]) -> i32 {
