@@ -25,7 +25,9 @@ impl SqliteSink {
     pub fn open_with(path: &std::path::Path, table: &str, columns: &[String]) -> Result<Self, SinkError> {
         check_table_name(table)?;
         crate::sink::check_columns(columns)?;
-        let value_columns: String = columns.iter().map(|c| format!("{c} REAL, ")).collect();
+        // NUMERIC affinity: an integral result (a count, a sum of integers) is stored as an INTEGER,
+        // others (an average) as REAL.
+        let value_columns: String = columns.iter().map(|c| format!("{c} NUMERIC, ")).collect();
         let names: String = columns.iter().map(|c| format!("{c}, ")).collect();
         let marks: String = (0..columns.len()).map(|i| format!("?{}, ", i + 4)).collect();
         let sets: String = columns.iter().map(|c| format!("{c} = excluded.{c}, ")).collect();

@@ -49,6 +49,9 @@ fn a_spec_runs_into_sqlite_with_dead_letters() {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         });
     assert_eq!(rows, vec![("a".into(), 0, 150.0), ("c".into(), 60000, 400.0)]);
+    // Integral results are stored as integers (NUMERIC affinity), not 150.0.
+    let types = query(&db, "SELECT DISTINCT typeof(value) FROM cents_per_minute", |r| r.get::<_, String>(0));
+    assert_eq!(types, vec!["integer".to_owned()]);
     let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
     assert!(dlq.contains("undecodable") && dlq.contains("expression failed") && dlq.contains("late"), "{dlq}");
     assert_eq!(dlq.lines().count(), 3);
