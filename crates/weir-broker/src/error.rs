@@ -15,8 +15,9 @@ pub enum BrokerError {
     InvalidPartitions(i32),
     #[error("replication factor {0} is impossible on a single node")]
     InvalidReplicationFactor(i16),
-    #[error("invalid config {key}={value}: {reason}")]
-    InvalidConfig { key: String, value: String, reason: &'static str },
+    /// A topic config refused: the reason says what is valid (Kafka's range, for numbers).
+    #[error("invalid value {value:?} for topic config {key}: {reason}")]
+    InvalidConfig { key: String, value: String, reason: String },
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
