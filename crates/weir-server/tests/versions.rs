@@ -858,3 +858,48 @@ async fn cg_hb(conn: &mut TcpStream, v: i16, corr: &mut i32, req: RequestKind) -
     assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
     r
 }
+
+/// DescribeLogDirs reports each partition's real size and, from v4, the data directory's
+/// filesystem size and free space (statvfs), at every advertised version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_log_dirs_reports_partition_sizes_and_disk_space() {
+    use ResponseKind as S;
+    let (addr, broker, _dir) = start().await;
+    broker.create_topic(&NewTopic { name: "sized".into(), partitions: Some(2), ..NewTopic::default() }, false).unwrap();
+    let p = broker.partition("sized", 1).unwrap();
+    for _ in 0..3 {
+        p.append(&weir_log::ValidatedBatch::new(&batch(), 1 << 20).unwrap()).unwrap();
+    }
+    let expected = p.log.stats().size_bytes as i64;
+    assert!(expected > 0);
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let (min, max) = (min_version(ApiKey::DescribeLogDirs), max_version(ApiKey::DescribeLogDirs));
+    assert!(max >= 4, "v4 (total and usable bytes) is advertised");
+    for v in min..=max {
+        let only_sized = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(topic("sized"))
+                .with_partitions(vec![0, 1]),
+        ]));
+        for (i, req) in [DescribeLogDirsRequest::default().with_topics(None), only_sized].into_iter().enumerate() {
+            let S::DescribeLogDirs(r) =
+                call(&mut conn, ApiKey::DescribeLogDirs, v, 9000 + v as i32 * 2 + i as i32, &RequestKind::DescribeLogDirs(req))
+                    .await
+            else {
+                panic!()
+            };
+            let [dir] = &r.results[..] else { panic!("one log dir: {r:?}") };
+            assert_eq!(dir.error_code, 0);
+            let sized = dir.topics.iter().find(|t| t.name.0.as_str() == "sized").expect("the topic");
+            let sizes: Vec<(i32, i64)> = sized.partitions.iter().map(|p| (p.partition_index, p.partition_size)).collect();
+            assert_eq!(sizes, vec![(0, 0), (1, expected)], "v{v}");
+            if i == 1 {
+                assert_eq!(dir.topics.len(), 1, "v{v}: only the topic asked for");
+            }
+            if v >= 4 {
+                assert!(dir.total_bytes > 0 && dir.usable_bytes >= 0, "v{v}: {} {}", dir.total_bytes, dir.usable_bytes);
+                assert!(dir.usable_bytes <= dir.total_bytes);
+            }
+        }
+    }
+}
