@@ -61,7 +61,7 @@ def test_out_of_range_configs_are_refused_on_create_and_legacy_alter(weir):
         assert "retention.ms" in str(e) and "at least -1" in str(e), e
     assert "kp-bad" not in admin.list_topics()
     admin.create_topics([NewTopic("kp-ranged", 1, 1, topic_configs={"segment.bytes": "1048576"})])
-    [resp] = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "kp-ranged", {"segment.bytes": "0"})])
+    resp = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "kp-ranged", {"segment.bytes": "0"})])
     [(code, message, _type, name)] = resp.resources
     assert code == InvalidConfigurationError.errno and name == "kp-ranged", resp
     assert "segment.bytes" in message and "at least 1024" in message, message
