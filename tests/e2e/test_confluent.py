@@ -292,3 +292,27 @@ def test_out_of_range_topic_configs_are_refused_naming_key_value_and_range(weir)
     described = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "ranged")])
     [cfg] = [f.result(timeout=10) for f in described.values()]
     assert cfg["retention.ms"].value == "-1", "the refused value was not stored"
+
+
+def test_segment_index_bytes_rolls_segments_and_deleted_ones_wait_for_file_delete_delay(weir_factory):
+    """segment.index.bytes=80 with an index entry per batch: a segment rolls every 11 batches.
+    Retention then renames expired segments *.deleted, and they stay for file.delete.delay.ms."""
+    import os
+
+    from conftest import wait_for
+
+    w = weir_factory("--maintenance-interval-ms", "100")
+    create(w, "rolled", 1, {"segment.index.bytes": "80", "index.interval.bytes": "0",
+                            "retention.ms": "1000", "file.delete.delay.ms": "1500"})
+    p = Producer({"bootstrap.servers": w.bootstrap, "linger.ms": 0})
+    for i in range(45):
+        p.produce("rolled", value=f"m{i}".encode())
+        p.flush(10)  # one batch per message
+    pdir = os.path.join(w.data_dir, "topics", "rolled", "0")
+    logs = sorted(n for n in os.listdir(pdir) if n.endswith(".log"))
+    assert logs[:4] == [f"{b:020}.log" for b in (0, 11, 22, 33)], logs
+    wait_for(lambda: any(n.endswith(".log.deleted") for n in os.listdir(pdir)), what="segments renamed .deleted")
+    seen = time.monotonic()
+    assert f"{0:020}.log" not in os.listdir(pdir)
+    wait_for(lambda: not any(n.endswith(".deleted") for n in os.listdir(pdir)), what=".deleted files removed")
+    assert time.monotonic() - seen >= 1.2, "removed only after file.delete.delay.ms"
