@@ -911,3 +911,42 @@ async fn describe_log_dirs_reports_partition_sizes_and_disk_space() {
         }
     }
 }
+
+/// DescribeConfigs on a topic: DYNAMIC_TOPIC_CONFIG (1) for what the topic sets,
+/// STATIC_BROKER_CONFIG (4) for what a serve flag changed in the broker's defaults,
+/// DEFAULT_CONFIG (5) otherwise; never read-only, accepted-only configs included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_configs_sources_distinguish_topic_broker_and_default_values() {
+    use ResponseKind as S;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig { data_dir: dir.path().to_owned(), ..BrokerConfig::default() };
+    config.log.retention_ms = Some(3_600_000); // as `weir serve --retention-ms 3600000`
+    let broker = Arc::new(Broker::open(config, Arc::new(FsStorage), Arc::new(SystemClock)).unwrap());
+    let configs = vec![("preallocate".to_owned(), "true".to_owned()), ("segment.jitter.ms".to_owned(), "5".to_owned())];
+    broker
+        .create_topic(&NewTopic { name: "src".into(), partitions: Some(1), configs, ..NewTopic::default() }, false)
+        .unwrap();
+    let server_config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..ServerConfig::default() };
+    let server = Server::bind(server_config, broker.clone()).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.run(std::future::pending()));
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s("src")),
+    ]);
+    let S::DescribeConfigs(r) =
+        call(&mut conn, ApiKey::DescribeConfigs, 4, 1, &RequestKind::DescribeConfigs(req)).await
+    else {
+        panic!()
+    };
+    let entries: std::collections::HashMap<String, (String, i8, bool)> = r.results[0]
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), (c.value.as_deref().unwrap_or("").to_owned(), c.config_source, c.read_only)))
+        .collect();
+    assert_eq!(entries["preallocate"], ("true".to_owned(), 1, false));
+    assert_eq!(entries["segment.jitter.ms"], ("5".to_owned(), 1, false));
+    assert_eq!(entries["retention.ms"], ("3600000".to_owned(), 4, false));
+    assert_eq!(entries["min.cleanable.dirty.ratio"], ("0.5".to_owned(), 5, false));
+    assert_eq!(entries["unclean.leader.election.enable"], ("false".to_owned(), 5, false));
+}
