@@ -236,3 +236,18 @@ def test_produce_follows_the_brokers_auto_create_rule(weir_factory):
     r = cli("produce", "--bootstrap", off.bootstrap, "fresh", input="x\n", check=False)
     assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
     assert "weir topic create fresh" in r.stderr, r.stderr
+
+
+def test_out_of_range_configs_are_refused_by_the_cli_and_the_serve_flags(weir, tmp_path):
+    """One range check behind every front end: `weir topic create|alter -c` and the serve
+    flags that set the broker's defaults refuse retention.ms=-5 naming key, value and range."""
+    b = ["--bootstrap", weir.bootstrap]
+    r = cli("topic", *b, "create", "cli-bad", "-c", "retention.ms=-5", check=False)
+    assert r.returncode != 0 and "retention.ms" in r.stderr and "at least -1" in r.stderr, r.stderr
+    cli("topic", *b, "create", "cli-ranged")
+    r = cli("topic", *b, "alter", "cli-ranged", "-c", "segment.index.bytes=3", check=False)
+    assert r.returncode != 0 and "segment.index.bytes" in r.stderr and "at least 4" in r.stderr, r.stderr
+    r = subprocess.run([WEIR_BIN, "serve", "--data-dir", str(tmp_path / "d"), "--retention-ms=-5",
+                        "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "retention.ms" in r.stderr and "at least -1" in r.stderr, r.stderr

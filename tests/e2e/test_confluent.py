@@ -259,3 +259,60 @@ def test_error_codes_are_counted_per_api_and_name_and_logged_with_the_correlatio
         log = f.read()
     assert re.search(r"api=FindCoordinator.*correlation_id=\d+.*error=TRANSACTIONAL_ID_AUTHORIZATION_FAILED", log), \
         "debug line with the correlation id"
+
+
+def test_out_of_range_topic_configs_are_refused_naming_key_value_and_range(weir):
+    """#19: retention.ms=-5 used to be stored as -1; every value is range-checked the same
+    way on CreateTopics and IncrementalAlterConfigs."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    a = admin(weir)
+    cases = [("retention.ms", "-5", "at least -1"), ("segment.bytes", "0", "at least 1024"),
+             ("min.cleanable.dirty.ratio", "1.5", "between 0 and 1"), ("max.compaction.lag.ms", "0", "at least 1"),
+             ("segment.index.bytes", "3", "at least 4"), ("compression.lz4.level", "18", "between 1 and 17")]
+    for key, value, valid in cases:
+        f = a.create_topics([NewTopic("refused", 1, 1, config={key: value})])["refused"]
+        try:
+            f.result(timeout=10)
+            raise AssertionError(f"{key}={value} accepted")
+        except KafkaException as e:
+            err = e.args[0]
+            assert err.name() == "INVALID_CONFIG", err
+            assert key in err.str() and value in err.str() and valid in err.str(), err.str()
+    assert "refused" not in a.list_topics(timeout=10).topics
+    create(weir, "ranged", 1, {"retention.ms": "-1"})
+    res = ConfigResource(ConfigResource.Type.TOPIC, "ranged",
+                         incremental_configs=[ConfigEntry("retention.ms", "-5",
+                                                          incremental_operation=AlterConfigOpType.SET)])
+    try:
+        a.incremental_alter_configs([res])[res].result(timeout=10)
+        raise AssertionError("retention.ms=-5 accepted by IncrementalAlterConfigs")
+    except KafkaException as e:
+        assert e.args[0].name() == "INVALID_CONFIG" and "at least -1" in e.args[0].str(), e
+    described = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "ranged")])
+    [cfg] = [f.result(timeout=10) for f in described.values()]
+    assert cfg["retention.ms"].value == "-1", "the refused value was not stored"
+
+
+def test_segment_index_bytes_rolls_segments_and_deleted_ones_wait_for_file_delete_delay(weir_factory):
+    """segment.index.bytes=80 with an index entry per batch: a segment rolls every 11 batches.
+    Retention then renames expired segments *.deleted, and they stay for file.delete.delay.ms."""
+    import os
+
+    from conftest import wait_for
+
+    w = weir_factory("--maintenance-interval-ms", "100")
+    create(w, "rolled", 1, {"segment.index.bytes": "80", "index.interval.bytes": "0",
+                            "retention.ms": "1000", "file.delete.delay.ms": "1500"})
+    p = Producer({"bootstrap.servers": w.bootstrap, "linger.ms": 0})
+    for i in range(45):
+        p.produce("rolled", value=f"m{i}".encode())
+        p.flush(10)  # one batch per message
+    pdir = os.path.join(w.data_dir, "topics", "rolled", "0")
+    logs = sorted(n for n in os.listdir(pdir) if n.endswith(".log"))
+    assert logs[:4] == [f"{b:020}.log" for b in (0, 11, 22, 33)], logs
+    wait_for(lambda: any(n.endswith(".log.deleted") for n in os.listdir(pdir)), what="segments renamed .deleted")
+    seen = time.monotonic()
+    assert f"{0:020}.log" not in os.listdir(pdir)
+    wait_for(lambda: not any(n.endswith(".deleted") for n in os.listdir(pdir)), what=".deleted files removed")
+    assert time.monotonic() - seen >= 1.2, "removed only after file.delete.delay.ms"

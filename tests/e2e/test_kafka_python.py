@@ -45,3 +45,44 @@ def test_topic_creation_with_every_kafka_topic_config(weir):
     for k, v in KAFKA_TOPIC_CONFIGS.items():
         assert entries.get(k) == v, (k, entries.get(k), v)
     admin.close()
+
+
+def test_out_of_range_configs_are_refused_on_create_and_legacy_alter(weir):
+    """kafka-python's admin uses CreateTopics and the legacy AlterConfigs: both refuse an
+    out-of-range value with INVALID_CONFIG and store nothing."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+    from kafka.errors import InvalidConfigurationError
+
+    admin = KafkaAdminClient(bootstrap_servers=weir.bootstrap)
+    try:
+        admin.create_topics([NewTopic("kp-bad", 1, 1, topic_configs={"retention.ms": "-5"})])
+        raise AssertionError("retention.ms=-5 accepted")
+    except InvalidConfigurationError as e:  # the message quotes the response, with its error message
+        assert "retention.ms" in str(e) and "at least -1" in str(e), e
+    assert "kp-bad" not in admin.list_topics()
+    admin.create_topics([NewTopic("kp-ranged", 1, 1, topic_configs={"segment.bytes": "1048576"})])
+    resp = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "kp-ranged", {"segment.bytes": "0"})])
+    [(code, message, _type, name)] = resp.resources
+    assert code == InvalidConfigurationError.errno and name == "kp-ranged", resp
+    assert "segment.bytes" in message and "at least 1024" in message, message
+    [resp] = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "kp-ranged")])
+    entries = {e[0]: e[1] for e in resp.resources[0][4]}
+    assert entries["segment.bytes"] == "1048576", "the refused value was not stored"
+    admin.close()
+
+
+def test_describe_log_dirs_reports_partition_sizes(weir):
+    """DescribeLogDirs v0 (kafka-python): one log dir with every partition's real size."""
+    admin = KafkaAdminClient(bootstrap_servers=weir.bootstrap)
+    admin.create_topics([NewTopic("kp-dirs", num_partitions=2, replication_factor=1)])
+    producer = KafkaProducer(bootstrap_servers=weir.bootstrap, acks="all")
+    for i in range(100):
+        producer.send("kp-dirs", value=b"x" * 100, partition=1)
+    producer.flush(30)
+    producer.close()
+    resp = admin.describe_log_dirs()
+    [(error, log_dir, topics)] = resp.log_dirs
+    assert error == 0 and log_dir.endswith("topics"), resp
+    sizes = {p[0]: p[1] for name, parts in topics if name == "kp-dirs" for p in parts}
+    assert sizes[0] == 0 and sizes[1] > 100 * 100, sizes
+    admin.close()

@@ -137,6 +137,18 @@ impl Broker {
         &self.config
     }
 
+    /// Size and free space of the filesystem holding the data directory (DescribeLogDirs);
+    /// None when the storage cannot tell or the call fails (logged).
+    pub fn disk_space(&self) -> Option<weir_log::DiskSpace> {
+        match self.storage.disk_space(&self.config.data_dir) {
+            Ok(space) => space,
+            Err(e) => {
+                tracing::warn!(dir = %self.config.data_dir.display(), error = %e, "statvfs failed");
+                None
+            }
+        }
+    }
+
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
     }
@@ -198,7 +210,7 @@ impl Broker {
             apply_config(&mut check, k, v)?;
             overrides.0.insert(k.clone(), v.clone());
         }
-        check.log.validate()?;
+        self.resolve_config(&overrides)?.log.validate()?;
         let _admin = self.admin.lock_unpoisoned();
         if self.topic(&req.name).is_some() {
             return Err(BrokerError::TopicExists(req.name.clone()));
@@ -390,7 +402,7 @@ impl Broker {
                         return Err(BrokerError::InvalidConfig {
                             key: k.clone(),
                             value: String::new(),
-                            reason: "unknown topic config",
+                            reason: "unknown topic config".to_owned(),
                         });
                     }
                     overrides.0.remove(k);

@@ -15,8 +15,9 @@ pub enum BrokerError {
     InvalidPartitions(i32),
     #[error("replication factor {0} is impossible on a single node")]
     InvalidReplicationFactor(i16),
-    #[error("invalid config {key}={value}: {reason}")]
-    InvalidConfig { key: String, value: String, reason: &'static str },
+    /// A topic config refused: the reason says what is valid (Kafka's range, for numbers).
+    #[error("invalid value {value:?} for topic config {key}: {reason}")]
+    InvalidConfig { key: String, value: String, reason: String },
     /// The producer's batch breaks a rule (its size against max.message.bytes among them);
     /// whichever layer noticed, this is the one shape front ends see.
     #[error("{0}")]

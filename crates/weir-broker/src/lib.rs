@@ -16,8 +16,8 @@ mod topic;
 
 pub use broker::{Broker, ConfigChange, NewTopic};
 pub use config::{
-    apply_config, config_kind, describe_config, parse_durability, BrokerConfig, ConfigKind, ProducePolicy,
-    TimestampType, TopicConfig, TopicOverrides, TOPIC_CONFIG_KEYS,
+    apply_config, apply_default, config_kind, describe_config, parse_durability, BrokerConfig, ConfigKind,
+    ProducePolicy, TimestampType, TopicConfig, TopicOverrides, TOPIC_CONFIG_KEYS,
 };
 pub use error::BrokerError;
 pub use partition::{Appended, Partition, Traffic};

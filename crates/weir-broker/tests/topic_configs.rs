@@ -193,3 +193,108 @@ fn flush_messages_one_syncs_every_append_and_min_insync_is_kept() {
     assert_eq!(broker.partition("timed", 0).unwrap().log().config().durability, Durability::IntervalMs(250));
     assert_eq!(broker.partition("strict", 0).unwrap().policy().min_insync_replicas, 2);
 }
+
+#[test]
+fn storage_configs_reach_every_partition_log_on_create_and_alter() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path(), Arc::new(ManualClock::new(NOW)));
+    let set = [
+        ("cleanup.policy", "compact"),
+        ("min.cleanable.dirty.ratio", "0.25"),
+        ("max.compaction.lag.ms", "3600000"),
+        ("segment.index.bytes", "4096"),
+        ("segment.jitter.ms", "1000"),
+        ("file.delete.delay.ms", "0"),
+        ("flush.messages", "100"),
+    ];
+    broker.create_topic(&NewTopic { partitions: Some(2), ..topic("s", &set) }, false).unwrap();
+    for p in broker.topic("s").unwrap().partitions() {
+        let c = p.log().config();
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(c.max_compaction_lag_ms, 3_600_000);
+        assert_eq!(c.segment_index_bytes, 4096);
+        assert_eq!(c.segment_jitter_ms, 1000);
+        assert_eq!(c.file_delete_delay_ms, 0);
+        assert_eq!(c.flush_messages, Some(100));
+    }
+    let config = broker.resolve_config(&broker.topic("s").unwrap().overrides()).unwrap();
+    assert_eq!(describe_config(&config, "min.cleanable.dirty.ratio").as_deref(), Some("0.25"));
+    broker.alter_topic_config("s", &[("min.cleanable.dirty.ratio".into(), Some("1".into()))], false).unwrap();
+    broker.alter_topic_config("s", &[("file.delete.delay.ms".into(), None)], false).unwrap();
+    let p = broker.partition("s", 1).unwrap();
+    assert_eq!(p.log().config().min_cleanable_dirty_ratio, 1.0);
+    assert_eq!(p.log().config().file_delete_delay_ms, 60_000, "Kafka's default again");
+    let config = broker.resolve_config(&broker.topic("s").unwrap().overrides()).unwrap();
+    assert_eq!(
+        describe_config(&config, "min.cleanable.dirty.ratio").as_deref(),
+        Some("1.0"),
+        "as Kafka prints a double"
+    );
+}
+
+/// #19: every value is checked against Kafka's valid range, the same way on create and
+/// alter, and the error names the key, the value and the range.
+#[test]
+fn every_value_is_range_checked_and_the_error_names_key_value_and_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path(), Arc::new(ManualClock::new(NOW)));
+    broker.create_topic(&topic("t", &[]), false).unwrap();
+    for (k, v, range) in [
+        ("retention.ms", "-5", "at least -1"),
+        ("retention.ms", "soon", "at least -1"),
+        ("retention.bytes", "-2", "at least -1"),
+        ("segment.bytes", "0", "at least 1024"),
+        ("segment.bytes", "2147483648", "at least 1024"),
+        ("segment.ms", "0", "at least 1"),
+        ("segment.index.bytes", "3", "at least 4"),
+        ("segment.jitter.ms", "-1", "at least 0"),
+        ("index.interval.bytes", "-1", "at least 0"),
+        ("max.message.bytes", "60", "at least 61"),
+        ("delete.retention.ms", "-1", "at least 0"),
+        ("min.compaction.lag.ms", "-1", "at least 0"),
+        ("max.compaction.lag.ms", "0", "at least 1"),
+        ("file.delete.delay.ms", "-1", "at least 0"),
+        ("flush.messages", "0", "at least 1"),
+        ("flush.ms", "-1", "at least 0"),
+        ("min.insync.replicas", "0", "at least 1"),
+        ("message.timestamp.after.max.ms", "-1", "at least 0"),
+        ("message.timestamp.before.max.ms", "-1", "at least 0"),
+        ("message.timestamp.difference.max.ms", "-1", "at least 0"),
+        ("local.retention.ms", "-3", "at least -2"),
+        ("local.retention.bytes", "-3", "at least -2"),
+        ("compression.lz4.level", "18", "between 1 and 17"),
+        ("compression.zstd.level", "23", "between -131072 and 22"),
+        ("compression.gzip.level", "0", "-1 or an integer between 1 and 9"),
+        ("min.cleanable.dirty.ratio", "NaN", "between 0 and 1"),
+        ("min.cleanable.dirty.ratio", "-0.1", "between 0 and 1"),
+        ("message.timestamp.type", "BrokerTime", "one of CreateTime, LogAppendTime"),
+        ("compression.type", "brotli", "one of uncompressed, zstd, lz4, snappy, gzip, producer"),
+        ("cleanup.policy", "keep", "delete, compact or compact,delete"),
+        ("preallocate", "yes", "true or false"),
+    ] {
+        let created = broker.create_topic(&topic("bad", &[(k, v)]), false).unwrap_err();
+        let altered = broker.alter_topic_config("t", &[(k.into(), Some(v.into()))], false).unwrap_err();
+        for e in [created, altered] {
+            assert!(matches!(e, BrokerError::InvalidConfig { .. }), "{k}={v}: {e:?}");
+            let msg = e.to_string();
+            assert!(msg.contains(k) && msg.contains(&format!("{v:?}")) && msg.contains(range), "{k}={v}: {msg}");
+        }
+    }
+    // Kafka's cross-check of the two lags.
+    let lags = [("min.compaction.lag.ms", "2000"), ("max.compaction.lag.ms", "1000")];
+    let e = broker.create_topic(&topic("bad", &lags), false).unwrap_err();
+    assert!(e.to_string().contains("must not exceed max.compaction.lag.ms"), "{e}");
+    assert!(broker.topic("bad").is_none());
+    // The bounds themselves are valid.
+    for (k, v) in [
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("segment.bytes", "2147483647"),
+        ("index.interval.bytes", "0"),
+    ] {
+        broker.alter_topic_config("t", &[(k.into(), Some(v.into()))], false).unwrap();
+    }
+    // The serve flags' defaults go through the same check.
+    let e = weir_broker::apply_default(&weir_log::LogConfig::default(), "retention.ms", "-5").unwrap_err();
+    assert!(e.to_string().contains("at least -1"), "{e}");
+}

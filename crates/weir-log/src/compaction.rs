@@ -27,10 +27,27 @@ pub struct CompactionStats {
     pub bytes_after: u64,
     /// Compressed batches are kept whole: their keys are not inspected.
     pub compressed_batches_skipped: u64,
+    /// The pass ran: the dirty ratio reached `min.cleanable.dirty.ratio`, or a dirty segment
+    /// was older than `max.compaction.lag.ms`.
+    pub ran: bool,
+}
+
+/// Kafka's LogCleanerManager rule: clean when the dirty bytes are at least `ratio_min` of
+/// the cleanable bytes, or when a dirty segment is overdue (`max.compaction.lag.ms`).
+/// A ratio of 0 cleans at every pass (tombstones then expire on time).
+fn should_clean(ratio_min: f64, clean_bytes: u64, dirty_bytes: u64, overdue: bool) -> bool {
+    if overdue || ratio_min <= 0.0 {
+        return true;
+    }
+    let total = clean_bytes + dirty_bytes;
+    dirty_bytes > 0 && dirty_bytes as f64 >= ratio_min * total as f64
 }
 
 struct Closed {
     base: u64,
+    next_offset: u64,
+    /// Not compacted since the log was opened.
+    dirty: bool,
     file: Arc<dyn StorageFile>,
     path: Arc<Path>,
     size: u64,
@@ -87,31 +104,60 @@ fn for_each_batch(c: &Closed, mut f: impl FnMut(u64, &[u8], &BatchHeader)) -> Re
 }
 
 impl Log {
-    /// One compaction pass over all closed segments; a no-op unless the cleanup policy
-    /// includes `compact`.
+    /// One compaction pass over all cleanable closed segments (those before the first one
+    /// younger than `min.compaction.lag.ms`); a no-op unless the cleanup policy includes
+    /// `compact` and [`should_clean`] says the log is dirty enough.
     pub fn compact(&self) -> Result<CompactionStats, LogError> {
         let _m = self.maintenance.lock_unpoisoned();
         let config = self.config();
         if !config.cleanup_policy.compacts() {
             return Ok(CompactionStats::default());
         }
-        let tombstone_horizon = self.now_ms().saturating_sub(config.delete_retention_ms);
+        let now = self.now_ms();
+        let tombstone_horizon = now.saturating_sub(config.delete_retention_ms);
+        let first_dirty = self.first_dirty_offset.load(std::sync::atomic::Ordering::Acquire);
         let closed: Vec<Closed> = {
             let view = self.view.read_unpoisoned();
             let n = view.segments.len();
             // Kafka's first uncleanable offset: the active segment, or the first segment
             // with a batch younger than min.compaction.lag.ms, whichever comes first.
-            let lag_horizon = self.now_ms().saturating_sub(config.min_compaction_lag_ms);
+            let lag_horizon = now.saturating_sub(config.min_compaction_lag_ms);
             view.segments[..n - 1]
                 .iter()
                 .take_while(|s| config.min_compaction_lag_ms <= 0 || s.max_timestamp <= lag_horizon)
-                .map(|s| Closed { base: s.base_offset, file: s.file.clone(), path: s.path.clone(), size: s.size })
+                .map(|s| Closed {
+                    base: s.base_offset,
+                    next_offset: s.next_offset,
+                    dirty: s.next_offset > first_dirty,
+                    file: s.file.clone(),
+                    path: s.path.clone(),
+                    size: s.size,
+                })
                 .collect()
         };
         let mut stats = CompactionStats::default();
         if closed.is_empty() {
             return Ok(stats);
         }
+        let (dirty, clean): (Vec<&Closed>, Vec<&Closed>) = closed.iter().partition(|c| c.dirty);
+        let dirty_bytes: u64 = dirty.iter().map(|c| c.size).sum();
+        let clean_bytes: u64 = clean.iter().map(|c| c.size).sum();
+        let overdue = config.max_compaction_lag_ms != i64::MAX && {
+            // Kafka's earliest dirty segment timestamp: the first batch's maxTimestamp.
+            let clean_until = now.saturating_sub(config.max_compaction_lag_ms);
+            let mut overdue = false;
+            for c in dirty.iter().filter(|c| c.size > 0) {
+                if read_header(&*c.file, &c.path, 0, c.size)?.max_timestamp < clean_until {
+                    overdue = true;
+                    break;
+                }
+            }
+            overdue
+        };
+        if !should_clean(config.min_cleanable_dirty_ratio, clean_bytes, dirty_bytes, overdue) {
+            return Ok(stats);
+        }
+        stats.ran = true;
         // Pass 1: the latest offset of every key in the closed segments.
         let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
         for c in &closed {
@@ -187,6 +233,9 @@ impl Log {
                 storage.remove_file(&tmp).map_err(|e| LogError::io("remove", &tmp, e))?;
             }
         }
+        if let Some(last) = closed.last() {
+            self.first_dirty_offset.fetch_max(last.next_offset, std::sync::atomic::Ordering::AcqRel);
+        }
         if stats.segments_rewritten > 0 {
             crate::metrics::COMPACTION_RUNS.inc();
             crate::metrics::COMPACTION_RECORDS_REMOVED.add(stats.records_removed);
@@ -226,5 +275,20 @@ impl Log {
             // `next_offset` stays: the segment still covers the same offset range.
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::should_clean;
+
+    #[test]
+    fn the_dirty_ratio_decides_unless_a_segment_is_overdue() {
+        assert!(should_clean(0.5, 100, 100, false), "exactly the ratio cleans");
+        assert!(!should_clean(0.5, 101, 99, false));
+        assert!(should_clean(0.5, 1000, 1, true), "overdue cleans whatever the ratio");
+        assert!(!should_clean(0.5, 100, 0, false), "nothing dirty");
+        assert!(should_clean(0.0, 100, 0, false), "ratio 0 cleans at every pass");
+        assert!(should_clean(1.0, 0, 10, false), "all dirty meets even ratio 1");
     }
 }

@@ -40,5 +40,5 @@ pub use log::{AppendInfo, Log, LogStats, ReadInfo, SegmentInfo};
 pub use pool::{PooledStorage, OPEN_FILES_MIN};
 pub use retention::RetentionStats;
 pub use storage::{
-    read_whole, run_parallel, sync_dirs, write_atomic, FsStorage, Storage, StorageFile, SYNC_THREADS_MAX,
+    read_whole, run_parallel, sync_dirs, write_atomic, DiskSpace, FsStorage, Storage, StorageFile, SYNC_THREADS_MAX,
 };

@@ -108,6 +108,12 @@ pub struct Log {
     /// close writes them (so the next open trusts the segment up to the recovery point
     /// instead of re-reading it whole) only when they would differ.
     active_indexes: Mutex<Option<(u64, u64)>>,
+    /// Segments ending at or below this offset were compacted since the log was opened
+    /// (Kafka's cleaner checkpoint, kept in memory: after a restart the whole log counts as
+    /// dirty, which costs at most one compaction pass more).
+    pub(crate) first_dirty_offset: AtomicU64,
+    /// Renamed `*.deleted` files and when `file.delete.delay.ms` lets them go.
+    pending_deletes: Mutex<Vec<(i64, PathBuf)>>,
 }
 
 impl Log {
@@ -146,6 +152,8 @@ impl Log {
             // No file says the same as an all-zero one: recover from offset 0.
             checkpoint: Mutex::new(Some(recovered.checkpoint.unwrap_or_default())),
             active_indexes: Mutex::new(recovered.active_indexes),
+            first_dirty_offset: AtomicU64::new(0),
+            pending_deletes: Mutex::new(Vec::new()),
         };
         log.last_sync_ms.store(log.clock.now_ms(), Ordering::Relaxed);
         log.write_checkpoint()?;
@@ -257,10 +265,13 @@ impl Log {
         w.active_size = position + total;
         w.next_offset = next;
         drop(w);
-        if let Durability::IntervalMs(ms) = config.durability {
-            if now - self.last_sync_ms.load(Ordering::Relaxed) >= ms as i64 {
-                self.sync_to(next)?;
-            }
+        let interval_due = match config.durability {
+            Durability::IntervalMs(ms) => now - self.last_sync_ms.load(Ordering::Relaxed) >= ms as i64,
+            _ => false,
+        };
+        let messages_due = config.flush_messages.is_some_and(|n| next - self.durable_offset() >= n);
+        if interval_due || messages_due {
+            self.sync_to(next)?;
         }
         Ok(AppendInfo { base_offset: first, last_offset: next - 1, log_end_offset: next })
     }
@@ -272,12 +283,24 @@ impl Log {
         if w.active_size + incoming > config.segment_bytes {
             return true;
         }
-        let Some(segment_ms) = config.segment_ms else {
+        let view = self.view.read_unpoisoned();
+        let Some(seg) = view.segments.last() else {
             return false;
         };
-        let view = self.view.read_unpoisoned();
-        let first = view.segments.last().and_then(|s| s.first_append_ms);
-        first.is_some_and(|t| now - t >= segment_ms)
+        // segment.index.bytes: Kafka rolls when either index of the segment is full.
+        let (offsets_max, times_max) = config.index_entries_max();
+        if seg.index.len() >= offsets_max || seg.time_index.len() >= times_max {
+            return true;
+        }
+        self.roll_due_ms(config, seg).is_some_and(|due| now >= due)
+    }
+
+    /// When the active segment `seg` is due to roll by age: its first append plus
+    /// [`LogConfig::roll_age_ms`] minus the segment's jitter. None: never by age.
+    fn roll_due_ms(&self, config: &LogConfig, seg: &Segment) -> Option<i64> {
+        let first = seg.first_append_ms?;
+        let age = config.roll_age_ms()?;
+        Some(first.saturating_add(age - roll_jitter_ms(&self.dir, seg.base_offset, config.segment_jitter_ms, age)))
     }
 
     /// Closes the active segment (synced, indexes written) and starts a new one.
@@ -369,14 +392,7 @@ impl Log {
             }
             _ => None,
         };
-        let roll = config.segment_ms.and_then(|segment_ms| {
-            self.view
-                .read_unpoisoned()
-                .segments
-                .last()
-                .and_then(|s| s.first_append_ms)
-                .map(|t| t.saturating_add(segment_ms))
-        });
+        let roll = self.view.read_unpoisoned().segments.last().and_then(|s| self.roll_due_ms(&config, s));
         match (flush, roll) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -391,18 +407,10 @@ impl Log {
                 self.sync_to(self.log_end_offset())?;
             }
         }
-        if let Some(segment_ms) = config.segment_ms {
-            let now = self.clock.now_ms();
-            let due = self
-                .view
-                .read_unpoisoned()
-                .segments
-                .last()
-                .and_then(|s| s.first_append_ms)
-                .is_some_and(|t| now - t >= segment_ms);
-            if due {
-                self.roll_now()?;
-            }
+        let now = self.clock.now_ms();
+        let due = self.view.read_unpoisoned().segments.last().and_then(|s| self.roll_due_ms(&config, s));
+        if due.is_some_and(|due| now >= due) {
+            self.roll_now()?;
         }
         Ok(())
     }
@@ -635,17 +643,57 @@ impl Log {
         Ok(removed.len())
     }
 
+    /// Removes a segment's files, or with `file.delete.delay.ms` renames them `*.deleted`
+    /// and removes them once the delay has passed ([`Log::purge_deleted_files`]; a restart
+    /// removes what is left), as Kafka does. Readers keep their open handles either way.
     pub(crate) fn remove_segment_files(&self, seg: &Segment) -> Result<(), LogError> {
+        let delay_ms = self.config().file_delete_delay_ms;
+        let due = self.clock.now_ms().saturating_add(delay_ms);
         for p in [seg.path.to_path_buf(), seg.index_path(), seg.time_index_path()] {
-            match self.storage.remove_file(&p) {
+            let result = if delay_ms <= 0 {
+                self.storage.remove_file(&p)
+            } else {
+                let to = deleted_path(&p);
+                self.storage.rename(&p, &to).map(|()| self.pending_deletes.lock_unpoisoned().push((due, to)))
+            };
+            match result {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(LogError::io("remove", &p, e)),
             }
         }
         crate::metrics::SEGMENTS_DELETED.inc();
-        tracing::info!(file = %seg.path.display(), base = seg.base_offset, "deleted segment");
+        tracing::info!(file = %seg.path.display(), base = seg.base_offset, delay_ms, "deleted segment");
         Ok(())
+    }
+
+    /// Removes the `*.deleted` files whose `file.delete.delay.ms` has passed; returns how
+    /// many. Called by retention (so at every maintenance pass).
+    pub fn purge_deleted_files(&self) -> Result<usize, LogError> {
+        let now = self.clock.now_ms();
+        let due: Vec<PathBuf> = {
+            let mut pending = self.pending_deletes.lock_unpoisoned();
+            let (due, keep): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(at, _)| *at <= now);
+            *pending = keep;
+            due.into_iter().map(|(_, p)| p).collect()
+        };
+        for (i, p) in due.iter().enumerate() {
+            match self.storage.remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    // Try again at the next pass.
+                    self.pending_deletes.lock_unpoisoned().extend(due[i..].iter().map(|p| (now, p.clone())));
+                    return Err(LogError::io("remove", p, e));
+                }
+            }
+        }
+        Ok(due.len())
+    }
+
+    /// Files renamed `*.deleted` and not removed yet (tests, metrics).
+    pub fn pending_deleted_files(&self) -> usize {
+        self.pending_deletes.lock_unpoisoned().len()
     }
 
     /// Deletes the log's directory and files. The log must not be used afterwards.
@@ -657,6 +705,30 @@ impl Log {
     pub(crate) fn cleaned_path(&self, base: u64) -> PathBuf {
         file_path(&self.dir, base, &format!("{LOG_SUFFIX}{CLEANED_SUFFIX}"))
     }
+}
+
+/// Suffix of segment files waiting for `file.delete.delay.ms` (Kafka's).
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
+
+fn deleted_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(DELETED_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// `segment.jitter.ms`: a per-segment amount in `0..min(jitter_ms, age_ms)`, from an FNV-1a
+/// hash of the log directory and the segment base offset, so it is the same after a restart
+/// and differs between partitions (Kafka draws it at random when the segment is created).
+pub(crate) fn roll_jitter_ms(dir: &Path, base_offset: u64, jitter_ms: i64, age_ms: i64) -> i64 {
+    let bound = jitter_ms.min(age_ms);
+    if bound <= 0 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in dir.as_os_str().as_encoded_bytes().iter().chain(&base_offset.to_be_bytes()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % bound as u64) as i64
 }
 
 /// Finds the first record with timestamp >= `ts` (and offset >= `min_offset`) in an

@@ -254,6 +254,9 @@ impl Storage for PooledStorage {
     fn exists(&self, path: &Path) -> bool {
         self.inner.exists(path)
     }
+    fn disk_space(&self, path: &Path) -> io::Result<Option<crate::DiskSpace>> {
+        self.inner.disk_space(path)
+    }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_dir_all(path)?;
         let gone: Vec<PathBuf> =

@@ -5,6 +5,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::index::{decode_index, decode_time_index, encode_index, encode_time_index};
+use crate::log::DELETED_SUFFIX;
 use crate::segment::{
     self, check_placement, file_path, parse_log_name, read_header, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
@@ -37,8 +38,10 @@ fn read_checkpoint(dir: &Path, storage: &dyn Storage) -> Option<Checkpoint> {
 
 pub(crate) fn recover(dir: &Path, config: &LogConfig, storage: &dyn Storage) -> Result<Recovered, LogError> {
     let names = storage.list(dir).map_err(|e| LogError::io("list", dir, e))?;
-    for name in names.iter().filter(|n| n.ends_with(".tmp") || n.ends_with(CLEANED_SUFFIX)) {
-        // Interrupted atomic writes and compactions: the originals are intact.
+    let leftover = |n: &&String| n.ends_with(".tmp") || n.ends_with(CLEANED_SUFFIX) || n.ends_with(DELETED_SUFFIX);
+    for name in names.iter().filter(leftover) {
+        // Interrupted atomic writes and compactions (the originals are intact), and deleted
+        // segments still waiting for file.delete.delay.ms (a restart ends the wait, as in Kafka).
         let p = dir.join(name);
         storage.remove_file(&p).map_err(|e| LogError::io("remove", &p, e))?;
     }

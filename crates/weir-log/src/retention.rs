@@ -16,10 +16,12 @@ pub struct RetentionStats {
 impl Log {
     /// Deletes closed segments that are past `retention.ms` (their newest timestamp is older),
     /// beyond `retention.bytes` (oldest first, while the rest still meets the limit), or
-    /// wholly below the log start offset. The active segment is never deleted.
+    /// wholly below the log start offset. The active segment is never deleted. Files of
+    /// earlier deletions whose `file.delete.delay.ms` has passed are removed first.
     pub fn enforce_retention(&self) -> Result<RetentionStats, LogError> {
         let config = self.config();
         let _m = self.maintenance.lock_unpoisoned();
+        self.purge_deleted_files()?;
         let now = self.now_ms();
         let removed: Vec<Segment> = {
             let mut view = self.view.write_unpoisoned();

@@ -42,6 +42,19 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn exists(&self, path: &Path) -> bool;
     /// Removes a directory and everything in it.
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Size and free space of the filesystem holding `path` (DescribeLogDirs); None where
+    /// the storage cannot tell.
+    fn disk_space(&self, _path: &Path) -> io::Result<Option<DiskSpace>> {
+        Ok(None)
+    }
+}
+
+/// A filesystem's capacity, as `statvfs` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    pub total_bytes: u64,
+    /// Free bytes an unprivileged process may use (`f_bavail`).
+    pub usable_bytes: u64,
 }
 
 /// Reads a whole (small) file: indexes and checkpoints.
@@ -152,6 +165,14 @@ impl Storage for FsStorage {
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_dir_all(path)
+    }
+    fn disk_space(&self, path: &Path) -> io::Result<Option<DiskSpace>> {
+        let st = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+        let block = st.f_frsize.max(1);
+        Ok(Some(DiskSpace {
+            total_bytes: st.f_blocks.saturating_mul(block),
+            usable_bytes: st.f_bavail.saturating_mul(block),
+        }))
     }
 }
 

@@ -57,6 +57,8 @@ fn config(policy: CleanupPolicy) -> LogConfig {
         retention_bytes: Some(2500),
         cleanup_policy: policy,
         delete_retention_ms: 30_000,
+        // The model compacts at every pass (the dirty ratio has its own test).
+        min_cleanable_dirty_ratio: 0.0,
         ..LogConfig::default()
     }
 }

@@ -57,7 +57,8 @@ pub(crate) async fn handle(
     let malformed = |detail: String| CloseReason::Malformed { key, version, detail };
     let header =
         RequestHeader::decode(&mut frame, key.request_header_version(version)).map_err(|e| malformed(e.to_string()))?;
-    let request = RequestKind::decode(key, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
+    let request = RequestKind::decode(key, &mut frame, versions::codec_version(key, version))
+        .map_err(|e| malformed(e.to_string()))?;
     let started = std::time::Instant::now();
     let ctx = RequestContext { client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(), peer };
     let stats = metrics::api(api_key);
@@ -170,7 +171,7 @@ fn encode(key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKin
     out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header.encode(&mut out, key.response_header_version(version)).map_err(|e| err(e.to_string()))?;
-    response.encode(&mut out, version).map_err(|e| err(e.to_string()))?;
+    response.encode(&mut out, versions::codec_version(key, version)).map_err(|e| err(e.to_string()))?;
     let len = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&len.to_be_bytes());
     Ok(out)

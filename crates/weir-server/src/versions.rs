@@ -29,13 +29,24 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeLogDirs, 0, 4),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
+
+/// The version the codec encodes and decodes `version` of `key` with. kafka-protocol 0.18
+/// follows Kafka 4's schemas, which dropped some old versions (KIP-896) that kafka-python 2.x
+/// still sends; where such a version is byte for byte a later one, that one is used:
+/// DescribeLogDirs v0 = v1 (v1 changed only the throttling behaviour, KIP-219).
+pub fn codec_version(key: ApiKey, version: i16) -> i16 {
+    match (key, version) {
+        (ApiKey::DescribeLogDirs, 0) => 1,
+        _ => version,
+    }
+}
 
 /// Versions this server can decode and answer (Produce 0-2 are advertised, not handled).
 pub fn handled(key: ApiKey, version: i16) -> bool {

@@ -43,7 +43,9 @@ async fn call(conn: &mut TcpStream, key: ApiKey, version: i16, correlation_id: i
         .with_correlation_id(correlation_id)
         .with_client_id(Some(s("versions-test")));
     header.encode(&mut buf, key.request_header_version(version)).unwrap();
-    req.encode(&mut buf, version).unwrap();
+    // Versions the codec lacks but whose bytes equal a later one's (DescribeLogDirs v0).
+    let codec = weir_server::versions::codec_version(key, version);
+    req.encode(&mut buf, codec).unwrap();
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     conn.write_all(&buf).await.unwrap();
@@ -53,7 +55,7 @@ async fn call(conn: &mut TcpStream, key: ApiKey, version: i16, correlation_id: i
     let mut body = Bytes::from(body);
     let rh = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
     assert_eq!(rh.correlation_id, correlation_id);
-    let resp = ResponseKind::decode(key, &mut body, version).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+    let resp = ResponseKind::decode(key, &mut body, codec).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
     assert!(body.is_empty(), "{key:?} v{version}: {} trailing bytes", body.len());
     resp
 }
@@ -857,4 +859,94 @@ async fn cg_hb(conn: &mut TcpStream, v: i16, corr: &mut i32, req: RequestKind) -
     };
     assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
     r
+}
+
+/// DescribeLogDirs reports each partition's real size and, from v4, the data directory's
+/// filesystem size and free space (statvfs), at every advertised version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_log_dirs_reports_partition_sizes_and_disk_space() {
+    use ResponseKind as S;
+    let (addr, broker, _dir) = start().await;
+    broker.create_topic(&NewTopic { name: "sized".into(), partitions: Some(2), ..NewTopic::default() }, false).unwrap();
+    let p = broker.partition("sized", 1).unwrap();
+    for _ in 0..3 {
+        p.append(&weir_log::ValidatedBatch::new(&batch(), 1 << 20).unwrap()).unwrap();
+    }
+    let expected = p.stats().size_bytes as i64;
+    assert!(expected > 0);
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let (min, max) = (min_version(ApiKey::DescribeLogDirs), max_version(ApiKey::DescribeLogDirs));
+    assert!(max >= 4, "v4 (total and usable bytes) is advertised");
+    for v in min..=max {
+        let only_sized = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(topic("sized"))
+                .with_partitions(vec![0, 1]),
+        ]));
+        for (i, req) in [DescribeLogDirsRequest::default().with_topics(None), only_sized].into_iter().enumerate() {
+            let S::DescribeLogDirs(r) = call(
+                &mut conn,
+                ApiKey::DescribeLogDirs,
+                v,
+                9000 + v as i32 * 2 + i as i32,
+                &RequestKind::DescribeLogDirs(req),
+            )
+            .await
+            else {
+                panic!()
+            };
+            let [dir] = &r.results[..] else { panic!("one log dir: {r:?}") };
+            assert_eq!(dir.error_code, 0);
+            let sized = dir.topics.iter().find(|t| t.name.0.as_str() == "sized").expect("the topic");
+            let sizes: Vec<(i32, i64)> =
+                sized.partitions.iter().map(|p| (p.partition_index, p.partition_size)).collect();
+            assert_eq!(sizes, vec![(0, 0), (1, expected)], "v{v}");
+            if i == 1 {
+                assert_eq!(dir.topics.len(), 1, "v{v}: only the topic asked for");
+            }
+            if v >= 4 {
+                assert!(dir.total_bytes > 0 && dir.usable_bytes >= 0, "v{v}: {} {}", dir.total_bytes, dir.usable_bytes);
+                assert!(dir.usable_bytes <= dir.total_bytes);
+            }
+        }
+    }
+}
+
+/// DescribeConfigs on a topic: DYNAMIC_TOPIC_CONFIG (1) for what the topic sets,
+/// STATIC_BROKER_CONFIG (4) for what a serve flag changed in the broker's defaults,
+/// DEFAULT_CONFIG (5) otherwise; never read-only, accepted-only configs included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_configs_sources_distinguish_topic_broker_and_default_values() {
+    use ResponseKind as S;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig { data_dir: dir.path().to_owned(), ..BrokerConfig::default() };
+    config.log.retention_ms = Some(3_600_000); // as `weir serve --retention-ms 3600000`
+    let broker = Arc::new(Broker::open(config, Arc::new(FsStorage), Arc::new(SystemClock)).unwrap());
+    let configs = vec![("preallocate".to_owned(), "true".to_owned()), ("segment.jitter.ms".to_owned(), "5".to_owned())];
+    broker
+        .create_topic(&NewTopic { name: "src".into(), partitions: Some(1), configs, ..NewTopic::default() }, false)
+        .unwrap();
+    let server_config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..ServerConfig::default() };
+    let server = Server::bind(server_config, broker.clone()).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.run(std::future::pending()));
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s("src")),
+    ]);
+    let S::DescribeConfigs(r) =
+        call(&mut conn, ApiKey::DescribeConfigs, 4, 1, &RequestKind::DescribeConfigs(req)).await
+    else {
+        panic!()
+    };
+    let entries: std::collections::HashMap<String, (String, i8, bool)> = r.results[0]
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), (c.value.as_deref().unwrap_or("").to_owned(), c.config_source, c.read_only)))
+        .collect();
+    assert_eq!(entries["preallocate"], ("true".to_owned(), 1, false));
+    assert_eq!(entries["segment.jitter.ms"], ("5".to_owned(), 1, false));
+    assert_eq!(entries["retention.ms"], ("3600000".to_owned(), 4, false));
+    assert_eq!(entries["min.cleanable.dirty.ratio"], ("0.5".to_owned(), 5, false));
+    assert_eq!(entries["unclean.leader.election.enable"], ("false".to_owned(), 5, false));
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use weir_broker::{parse_durability, BrokerConfig};
+use weir_broker::{apply_default, parse_durability, BrokerConfig};
 use weir_server::ServerConfig;
 
 /// Settings of `weir serve`. Every field may also be set in the TOML file given with
@@ -201,14 +201,17 @@ impl ServeSettings {
         let fsync = self.fsync.as_deref().unwrap_or("interval:1000");
         c.log.durability = parse_durability(fsync)
             .with_context(|| format!("fsync must be always, never or interval:<ms>, got {fsync:?}"))?;
-        if let Some(ms) = self.retention_ms {
-            c.log.retention_ms = (ms >= 0).then_some(ms);
-        }
-        if let Some(b) = self.retention_bytes {
-            c.log.retention_bytes = (b >= 0).then_some(b as u64);
-        }
-        if let Some(s) = self.segment_bytes {
-            c.log.segment_bytes = s;
+        // The storage defaults are topic configs of the broker: validated by the same
+        // function as CreateTopics and AlterConfigs, so a value is refused the same way.
+        let defaults = [
+            ("retention.ms", self.retention_ms.map(|v| v.to_string())),
+            ("retention.bytes", self.retention_bytes.map(|v| v.to_string())),
+            ("segment.bytes", self.segment_bytes.map(|v| v.to_string())),
+        ];
+        for (key, value) in defaults {
+            if let Some(value) = value {
+                c.log = apply_default(&c.log, key, &value).with_context(|| format!("--{}", key.replace('.', "-")))?;
+            }
         }
         if let Some(ms) = self.maintenance_interval_ms {
             c.maintenance_interval_ms = ms;

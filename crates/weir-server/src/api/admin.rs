@@ -57,14 +57,24 @@ fn message(e: &BrokerError) -> Option<kafka_protocol::protocol::StrBytes> {
     Some(str_bytes(&e.to_string()))
 }
 
-/// (name, value, source) of every config of a topic.
+/// (name, value, source) of every config of a topic: DYNAMIC_TOPIC_CONFIG when the topic
+/// sets it, STATIC_BROKER_CONFIG when a serve flag changed the broker's default (e.g.
+/// `--retention-ms`), DEFAULT_CONFIG otherwise, as Kafka reports them.
 fn topic_configs(shared: &Shared, topic: &Topic) -> Result<Vec<(&'static str, String, i8)>, BrokerError> {
     let overrides = topic.overrides();
     let config = shared.broker.resolve_config(&overrides)?;
+    let broker_defaults = TopicConfig::defaults(&shared.broker.config().log);
+    let builtin = TopicConfig::defaults(&weir_log::LogConfig::default());
     Ok(TOPIC_CONFIG_KEYS
         .iter()
         .filter_map(|&k| {
-            let source = if overrides.0.contains_key(k) { SOURCE_DYNAMIC_TOPIC } else { SOURCE_DEFAULT };
+            let source = if overrides.0.contains_key(k) {
+                SOURCE_DYNAMIC_TOPIC
+            } else if describe_config(&broker_defaults, k) != describe_config(&builtin, k) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            };
             describe_config(&config, k).map(|v| (k, v, source))
         })
         .collect())
@@ -350,9 +360,10 @@ pub(crate) fn alter_configs(shared: &Shared, req: AlterConfigsRequest) -> AlterC
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-/// DescribeLogDirs: one log directory (the data directory) with every partition's size.
-/// Total and usable bytes (v4) are -1: unknown (no statvfs without unsafe code).
-pub(crate) fn describe_log_dirs(shared: &Shared, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+/// DescribeLogDirs: one log directory (the data directory) with every partition's size,
+/// and (v4+) the total and usable bytes of its filesystem (-1 where the storage cannot
+/// tell, as Kafka before v4).
+pub(crate) fn describe_log_dirs(shared: &Shared, req: DescribeLogDirsRequest, version: i16) -> DescribeLogDirsResponse {
     let broker = &shared.broker;
     let wanted: Option<Vec<(String, Vec<i32>)>> =
         req.topics.map(|ts| ts.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect());
@@ -381,11 +392,13 @@ pub(crate) fn describe_log_dirs(shared: &Shared, req: DescribeLogDirsRequest) ->
         })
         .collect();
     let dir = broker.config().data_dir.join("topics");
-    DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
-        .with_log_dir(str_bytes(&dir.to_string_lossy()))
-        .with_topics(topics)
-        .with_total_bytes(-1)
-        .with_usable_bytes(-1)])
+    let space = broker.disk_space();
+    let total = space.map_or(-1, |s| i64::try_from(s.total_bytes).unwrap_or(i64::MAX));
+    let usable = space.map_or(-1, |s| i64::try_from(s.usable_bytes).unwrap_or(i64::MAX));
+    let result = DescribeLogDirsResult::default().with_log_dir(str_bytes(&dir.to_string_lossy())).with_topics(topics);
+    // Only fields of the negotiated version are set (v4 added the two sizes).
+    let result = if version >= 4 { result.with_total_bytes(total).with_usable_bytes(usable) } else { result };
+    DescribeLogDirsResponse::default().with_results(vec![result])
 }
 
 /// DescribeProducers (KIP-664): the idempotent producers with state on each partition.

@@ -64,7 +64,7 @@ pub(crate) async fn handle(
         }
         R::AlterConfigs(r) => blocking(shared, move |s| Some(S::AlterConfigs(admin::alter_configs(s, r)))).await,
         R::DescribeLogDirs(r) => {
-            blocking(shared, move |s| Some(S::DescribeLogDirs(admin::describe_log_dirs(s, r)))).await
+            blocking(shared, move |s| Some(S::DescribeLogDirs(admin::describe_log_dirs(s, r, version)))).await
         }
         R::DescribeProducers(r) => {
             blocking(shared, move |s| Some(S::DescribeProducers(admin::describe_producers(s, r)))).await
