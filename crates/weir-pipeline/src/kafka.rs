@@ -213,7 +213,7 @@ impl Sink for KafkaSink {
     fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
         for r in batch.results {
             let key = format!("{}@{}", r.key, r.window_start_ms);
-            if r.retraction {
+            if r.is_retraction() {
                 self.producer.send_tombstone(key.as_bytes())?;
             } else {
                 self.producer.send(key.as_bytes(), result_json_named(r, &self.names).to_string().as_bytes())?;

@@ -110,12 +110,12 @@ impl Sink for PostgresSink {
                 std::collections::HashMap::with_capacity(batch.results.len());
             for r in batch.results {
                 let slot = latest.entry((r.key.as_str(), r.window_start_ms)).or_insert(r);
-                if r.is_final || !slot.is_final {
+                if r.is_final() || !slot.is_final() {
                     *slot = r;
                 }
             }
             let (retractions, rows): (Vec<&weir_stream::WindowResult>, Vec<_>) =
-                latest.into_values().partition(|r| r.retraction);
+                latest.into_values().partition(|r| r.is_retraction());
             for chunk in retractions.chunks(5_000) {
                 let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();
                 let starts: Vec<i64> = chunk.iter().map(|r| r.window_start_ms).collect();
@@ -128,7 +128,7 @@ impl Sink for PostgresSink {
                 let values: Vec<Vec<Option<f64>>> =
                     (0..columns).map(|i| chunk.iter().map(|r| crate::sink::aggregate_value(r, i)).collect()).collect();
                 let counts: Vec<i64> = chunk.iter().map(|r| r.count as i64).collect();
-                let finals: Vec<bool> = chunk.iter().map(|r| r.is_final).collect();
+                let finals: Vec<bool> = chunk.iter().map(|r| r.is_final()).collect();
                 let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&keys, &starts, &ends];
                 params.extend(values.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)));
                 params.push(&counts);

@@ -215,7 +215,7 @@ pub fn result_json(r: &WindowResult) -> serde_json::Value {
 
 /// The JSON line for a window result whose aggregates have these names (none: `value`).
 pub fn result_json_named(r: &WindowResult, names: &[String]) -> serde_json::Value {
-    if r.retraction {
+    if r.is_retraction() {
         return serde_json::json!({"key": r.key, "window_start": r.window_start_ms, "retract": true});
     }
     let mut m = serde_json::Map::new();
@@ -229,7 +229,7 @@ pub fn result_json_named(r: &WindowResult, names: &[String]) -> serde_json::Valu
         m.insert(name.clone(), aggregate_value(r, i).map_or(serde_json::Value::Null, weir_stream::event::number));
     }
     m.insert("count".into(), r.count.into());
-    m.insert("final".into(), r.is_final.into());
+    m.insert("final".into(), r.is_final().into());
     serde_json::Value::Object(m)
 }
 

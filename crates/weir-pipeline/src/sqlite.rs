@@ -69,7 +69,7 @@ impl Sink for SqliteSink {
             let mut stmt = tx.prepare_cached(&self.upsert)?;
             let mut retract = tx.prepare_cached(&self.retract)?;
             for r in batch.results {
-                if r.retraction {
+                if r.is_retraction() {
                     retract.execute(params![r.key, r.window_start_ms])?;
                 } else {
                     let values: Vec<Option<f64>> =
@@ -77,8 +77,9 @@ impl Sink for SqliteSink {
                     let mut p: Vec<&dyn rusqlite::ToSql> = vec![&r.key, &r.window_start_ms, &r.window_end_ms];
                     p.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
                     let count = r.count as i64;
+                    let is_final = r.is_final();
                     p.push(&count);
-                    p.push(&r.is_final);
+                    p.push(&is_final);
                     stmt.execute(&p[..])?;
                 }
             }

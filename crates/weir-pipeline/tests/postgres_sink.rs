@@ -18,6 +18,14 @@ fn conninfo() -> Option<String> {
     }
 }
 
+fn kind(is_final: bool, retraction: bool) -> weir_stream::ResultKind {
+    match (is_final, retraction) {
+        (_, true) => weir_stream::ResultKind::Retraction,
+        (true, false) => weir_stream::ResultKind::Final,
+        (false, false) => weir_stream::ResultKind::Early,
+    }
+}
+
 fn r(key: &str, start: i64, value: f64, is_final: bool, retraction: bool) -> WindowResult {
     WindowResult {
         key: key.into(),
@@ -26,8 +34,7 @@ fn r(key: &str, start: i64, value: f64, is_final: bool, retraction: bool) -> Win
         value,
         extra: Vec::new(),
         count: value as u64,
-        is_final,
-        retraction,
+        kind: kind(is_final, retraction),
     }
 }
 

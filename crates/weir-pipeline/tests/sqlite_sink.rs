@@ -87,8 +87,7 @@ fn early_updates_never_overwrite_final_rows_and_checkpoints_share_the_transactio
         value,
         extra: Vec::new(),
         count: value as u64,
-        is_final,
-        retraction: false,
+        kind: if is_final { weir_stream::ResultKind::Final } else { weir_stream::ResultKind::Early },
     };
     let cps = vec![("p/orders/0".to_owned(), b"{\"a\":1}".to_vec())];
     Sink::write(&mut sink, &Batch { results: &[r(1.0, false)], events: &[], checkpoints: &cps }).unwrap();
@@ -116,8 +115,11 @@ fn a_retraction_deletes_an_early_row_but_never_a_final_one() {
         value: if retraction { 0.0 } else { 1.0 },
         extra: Vec::new(),
         count: u64::from(!retraction),
-        is_final,
-        retraction,
+        kind: match (is_final, retraction) {
+            (_, true) => weir_stream::ResultKind::Retraction,
+            (true, false) => weir_stream::ResultKind::Final,
+            (false, false) => weir_stream::ResultKind::Early,
+        },
     };
     // An early update, then withdrawn in the same batch and re-sent under a new start; a final
     // row that a (wrong) retraction must not touch; an early update withdrawn in a later batch.

@@ -43,18 +43,18 @@ impl TestDriver {
 
     /// Final window results so far, sorted by (key, window start).
     pub fn final_results(&self) -> Vec<WindowResult> {
-        let mut r: Vec<WindowResult> = self.collected.results.iter().filter(|r| r.is_final).cloned().collect();
+        let mut r: Vec<WindowResult> = self.collected.results.iter().filter(|r| r.is_final()).cloned().collect();
         r.sort_by(|a, b| (&a.key, a.window_start_ms).cmp(&(&b.key, b.window_start_ms)));
         r
     }
 
     pub fn early_results(&self) -> Vec<WindowResult> {
-        self.collected.results.iter().filter(|r| !r.is_final && !r.retraction).cloned().collect()
+        self.collected.results.iter().filter(|r| r.kind == crate::event::ResultKind::Early).cloned().collect()
     }
 
     /// Early updates withdrawn (session windows that merged), in emission order.
     pub fn retractions(&self) -> Vec<WindowResult> {
-        self.collected.results.iter().filter(|r| r.retraction).cloned().collect()
+        self.collected.results.iter().filter(|r| r.is_retraction()).cloned().collect()
     }
 
     pub fn events(&self) -> &[Event] {

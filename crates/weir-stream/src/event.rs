@@ -83,12 +83,20 @@ pub struct WindowResult {
     pub extra: Vec<f64>,
     /// Events aggregated.
     pub count: u64,
-    /// False for an early update; the final result has `true`.
-    pub is_final: bool,
+    pub kind: ResultKind,
+}
+
+/// What a window result says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultKind {
+    /// An early update: the window is not closed yet.
+    Early,
+    /// The window's final result.
+    Final,
     /// Withdraws the early update sent for (key, window start): a session window whose start
     /// moved (an earlier event merged into it) or that merged into another session. Sinks
     /// delete that row if it is not final; value and count are 0.
-    pub retraction: bool,
+    Retraction,
 }
 
 impl WindowResult {
@@ -101,9 +109,16 @@ impl WindowResult {
             value: 0.0,
             extra: Vec::new(),
             count: 0,
-            is_final: false,
-            retraction: true,
+            kind: ResultKind::Retraction,
         }
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.kind == ResultKind::Final
+    }
+
+    pub fn is_retraction(&self) -> bool {
+        self.kind == ResultKind::Retraction
     }
 }
 

@@ -22,7 +22,7 @@ mod windowed;
 
 pub use aggregate::{Aggregate, UserAggregate};
 pub use driver::TestDriver;
-pub use event::{DeadLetter, DeadLetterReason, Event, WindowResult};
+pub use event::{DeadLetter, DeadLetterReason, Event, ResultKind, WindowResult};
 pub use join::{Joined, Side, WindowJoin};
 pub use keyed_join::{JoinKind, JoinSpec};
 pub use pipeline::{Checkpoint, Outputs, Pipeline, PipelineBuilder};

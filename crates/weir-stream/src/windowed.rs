@@ -3,7 +3,7 @@
 //! lateness; events arriving after that go to the dead-letter output.
 
 use crate::aggregate::{Accumulator, Aggregate, UserAggregate};
-use crate::event::{DeadLetter, DeadLetterReason, Event, WindowResult};
+use crate::event::{DeadLetter, DeadLetterReason, Event, ResultKind, WindowResult};
 use crate::window::Window;
 use crate::StreamError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -235,8 +235,7 @@ impl WindowOperator {
             value: Self::result_of(custom, &o.acc, kind),
             extra: o.extra.iter().zip(extras).map(|(a, e)| a.result(e.aggregate)).collect(),
             count: o.acc.count,
-            is_final,
-            retraction: false,
+            kind: if is_final { ResultKind::Final } else { ResultKind::Early },
         }
     }
 

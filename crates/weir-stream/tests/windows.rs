@@ -335,7 +335,7 @@ fn a_pipeline_restored_from_a_checkpoint_finishes_like_an_uninterrupted_one() {
     let mut first_out = Vec::new();
     for e in &events[..1700] {
         let o = first.process(e.clone(), 0).unwrap();
-        first_out.extend(o.results.into_iter().filter(|r| r.is_final));
+        first_out.extend(o.results.into_iter().filter(|r| r.is_final()));
     }
     let cp = first.checkpoint([(0, 1700)].into_iter().collect());
     let cp = weir_stream::Checkpoint::from_json(&cp.to_json().unwrap()).unwrap();

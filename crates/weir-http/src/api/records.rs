@@ -231,18 +231,13 @@ pub(crate) struct ReadResponse {
     log_start_offset: u64,
 }
 
+/// `from=5m`: a duration in the one syntax of every front end, with its unit (a bare number
+/// here would read as an offset).
 fn parse_relative(s: &str) -> Option<Duration> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => return Some(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
+    if s.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    weir_stream::duration::parse(s, weir_stream::duration::BareNumber::Milliseconds).ok()
 }
 
 fn text_or_base64(b: &[u8]) -> (String, Option<&'static str>) {
