@@ -201,10 +201,14 @@ impl KeyedJoin {
                     // Forget rows no left event can still join: those older than the newest
                     // row at or before the watermark minus the lateness.
                     let horizon = watermark_ms.saturating_sub(lateness);
+                    let oldest = rows.first_key_value().map(|(t, _)| *t);
                     if let Some((&keep_from, _)) = rows.range(..=horizon).next_back() {
-                        let before = rows.len();
-                        *rows = rows.split_off(&keep_from);
-                        self.kept -= before - rows.len();
+                        // Only when something is older: split_off moves the rows it keeps.
+                        if oldest.is_some_and(|t| t < keep_from) {
+                            let before = rows.len();
+                            *rows = rows.split_off(&keep_from);
+                            self.kept -= before - rows.len();
+                        }
                     }
                     if self.kept > self.spec.max_state {
                         return Err(StreamError::StateTooLarge { open_windows: self.kept, max: self.spec.max_state });
