@@ -34,14 +34,27 @@ impl SqliteSink {
         let (c, f) = (columns.len() + 4, columns.len() + 5);
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(&format!(
+        let setup = format!(
             "PRAGMA journal_mode=WAL;
              CREATE TABLE IF NOT EXISTS {table} (
                  key TEXT NOT NULL, window_start INTEGER NOT NULL, window_end INTEGER NOT NULL,
                  {value_columns}count INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 1,
                  PRIMARY KEY (key, window_start));
              CREATE TABLE IF NOT EXISTS weir_checkpoints (id TEXT PRIMARY KEY, data BLOB NOT NULL);"
-        ))?;
+        );
+        // Switching to WAL needs the database to itself and SQLite does not wait for that (the
+        // busy timeout does not apply): two instances opening at once retry, for up to 10 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match conn.execute_batch(&setup) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        }
         // An early update never overwrites a final row (a replay may re-send early updates).
         let upsert = format!(
             "INSERT INTO {table} (key, window_start, window_end, {names}count, final) VALUES (?1, ?2, ?3, {marks}?{c}, ?{f})
