@@ -8,6 +8,7 @@
 //! a Kafka client, so they run against any Kafka cluster.
 
 pub mod expr_check;
+pub mod fast_expr;
 pub mod jsonl;
 pub mod kafka;
 pub mod metrics;

@@ -233,9 +233,22 @@ pub fn result_json_named(r: &WindowResult, names: &[String]) -> serde_json::Valu
     serde_json::Value::Object(m)
 }
 
-/// The JSON line written for a pass-through event.
+/// The JSON line written for a pass-through event: `{"key": …, "timestamp": …, "value": …}`.
 pub fn event_json(ev: &Event) -> serde_json::Value {
     serde_json::json!({"key": ev.key, "timestamp": ev.timestamp_ms, "value": ev.value})
+}
+
+/// Writes `event_json(ev)` and a newline, serialized from the event in place (no copy of
+/// its value).
+pub fn write_event_line(out: &mut (impl Write + ?Sized), ev: &Event) -> std::io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        key: &'a Option<String>,
+        timestamp: i64,
+        value: &'a serde_json::Value,
+    }
+    serde_json::to_writer(&mut *out, &Line { key: &ev.key, timestamp: ev.timestamp_ms, value: &ev.value })?;
+    out.write_all(b"\n")
 }
 
 /// JSON Lines to a file (appended, fsynced on every write) or to stdout; checkpoints in a dir.
@@ -281,7 +294,7 @@ impl Sink for JsonlSink {
                 writeln!(self.out, "{}", result_json_named(r, &self.names))?;
             }
             for ev in batch.events {
-                writeln!(self.out, "{}", event_json(ev))?;
+                write_event_line(&mut self.out, ev)?;
             }
             self.out.flush()?;
             if let Some(f) = &self.file {
@@ -295,5 +308,21 @@ impl Sink for JsonlSink {
 
     fn checkpoint_store(&mut self) -> Option<&mut dyn CheckpointStore> {
         Some(&mut self.checkpoints)
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    #[test]
+    fn event_lines_are_the_event_json() {
+        let values = [serde_json::json!({"b": [1, 2.5, "x"], "a": {"z": null, "y": true}}), serde_json::json!("s\n\"")];
+        for (key, value) in [None, Some("k\u{e9}")].into_iter().zip(values) {
+            let ev = Event::new(key, value, -5);
+            let mut out = Vec::new();
+            write_event_line(&mut out, &ev).expect("writes");
+            assert_eq!(String::from_utf8(out).expect("utf-8"), format!("{}\n", event_json(&ev)));
+        }
     }
 }

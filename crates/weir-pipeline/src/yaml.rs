@@ -564,6 +564,8 @@ pub struct Expr {
     program: Arc<cel::Program>,
     /// `event.a.b`: read by a JSON lookup instead of a CEL evaluation.
     path: Option<Vec<String>>,
+    /// The compiled fast path (`fast_expr`), when the expression is in its subset.
+    fast: Option<Arc<crate::fast_expr::Fast>>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -575,7 +577,57 @@ impl std::fmt::Debug for Expr {
 impl Expr {
     pub fn compile(source: &str) -> Result<Self, String> {
         let program = cel::Program::compile(source).map_err(|e| e.to_string())?;
-        Ok(Self { source: source.to_owned(), program: Arc::new(program), path: event_path(source) })
+        let fast = crate::fast_expr::Fast::compile(program.expression()).map(Arc::new);
+        Ok(Self { source: source.to_owned(), program: Arc::new(program), path: event_path(source), fast })
+    }
+
+    /// Whether the expression runs on the compiled fast path (`fast_expr`).
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fast(&self) -> Option<&crate::fast_expr::Fast> {
+        self.fast.as_deref()
+    }
+
+    /// A filter's or a predicate's answer; a non-bool result is an error naming `what`.
+    pub fn eval_bool(&self, ev: &Event, what: &str) -> Result<bool, String> {
+        if let Some(b) = self.fast.as_ref().and_then(|f| f.eval_bool(ev)) {
+            return Ok(b);
+        }
+        match self.lookup(ev) {
+            Some(Ok(serde_json::Value::Bool(b))) => Ok(*b),
+            Some(Ok(other)) => Err(format!("{what} returned {other}, not a bool")),
+            Some(Err(e)) => Err(e),
+            None => match self.eval_cel(ev)? {
+                serde_json::Value::Bool(b) => Ok(b),
+                other => Err(format!("{what} returned {other}, not a bool")),
+            },
+        }
+    }
+
+    /// The value as a key (`key_text`).
+    pub fn eval_key(&self, ev: &Event) -> Result<Option<String>, String> {
+        if let Some(k) = self.fast.as_ref().and_then(|f| f.eval_key(ev)) {
+            return Ok(k);
+        }
+        match self.lookup(ev) {
+            Some(r) => r.map(key_text),
+            None => self.eval_cel(ev).map(|v| key_text(&v)),
+        }
+    }
+
+    /// The value as an event time: an integer, or a number truncated (None: neither).
+    pub fn eval_time(&self, ev: &Event) -> Result<Option<i64>, String> {
+        if let Some(t) = self.fast.as_ref().and_then(|f| f.eval_time(ev)) {
+            return Ok(Some(t));
+        }
+        let as_time = |v: &serde_json::Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
+        match self.lookup(ev) {
+            Some(r) => r.map(as_time),
+            None => self.eval_cel(ev).map(|v| as_time(&v)),
+        }
     }
 
     pub fn source(&self) -> &str {
@@ -590,9 +642,17 @@ impl Expr {
 
     /// Evaluates against an event; errors (missing fields, wrong types) come back as text.
     pub fn eval(&self, ev: &Event) -> Result<serde_json::Value, String> {
+        if let Some(v) = self.fast.as_ref().and_then(|f| f.eval_json(ev)) {
+            return Ok(v);
+        }
         if let Some(v) = self.lookup(ev) {
             return v.cloned();
         }
+        self.eval_cel(ev)
+    }
+
+    /// Evaluates with the cel interpreter (what the fast path leaves to it, errors included).
+    pub fn eval_cel(&self, ev: &Event) -> Result<serde_json::Value, String> {
         thread_local! {
             // Building CEL's standard library is far dearer than evaluating an expression:
             // one root context per thread, a cheap child scope per event.
@@ -721,35 +781,23 @@ impl EventFormat {
                     return Err(dead(ev, reason));
                 }
             },
-            TimeFrom::Expr(e) => {
-                let t = match e.lookup(&ev) {
-                    Some(r) => r.map(as_time),
-                    None => e.eval(&ev).map(|v| as_time(&v)),
-                };
-                match t {
-                    Ok(Some(t)) => ev.timestamp_ms = t,
-                    Ok(None) => {
-                        let reason =
-                            DeadLetterReason::BadField { field: e.source.clone(), detail: "not an integer".into() };
-                        return Err(dead(ev, reason));
-                    }
-                    Err(detail) => return Err(dead(ev, DeadLetterReason::Expression { detail })),
+            TimeFrom::Expr(e) => match e.eval_time(&ev) {
+                Ok(Some(t)) => ev.timestamp_ms = t,
+                Ok(None) => {
+                    let reason =
+                        DeadLetterReason::BadField { field: e.source.clone(), detail: "not an integer".into() };
+                    return Err(dead(ev, reason));
                 }
-            }
+                Err(detail) => return Err(dead(ev, DeadLetterReason::Expression { detail })),
+            },
         }
         match &self.key {
             KeyFrom::RecordKey => {}
             KeyFrom::Field(path) => ev.key = lookup(&ev.value, path).and_then(key_text),
-            KeyFrom::Expr(e) => {
-                let k = match e.lookup(&ev) {
-                    Some(r) => r.map(key_text),
-                    None => e.eval(&ev).map(|v| key_text(&v)),
-                };
-                match k {
-                    Ok(k) => ev.key = k,
-                    Err(detail) => return Err(dead(ev, DeadLetterReason::Expression { detail })),
-                }
-            }
+            KeyFrom::Expr(e) => match e.eval_key(&ev) {
+                Ok(k) => ev.key = k,
+                Err(detail) => return Err(dead(ev, DeadLetterReason::Expression { detail })),
+            },
         }
         Ok(ev)
     }
@@ -978,15 +1026,7 @@ impl Spec {
                 StepRef::Step(StepSpec::Filter(src)) => {
                     let e = compile_checked(text, "filter", src, Expect::Bool, &known)?;
                     // A failure (missing field, wrong type) dead-letters the event.
-                    b.try_filter(move |ev| match e.lookup(ev) {
-                        Some(Ok(serde_json::Value::Bool(keep))) => Ok(*keep),
-                        Some(Ok(other)) => Err(format!("filter returned {other}, not a bool")),
-                        Some(Err(e)) => Err(e),
-                        None => match e.eval(ev)? {
-                            serde_json::Value::Bool(keep) => Ok(keep),
-                            other => Err(format!("filter returned {other}, not a bool")),
-                        },
-                    })
+                    b.try_filter(move |ev| e.eval_bool(ev, "filter"))
                 }
                 StepRef::Step(StepSpec::Map(src)) => {
                     let e = compile_checked(text, "map", src, Expect::Any, &known)?;
@@ -1014,10 +1054,7 @@ impl Spec {
                 StepRef::Step(StepSpec::KeyBy(src)) => {
                     let e = compile_checked(text, "key_by", src, Expect::Any, &known)?;
                     partitioned = false;
-                    b.try_key_by(move |ev| match e.lookup(ev) {
-                        Some(r) => r.map(key_text),
-                        None => e.eval(ev).map(|v| key_text(&v)),
-                    })
+                    b.try_key_by(move |ev| e.eval_key(ev))
                 }
                 StepRef::Step(StepSpec::Dedup(DedupSpec { horizon, max_keys })) => {
                     let h = parse_duration_ms(horizon)
@@ -1123,10 +1160,7 @@ impl SideSel {
     fn picks(&self, ev: &Event) -> Result<bool, String> {
         match self {
             SideSel::Source(i) => Ok(ev.source == *i),
-            SideSel::Predicate(e) => match e.eval(ev)? {
-                serde_json::Value::Bool(b) => Ok(b),
-                other => Err(format!("join side {:?} returned {other}, not a bool", e.source())),
-            },
+            SideSel::Predicate(e) => e.eval_bool(ev, &format!("join side {:?}", e.source())),
         }
     }
 }
