@@ -191,6 +191,64 @@ impl Fast {
     }
 }
 
+impl Fast {
+    /// Adds what the expression reads of `event` to `p`; false when it reads the event as a
+    /// whole or at a computed path (no projection can serve it).
+    pub fn reads(&self, p: &mut crate::projection::Projection) -> bool {
+        reads(&self.root, p)
+    }
+}
+
+/// The path from the event a node spells: `event` is [], `event.a.b` and `event['a'].b` are
+/// [a, b].
+fn event_path(n: &Node) -> Option<Vec<&str>> {
+    match n {
+        Node::Event => Some(Vec::new()),
+        Node::Path(p) => Some(p.iter().map(String::as_str).collect()),
+        Node::Index(operand, index) => match &**index {
+            Node::Str(s) => {
+                let mut p = event_path(operand)?;
+                p.push(s);
+                Some(p)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn reads(n: &Node, p: &mut crate::projection::Projection) -> bool {
+    if let Some(path) = event_path(n) {
+        if path.is_empty() {
+            return false;
+        }
+        p.read(&path);
+        return true;
+    }
+    match n {
+        Node::Has(operand, field) => match event_path(operand) {
+            Some(mut path) => {
+                path.push(field);
+                p.test(&path);
+                true
+            }
+            None => reads(operand, p),
+        },
+        Node::Null | Node::Bool(_) | Node::Int(_) | Node::UInt(_) | Node::Float(_) | Node::Str(_) => true,
+        Node::Key | Node::Ts => true,
+        Node::Event | Node::Path(_) => unreachable!("paths are handled above"),
+        Node::Select(a, _) | Node::Not(a) | Node::Neg(a) | Node::Conv(_, a) => reads(a, p),
+        Node::Index(a, b)
+        | Node::And(a, b)
+        | Node::Or(a, b)
+        | Node::Arith(_, a, b)
+        | Node::Cmp(_, a, b)
+        | Node::StrTest(_, a, b) => reads(a, p) && reads(b, p),
+        Node::Cond(c, a, b) => reads(c, p) && reads(a, p) && reads(b, p),
+        Node::Map(entries) => entries.iter().all(|(_, v)| reads(v, p)),
+    }
+}
+
 fn boxed(e: &IdedExpr) -> Option<Box<Node>> {
     node(e).map(Box::new)
 }
@@ -463,6 +521,11 @@ fn convert(c: Conv, a: Val<'_>) -> Option<Val<'_>> {
         (Conv::Double, Val::Float(f)) => Val::Float(f),
         (Conv::Int, Val::Int(i)) => Val::Int(i),
         (Conv::Int, Val::UInt(u)) => Val::Int(i64::try_from(u).ok()?),
+        // As the cel crate: a decimal integer as Rust parses it.
+        (Conv::Int, Val::Str(s)) => Val::Int(s.parse().ok()?),
+        (Conv::Int, Val::String(s)) => Val::Int(s.parse().ok()?),
+        // Truncated, within (i64::MIN, i64::MAX) exclusive as the cel crate bounds it.
+        (Conv::Int, Val::Float(f)) if f > i64::MIN as f64 && f < i64::MAX as f64 => Val::Int(f as i64),
         (Conv::UInt, Val::UInt(u)) => Val::UInt(u),
         (Conv::UInt, Val::Int(i)) => Val::UInt(u64::try_from(i).ok()?),
         (Conv::String, Val::Int(i)) => Val::String(i.to_string()),
@@ -575,6 +638,13 @@ mod tests {
         "int(event.amount)",
         "int(event.big)",
         "int(event.n)",
+        "int(event.s)",
+        "int('42')",
+        "int('+42')",
+        "int(' 42')",
+        "int(string(event.n))",
+        "int(event.amount * 1e30)",
+        "int(-event.amount)",
         "uint(event.n)",
         "uint(event.big)",
         "key",

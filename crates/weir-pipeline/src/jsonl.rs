@@ -40,7 +40,7 @@ impl JsonlFormat {
         let t =
             v.get(&self.time_field).and_then(Value::as_i64).ok_or_else(|| bad("missing or not an integer".into()))?;
         let key = weir_stream::event::key_from_field(&v, &self.key_field);
-        Ok(Event { key, value: v, timestamp_ms: t, partition: 0, offset, source: 0 })
+        Ok(Event { key, value: v, timestamp_ms: t, partition: 0, offset, source: 0, raw: None })
     }
 
     /// Reads every line of `input`.
@@ -66,6 +66,6 @@ pub fn write_dead_letter(out: &mut (impl Write + ?Sized), d: &DeadLetter) -> std
     writeln!(
         out,
         "{}",
-        json!({"reason": d.reason.to_string(), "offset": d.event.offset, "timestamp": d.event.timestamp_ms, "value": d.event.value})
+        json!({"reason": d.reason.to_string(), "offset": d.event.offset, "timestamp": d.event.timestamp_ms, "value": d.event.full_value()})
     )
 }

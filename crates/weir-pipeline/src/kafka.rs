@@ -220,8 +220,8 @@ impl Sink for KafkaSink {
             }
         }
         for ev in batch.events {
-            let value = serde_json::to_vec(&ev.value).map_err(|e| SinkError::Kafka(e.to_string()))?;
-            self.producer.send(ev.key.as_deref().unwrap_or_default().as_bytes(), &value)?;
+            let value = ev.value_text();
+            self.producer.send(ev.key.as_deref().unwrap_or_default().as_bytes(), value.as_bytes())?;
         }
         self.producer.flush()?;
         self.checkpoints.store(batch.checkpoints)
@@ -412,7 +412,7 @@ impl DeadLetterOut {
         let e = &d.event;
         let key = format!("{source_topic}/{}/{}", e.partition, e.offset);
         let value = serde_json::json!({"reason": d.reason.to_string(), "topic": source_topic,
-            "partition": e.partition, "offset": e.offset, "timestamp": e.timestamp_ms, "key": e.key, "value": e.value});
+            "partition": e.partition, "offset": e.offset, "timestamp": e.timestamp_ms, "key": e.key, "value": e.full_value()});
         self.emit(&key, value)
     }
 
@@ -428,7 +428,7 @@ impl DeadLetterOut {
         let key = format!("event/{}/{}", ev.partition, ev.offset);
         self.emit(
             &key,
-            serde_json::json!({"reason": format!("sink failed: {error}"), "key": ev.key, "value": ev.value}),
+            serde_json::json!({"reason": format!("sink failed: {error}"), "key": ev.key, "value": ev.full_value()}),
         )
     }
 
@@ -698,8 +698,15 @@ impl KafkaSource {
         let dead = |detail: String| {
             let value =
                 serde_json::Value::String(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
-            let event =
-                Event { key: None, value, timestamp_ms: 0, partition: m.partition(), offset: m.offset(), source: 0 };
+            let event = Event {
+                key: None,
+                value,
+                timestamp_ms: 0,
+                partition: m.partition(),
+                offset: m.offset(),
+                source: 0,
+                raw: None,
+            };
             Input::Dead(Box::new(DeadLetter { event, reason: DeadLetterReason::Undecodable { detail } }))
         };
         let Some(task) = task else { return dead(format!("repartition record without {H_TASK}")) };
@@ -717,7 +724,8 @@ impl KafkaSource {
             Err(e) => return dead(format!("not JSON: {e}")),
         };
         let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-        let ev = Event { key, value, timestamp_ms: time, partition: m.partition(), offset: m.offset(), source };
+        let ev =
+            Event { key, value, timestamp_ms: time, partition: m.partition(), offset: m.offset(), source, raw: None };
         Input::Event(ev, Some(Upstream { task, offset, seq }))
     }
 
@@ -742,20 +750,30 @@ impl KafkaSource {
                 _ => latest,
             };
             let value = serde_json::Value::Null;
-            let ev =
-                Event { key: record_key, value, timestamp_ms, partition: m.partition(), offset: m.offset(), source };
+            let ev = Event {
+                key: record_key,
+                value,
+                timestamp_ms,
+                partition: m.partition(),
+                offset: m.offset(),
+                source,
+                raw: None,
+            };
             return Input::Event(ev, None);
         };
-        match serde_json::from_slice(payload) {
-            Ok(value) => match sources[i].0.format.event(value, record_key, record_ts, m.partition(), m.offset()) {
+        let format = &sources[i].0.format;
+        match format.decode(payload) {
+            Ok((value, raw)) => match format.event(value, record_key, record_ts, m.partition(), m.offset()) {
                 Ok(mut ev) => {
                     ev.source = source;
+                    ev.raw = raw;
                     let latest = latest_times.entry(task.partition).or_insert(i64::MIN);
                     *latest = (*latest).max(ev.timestamp_ms);
                     Input::Event(ev, None)
                 }
                 Err(mut d) => {
                     d.event.source = source;
+                    d.event.raw = raw;
                     Input::Dead(d)
                 }
             },
@@ -768,6 +786,7 @@ impl KafkaSource {
                     partition: m.partition(),
                     offset: m.offset(),
                     source,
+                    raw: None,
                 };
                 let detail = format!("not JSON: {e}");
                 Input::Dead(Box::new(DeadLetter { event, reason: DeadLetterReason::Undecodable { detail } }))
@@ -1002,7 +1021,8 @@ impl KafkaSource {
 impl Exchange for KafkaSource {
     fn send(&mut self, stage: usize, ev: &Event, from: Upstream) -> Result<(), RunError> {
         let Some(p) = &self.producer else { return Err(RunError::Other("no repartition producer".into())) };
-        let value = serde_json::to_vec(&ev.value).map_err(|e| RunError::Other(e.to_string()))?;
+        let value = ev.value_text();
+        let value = value.as_bytes();
         let mut headers = OwnedHeaders::new_with_capacity(5)
             .insert(Header { key: H_TASK, value: Some(&from.task.to_be_bytes()) })
             .insert(Header { key: H_OFFSET, value: Some(&from.offset.to_be_bytes()) })

@@ -14,6 +14,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod nexmark;
 pub mod postgres;
+pub mod projection;
 pub mod runner;
 pub mod sink;
 pub mod source;

@@ -63,7 +63,7 @@ pub fn to_event(e: &nexmark::event::Event, offset: i64) -> Event {
             b.date_time,
         ),
     };
-    Event { key: None, value, timestamp_ms: t as i64, partition: 0, offset, source: 0 }
+    Event { key: None, value, timestamp_ms: t as i64, partition: 0, offset, source: 0, raw: None }
 }
 
 /// A generated event as the `nexmark` crate serializes it: `{"Bid": {...}}` and so on.
@@ -74,7 +74,7 @@ pub fn to_crate_json(e: &nexmark::event::Event) -> Value {
 /// A JSON event read back from a topic (time from `date_time`).
 pub fn from_json(value: Value, offset: i64) -> Option<Event> {
     let t = value.get("date_time")?.as_i64()?;
-    Some(Event { key: None, value, timestamp_ms: t, partition: 0, offset, source: 0 })
+    Some(Event { key: None, value, timestamp_ms: t, partition: 0, offset, source: 0, raw: None })
 }
 
 /// Query outputs: always counted, kept as rows when asked (tests).

@@ -241,6 +241,14 @@ pub fn event_json(ev: &Event) -> serde_json::Value {
 /// Writes `event_json(ev)` and a newline, serialized from the event in place (no copy of
 /// its value).
 pub fn write_event_line(out: &mut (impl Write + ?Sized), ev: &Event) -> std::io::Result<()> {
+    if let Some(raw) = &ev.raw {
+        // The value as it came (it was decoded from this text and not changed since).
+        out.write_all(b"{\"key\":")?;
+        serde_json::to_writer(&mut *out, &ev.key)?;
+        write!(out, ",\"timestamp\":{},\"value\":", ev.timestamp_ms)?;
+        out.write_all(raw.as_bytes())?;
+        return out.write_all(b"}\n");
+    }
     #[derive(serde::Serialize)]
     struct Line<'a> {
         key: &'a Option<String>,

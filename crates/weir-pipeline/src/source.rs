@@ -97,14 +97,16 @@ impl<R: BufRead> Source for JsonlSource<R> {
                 continue;
             }
             let partition = i32::from(self.index);
-            let input = match serde_json::from_str(text) {
-                Ok(value) => match self.format.event(value, None, None, partition, self.offset) {
+            let input = match self.format.decode(text.as_bytes()) {
+                Ok((value, raw)) => match self.format.event(value, None, None, partition, self.offset) {
                     Ok(mut ev) => {
                         ev.source = self.index;
+                        ev.raw = raw;
                         Input::Event(ev, None)
                     }
                     Err(mut d) => {
                         d.event.source = self.index;
+                        d.event.raw = raw;
                         Input::Dead(d)
                     }
                 },

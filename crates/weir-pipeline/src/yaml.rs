@@ -730,15 +730,61 @@ impl Compiled {
 
     /// How records of each source become events, in source order.
     pub fn formats(&self) -> Vec<EventFormat> {
-        self.spec.source_list().iter().map(|(_, s)| EventFormat { time: s.time.clone(), key: s.key.clone() }).collect()
+        let list = self.spec.source_list();
+        let projection = if list.len() == 1 { self.projection().map(Arc::new) } else { None };
+        list.iter()
+            .map(|(_, s)| EventFormat { time: s.time.clone(), key: s.key.clone(), projection: projection.clone() })
+            .collect()
+    }
+
+    /// What the pipeline reads of an event before it replaces it, when that is known and the
+    /// event is not needed whole (`projection`): the paths of the source's time and key and of
+    /// every filter and key_by up to the first map or flat_map, and of that map. None (decode
+    /// everything) when an expression reads the event whole or at a computed path, or is not
+    /// on the fast path; when a dedup, window or join comes before any map (they keep events,
+    /// or shuffle them through a topic); when several sources are read; and when unchanged
+    /// events reach a sink that cannot write them as they came (the database sinks).
+    pub fn projection(&self) -> Option<crate::projection::Projection> {
+        let mut p = crate::projection::Projection::new();
+        let reads = |p: &mut crate::projection::Projection, src: &str| {
+            let e = Expr::compile(src).ok()?;
+            e.fast.as_ref().is_some_and(|f| f.reads(p)).then_some(())
+        };
+        let list = self.spec.source_list();
+        let [(_, source)] = list.as_slice() else { return None };
+        match &source.time {
+            TimeFrom::RecordTimestamp => {}
+            TimeFrom::Field(path) => p.read(path),
+            TimeFrom::Expr(e) => reads(&mut p, e.source())?,
+        }
+        match &source.key {
+            KeyFrom::RecordKey => {}
+            KeyFrom::Field(path) => p.read(path),
+            KeyFrom::Expr(e) => reads(&mut p, e.source())?,
+        }
+        for step in self.spec.all_steps() {
+            match step {
+                StepRef::Step(StepSpec::Filter(src) | StepSpec::KeyBy(src)) => reads(&mut p, src)?,
+                StepRef::Step(StepSpec::Map(src) | StepSpec::FlatMap(src)) => {
+                    reads(&mut p, src)?;
+                    return Some(p);
+                }
+                StepRef::Step(StepSpec::Dedup(_) | StepSpec::Window(_) | StepSpec::Join(_)) | StepRef::Window(_) => {
+                    return None
+                }
+            }
+        }
+        let sink = &self.spec.sink;
+        (sink.sqlite.is_none() && sink.postgres.is_none()).then_some(p)
     }
 
     /// How records of the (first) source become events.
     pub fn format(&self) -> EventFormat {
-        self.formats()
-            .into_iter()
-            .next()
-            .unwrap_or(EventFormat { time: TimeFrom::RecordTimestamp, key: KeyFrom::RecordKey })
+        self.formats().into_iter().next().unwrap_or(EventFormat {
+            time: TimeFrom::RecordTimestamp,
+            key: KeyFrom::RecordKey,
+            projection: None,
+        })
     }
 }
 
@@ -747,9 +793,23 @@ impl Compiled {
 pub struct EventFormat {
     pub time: TimeFrom,
     pub key: KeyFrom,
+    /// Decode only these paths of a record, keeping its text (`Compiled::projection`).
+    pub projection: Option<Arc<crate::projection::Projection>>,
 }
 
 impl EventFormat {
+    /// Decodes a record's bytes: only the projection's paths when there is one, with the text
+    /// kept for the event (`Event::raw`); the whole value otherwise.
+    pub fn decode(&self, bytes: &[u8]) -> Result<(serde_json::Value, Option<Arc<str>>), serde_json::Error> {
+        if let Some(p) = &self.projection {
+            // Text that is not UTF-8 is no JSON either: serde_json says why below.
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                return p.decode(text).map(|v| (v, Some(Arc::from(text))));
+            }
+        }
+        serde_json::from_slice(bytes).map(|v| (v, None))
+    }
+
     /// The event for a JSON value read at (partition, offset), with the record's key and
     /// timestamp when the source has them; a dead letter when its time cannot be found.
     pub fn event(
@@ -761,8 +821,15 @@ impl EventFormat {
         offset: i64,
     ) -> Result<Event, Box<weir_stream::DeadLetter>> {
         use weir_stream::{DeadLetter, DeadLetterReason};
-        let mut ev =
-            Event { key: record_key, value, timestamp_ms: record_ts.unwrap_or(0), partition, offset, source: 0 };
+        let mut ev = Event {
+            key: record_key,
+            value,
+            timestamp_ms: record_ts.unwrap_or(0),
+            partition,
+            offset,
+            source: 0,
+            raw: None,
+        };
         let dead = |ev: Event, reason| Box::new(DeadLetter { event: ev, reason });
         let as_time = |v: &serde_json::Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
         match &self.time {
@@ -1044,7 +1111,12 @@ impl Spec {
                     known = None;
                     b.try_flat_map(move |ev, out| match e.eval(&ev) {
                         Ok(serde_json::Value::Array(items)) => {
-                            out.extend(items.into_iter().map(|value| Event { value, key: ev.key.clone(), ..ev }));
+                            out.extend(items.into_iter().map(|value| Event {
+                                value,
+                                key: ev.key.clone(),
+                                raw: None,
+                                ..ev
+                            }));
                             Ok(())
                         }
                         Ok(other) => Err((ev, format!("flat_map returned {other}, not a list"))),

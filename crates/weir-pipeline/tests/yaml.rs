@@ -307,3 +307,73 @@ fn validate_rejects_a_global_window_over_a_topic() {
     let until = file.replace("global: true", "until: expires");
     yaml::load(&until).unwrap();
 }
+
+/// A pipeline that reads a few fields decodes only those, and what reaches the sink or the
+/// dead letters unchanged is still the whole event, as it came.
+#[test]
+fn unchanged_events_pass_through_whole_when_only_some_fields_are_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"kind": "a", "ts": 1000, "nested": {"deep": [1, {"x": "\u00e9"}]}, "big": 12345678901234567890}"#,
+        r#"{"kind":"b","ts":2000,"other":true}"#,
+        r#"{"ts": 3000, "no_kind": 1}"#,
+        r#"{"kind":"a","ts":4000,"n":1.5e3}"#,
+    ];
+    std::fs::write(dir.path().join("in.jsonl"), lines.join("\n")).unwrap();
+    let spec = r#"name: pass
+source: { jsonl: in.jsonl, time_field: ts }
+steps:
+  - filter: "event.kind == 'a'"
+sink: { jsonl: out.jsonl }
+dead_letters: { jsonl: dlq.jsonl }
+"#;
+    let compiled = yaml::load(spec).unwrap();
+    let projection = compiled.projection().expect("a filter over one field is projected");
+    assert!(!projection.is_whole());
+    // Only the read fields are decoded…
+    assert_eq!(projection.decode(lines[0]).unwrap(), serde_json::json!({"kind": "a", "ts": 1000}));
+    let stats = yaml::run(compiled, dir.path(), &yaml::RunOptions::default()).unwrap();
+    assert_eq!((stats.events, stats.dead_letters), (4, 1));
+    // …and the sink still gets every field.
+    let out: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let input = |i: usize| serde_json::from_str::<serde_json::Value>(lines[i]).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!((&out[0]["value"], &out[0]["timestamp"]), (&input(0), &serde_json::json!(1000)));
+    assert_eq!(out[1]["value"], input(3));
+    let dlq: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap().trim()).unwrap();
+    assert_eq!(dlq["value"], input(2), "{dlq}");
+}
+
+#[test]
+fn events_needed_whole_are_decoded_whole() {
+    let with = |steps: &str, sink: &str| {
+        let spec = format!(
+            "name: p\nsource: {{ jsonl: in.jsonl, time_field: ts, key_field: k }}\nsteps:\n{steps}\nsink: {sink}\n"
+        );
+        yaml::load(&spec).unwrap().projection()
+    };
+    let jsonl = "{ jsonl: out.jsonl }";
+    let sqlite = "{ sqlite: out.db, table: t }";
+    // Reads the event whole, or at a computed path.
+    assert!(with("  - map: \"{'all': event, 'ts': event.ts}\"", jsonl).is_none());
+    assert!(with("  - filter: \"size(event) > 1\"", jsonl).is_none());
+    assert!(with("  - filter: \"event[string(event.ts)] == 1\"", jsonl).is_none());
+    // Not on the fast path (a comprehension).
+    assert!(with("  - filter: \"event.items.exists(i, i > 1)\"", jsonl).is_none());
+    // Keeps events before any map.
+    assert!(with("  - dedup: { horizon: 1m }", jsonl).is_none());
+    assert!(with("  - window: { tumbling: 1m, top_n: { n: 1, by: ts } }", jsonl).is_none());
+    // A map first: only its fields (and the time and key) are read, whatever comes after.
+    let p = with(
+        "  - filter: \"has(event.a)\"\n  - map: \"{'b': event.b.c, 'ts': event.ts}\"\n  - window: { tumbling: 1m, aggregate: count }",
+        sqlite,
+    )
+    .expect("projected");
+    let text = r#"{"a": {"big": [1, 2]}, "b": {"c": 1, "d": 2}, "ts": 5, "k": "x", "z": 0}"#;
+    assert_eq!(p.decode(text).unwrap(), serde_json::json!({"a": null, "b": {"c": 1}, "ts": 5, "k": "x"}));
+}

@@ -16,6 +16,12 @@ pub struct Event {
     /// can be "the events of source N".
     #[serde(default, skip_serializing_if = "is_zero")]
     pub source: u16,
+    /// The JSON text `value` was decoded from, while the value is unchanged since (the engine
+    /// drops it after a map or flat_map). Sinks and dead letters write it as it came instead of
+    /// re-encoding the value, and a source may then decode only the fields its pipeline reads
+    /// (`value` holds those). Not part of checkpoints.
+    #[serde(skip)]
+    pub raw: Option<std::sync::Arc<str>>,
 }
 
 fn is_zero(n: &u16) -> bool {
@@ -24,7 +30,30 @@ fn is_zero(n: &u16) -> bool {
 
 impl Event {
     pub fn new(key: Option<&str>, value: Value, timestamp_ms: i64) -> Self {
-        Self { key: key.map(str::to_owned), value, timestamp_ms, partition: 0, offset: -1, source: 0 }
+        Self { key: key.map(str::to_owned), value, timestamp_ms, partition: 0, offset: -1, source: 0, raw: None }
+    }
+
+    /// The value as JSON text: the text it came as when the event still has it.
+    pub fn value_text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.raw {
+            Some(raw) => std::borrow::Cow::Borrowed(raw),
+            None => std::borrow::Cow::Owned(self.value.to_string()),
+        }
+    }
+
+    /// The whole value: decoded again from its text when the event has it (the value may hold
+    /// only the fields the pipeline reads). For the rare paths that need it (dead letters).
+    pub fn full_value(&self) -> std::borrow::Cow<'_, Value> {
+        match self.raw.as_deref().map(serde_json::from_str) {
+            Some(Ok(v)) => std::borrow::Cow::Owned(v),
+            _ => std::borrow::Cow::Borrowed(&self.value),
+        }
+    }
+
+    /// The event with its value's text forgotten (the value was changed).
+    pub fn without_raw(mut self) -> Self {
+        self.raw = None;
+        self
     }
 
     pub fn on_partition(mut self, partition: i32, offset: i64) -> Self {
@@ -143,6 +172,7 @@ impl WindowResult {
             partition,
             offset,
             source: 0,
+            raw: None,
         }
     }
 }

@@ -96,7 +96,15 @@ impl KeyedJoin {
             m.insert("window_start".into(), start.into());
             m.insert("window_end".into(), end.into());
         }
-        Event { key: Some(key.to_owned()), value: Value::Object(m), timestamp_ms: t, partition, offset: -1, source: 0 }
+        Event {
+            key: Some(key.to_owned()),
+            value: Value::Object(m),
+            timestamp_ms: t,
+            partition,
+            offset: -1,
+            source: 0,
+            raw: None,
+        }
     }
 
     fn keep(&mut self) -> Result<(), StreamError> {

@@ -609,8 +609,8 @@ fn apply(step: &mut Step, batch: &mut Vec<Event>, next: &mut Vec<Event>, out: &m
                     next.push(ev);
                 }
             }
-            Step::Map(f) => next.push(f(ev)),
-            Step::FlatMap(f) => next.extend(f(ev)),
+            Step::Map(f) => next.push(f(ev).without_raw()),
+            Step::FlatMap(f) => next.extend(f(ev).into_iter().map(Event::without_raw)),
             Step::KeyBy(f) => {
                 let key = f(&ev);
                 next.push(Event { key, ..ev });
@@ -629,12 +629,16 @@ fn apply(step: &mut Step, batch: &mut Vec<Event>, next: &mut Vec<Event>, out: &m
                 }
             },
             Step::TryFlatMap(f) => {
+                let from = next.len();
                 if let Err((e, detail)) = f(ev, next) {
                     out.dead_letters.push(DeadLetter { event: e, reason: DeadLetterReason::Expression { detail } });
                 }
+                for e in &mut next[from..] {
+                    e.raw = None;
+                }
             }
             Step::TryMap(f) => match f(ev) {
-                Ok(e) => next.push(e),
+                Ok(e) => next.push(e.without_raw()),
                 Err((e, detail)) => {
                     out.dead_letters.push(DeadLetter { event: e, reason: DeadLetterReason::Expression { detail } })
                 }
