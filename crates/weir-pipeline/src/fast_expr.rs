@@ -501,6 +501,10 @@ fn compare(o: Cmp, a: &Val<'_>, b: &Val<'_>) -> Option<bool> {
         }
         (Val::Bool(l), Val::Bool(r)) if matches!(o, Cmp::Eq | Cmp::Ne) => Some(l.cmp(r)),
         (Val::Null, Val::Null) if matches!(o, Cmp::Eq | Cmp::Ne) => Some(Ordering::Equal),
+        // Null equals no scalar (`key == 'vip'` with no key is false, as in CEL).
+        (Val::Null, v) | (v, Val::Null) if matches!(o, Cmp::Eq | Cmp::Ne) && !matches!(v, Val::Json(_)) => {
+            Some(Ordering::Less)
+        }
         (l, r) => Some(l.as_str()?.cmp(r.as_str()?)),
     };
     let ord = ord?;
@@ -653,6 +657,11 @@ mod tests {
         "ts - 1000",
         "ts / 1000 * 1000",
         "key == 'k1'",
+        "key != 'k1'",
+        "event.none == 1",
+        "null == event.s",
+        "event.none != event.flag",
+        "event.none == event.list",
         "event.neg",
         "event.nan_like * 10.0",
         "event.n + 1.0",

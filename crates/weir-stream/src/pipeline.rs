@@ -425,6 +425,13 @@ impl Pipeline {
     /// Processes one event at processing time `now_ms`.
     pub fn process(&mut self, event: Event, now_ms: i64) -> Result<Outputs, StreamError> {
         let mut out = Outputs::default();
+        self.process_into(event, now_ms, &mut out)?;
+        Ok(out)
+    }
+
+    /// `process`, adding to `out` (a caller that reuses one `Outputs` allocates nothing for
+    /// an event that passes through).
+    pub fn process_into(&mut self, event: Event, now_ms: i64, out: &mut Outputs) -> Result<(), StreamError> {
         self.position = (event.partition, event.offset);
         // The watermark before this event decides lateness; the event then advances it.
         let watermark = self.watermarks.current();
@@ -437,13 +444,13 @@ impl Pipeline {
         batch.clear();
         batch.push(event);
         self.scratch.1 = next;
-        let result = self.push_from(0, &mut batch, &mut out);
+        let result = self.push_from(0, &mut batch, out);
         self.scratch.0 = batch;
         result?;
         if new_watermark > watermark {
-            self.fire(new_watermark, &mut out);
+            self.fire(new_watermark, out);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Runs `batch` through the nodes from `start`: stateless steps in place, stateful
