@@ -202,7 +202,7 @@ pub fn run(
         // The clock is read once per 64 inputs, and after every wait: processing time to
         // within a few microseconds, without two clock reads per record.
         polls = polls.wrapping_add(1);
-        if polls % 64 == 0 || !matches!(polled, Polled::Input { .. }) {
+        if polls & 63 == 0 || !matches!(polled, Polled::Input { .. }) {
             r.clock = Instant::now();
             r.wall_ms = now_ms();
         }
