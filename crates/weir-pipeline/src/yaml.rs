@@ -651,6 +651,22 @@ impl Expr {
         self.eval_cel(ev)
     }
 
+    /// `eval` for a step that replaces the event's value: a plain `event.a.b` is moved out of
+    /// the event rather than copied.
+    pub fn eval_replacing(&self, ev: &mut Event) -> Result<serde_json::Value, String> {
+        if let Some(path) = &self.path {
+            let mut v = &mut ev.value;
+            for p in path {
+                match v.get_mut(p.as_str()) {
+                    Some(next) => v = next,
+                    None => return self.eval(ev),
+                }
+            }
+            return Ok(std::mem::take(v));
+        }
+        self.eval(ev)
+    }
+
     /// Evaluates with the cel interpreter (what the fast path leaves to it, errors included).
     pub fn eval_cel(&self, ev: &Event) -> Result<serde_json::Value, String> {
         thread_local! {
@@ -1098,7 +1114,7 @@ impl Spec {
                 StepRef::Step(StepSpec::Map(src)) => {
                     let e = compile_checked(text, "map", src, Expect::Any, &known)?;
                     known = crate::expr_check::map_literal_fields(src);
-                    b.try_map(move |mut ev| match e.eval(&ev) {
+                    b.try_map(move |mut ev| match e.eval_replacing(&mut ev) {
                         Ok(v) => {
                             ev.value = v;
                             Ok(ev)

@@ -11,6 +11,11 @@ mod status_cmd;
 mod topic_cmd;
 
 use anyhow::Context;
+
+/// mimalloc instead of glibc malloc: pipelines allocate and free JSON values per event, and
+/// glibc's malloc/free were a third of a pass-through pipeline's time (docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{CommandFactory, Parser, Subcommand};
 use output::Output;
 use std::path::PathBuf;
