@@ -12,10 +12,11 @@ mod topic_cmd;
 
 use anyhow::Context;
 
-/// mimalloc instead of glibc malloc: pipelines allocate and free JSON values per event, and
-/// glibc's malloc/free were a third of a pass-through pipeline's time (docs/PERFORMANCE.md).
+mod alloc;
+
+/// mimalloc for small blocks, glibc for large ones (see `alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Split = alloc::Split;
 use clap::{CommandFactory, Parser, Subcommand};
 use output::Output;
 use std::path::PathBuf;
@@ -109,7 +110,8 @@ enum Command {
     },
 }
 
-/// Large request frames (up to --max-frame-bytes) must go back to the OS when freed, or the
+/// Large request frames (up to --max-frame-bytes; glibc allocates every block of 1 MiB or more,
+/// see `alloc`) must go back to the OS when freed, or the
 /// in-flight byte bound would not bound memory: glibc raises its mmap threshold after each
 /// freed large chunk and then keeps such buffers in its heap arenas. Fixing the threshold at
 /// 1 MiB makes every frame buffer above it an mmap that munmap returns at once
