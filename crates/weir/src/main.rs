@@ -1,5 +1,6 @@
 //! `weir`: the broker and its command-line tools in one binary.
 
+mod bench_pipeline;
 mod client;
 mod config;
 mod data_cmd;
@@ -136,6 +137,9 @@ enum BenchMode {
     E2e,
     /// Nexmark queries on the stream engine (generator in-process, or via a topic with --via-topic)
     Nexmark,
+    /// YAML specs (--spec, e.g. examples/nexmark/*.yaml) through `weir pipeline run` over --events
+    /// generated Nexmark events, from a file or (--via-topic) a topic: events/s, CPU, peak RSS
+    Pipeline,
 }
 
 #[derive(Debug, clap::Args)]
@@ -194,9 +198,12 @@ struct BenchArgs {
     /// Nexmark: generator rate in event time (events per second of event time)
     #[arg(long, default_value_t = 10_000)]
     event_rate: usize,
-    /// Nexmark: produce the events to a topic on --bootstrap and read them back with a Kafka client
+    /// Nexmark and pipeline: produce the events to a topic on --bootstrap and read them back from it
     #[arg(long)]
     via_topic: bool,
+    /// Pipeline: a spec to run (repeat for several); each reads `nexmark.jsonl`
+    #[arg(long)]
+    spec: Vec<PathBuf>,
     /// Nexmark: write the generated events to this file as JSON lines (the `nexmark` crate's
     /// format, `{"Bid": {...}}`), the input of examples/nexmark, and exit
     #[arg(long)]
@@ -265,6 +272,16 @@ fn nexmark(a: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    if let BenchMode::Pipeline = a.mode {
+        return bench_pipeline::run(&bench_pipeline::Args {
+            specs: &a.spec,
+            events: a.events,
+            event_rate: a.event_rate,
+            via_topic: a.via_topic,
+            bootstrap: &a.bootstrap,
+            json: a.json(),
+        });
+    }
     if let BenchMode::Nexmark = a.mode {
         return nexmark(&a);
     }
@@ -273,7 +290,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         mode: match a.mode {
             BenchMode::Produce => weir_bench::Mode::Produce,
             BenchMode::Consume => weir_bench::Mode::Consume,
-            BenchMode::E2e | BenchMode::Nexmark => weir_bench::Mode::E2e,
+            BenchMode::E2e | BenchMode::Nexmark | BenchMode::Pipeline => weir_bench::Mode::E2e,
         },
         bootstrap: a.bootstrap,
         topic: a.topic.unwrap_or_else(|| match a.mode {
@@ -377,7 +394,7 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
     }
     if stats.active_ms > 0 {
         let secs = stats.active_ms as f64 / 1000.0;
-        eprintln!("from the first event: {secs:.2}s ({:.0} events/s)", stats.events as f64 / secs);
+        eprintln!("from the first event: {secs:.3}s ({:.0} events/s)", stats.events as f64 / secs);
     }
     Ok(())
 }
