@@ -1,9 +1,12 @@
 """`weir bench` smoke runs against a fresh broker (figures are reported, not asserted)."""
 
 import json
+import os
 import subprocess
 
 from conftest import WEIR_BIN
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "nexmark")
 
 
 def bench(w, *args):
@@ -42,3 +45,28 @@ def test_nexmark_via_a_topic_gives_the_in_process_outputs(weir):
         assert remote[q]["outputs"] == r["outputs"], q
     print("nexmark events/s: " + ", ".join(
         f"{q} {local[q]['events_per_second']:.0f}/{remote[q]['events_per_second']:.0f}" for q in sorted(local)))
+
+
+def test_bench_pipeline_runs_specs_from_a_file_and_a_topic_alike(weir):
+    """`weir bench pipeline`: the YAML specs through `weir pipeline run`, over a generated file
+    and over a topic the same events were produced to, give the same number of outputs."""
+    specs = []
+    for q in ("q1", "q2", "q7"):
+        specs += ["--spec", os.path.join(EXAMPLES, f"{q}.yaml")]
+    args = ["pipeline", "--events", "30000", *specs]
+    local = bench(weir, *args)
+    remote = bench(weir, *args, "--via-topic")
+    assert [r["spec"] for r in local] == [r["spec"] for r in remote] == ["q1.yaml", "q2.yaml", "q7.yaml"]
+    for f, t in zip(local, remote):
+        assert (f["mode"], t["mode"]) == ("file", "topic")
+        assert f["events"] == t["events"] == 30_000
+        assert f["cpu_seconds"] > 0 and f["max_rss_kb"] > 1000 and f["events_per_second"] > 0
+    # Stateless specs give the same outputs both ways. A window over a topic stays open at the
+    # end (--until-end stops reading; the topic may grow), where a file's end closes it.
+    for f, t in zip(local[:2], remote[:2]):
+        assert f["outputs"] == t["outputs"] > 0, (f, t)
+    assert local[2]["outputs"] >= remote[2]["outputs"]
+    # q1 keeps the bids (92 % of Nexmark events), q2 one auction in 123.
+    assert 25_000 < local[0]["outputs"] < 30_000 and local[1]["outputs"] < 1_000
+    print("bench pipeline events/s (file/topic): " + ", ".join(
+        f"{f['spec']} {f['events_per_second']:.0f}/{t['events_per_second']:.0f}" for f, t in zip(local, remote)))

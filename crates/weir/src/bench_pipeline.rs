@@ -27,6 +27,8 @@ pub struct Report {
     pub spec: String,
     pub mode: &'static str,
     pub events: usize,
+    /// Records the pipeline wrote to its sink.
+    pub outputs: u64,
     /// From the pipeline's first event to its end, as the pipeline reports it.
     pub seconds: f64,
     /// The whole process: user + system CPU seconds.
@@ -40,7 +42,7 @@ impl Report {
     }
 
     fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"spec": self.spec, "mode": self.mode, "events": self.events, "seconds": self.seconds,
+        serde_json::json!({"spec": self.spec, "mode": self.mode, "events": self.events, "outputs": self.outputs, "seconds": self.seconds,
             "events_per_second": self.events_per_second(), "cpu_seconds": self.cpu_seconds,
             "max_rss_kb": self.max_rss_kb})
     }
@@ -60,15 +62,16 @@ pub fn run(a: &Args<'_>) -> anyhow::Result<()> {
         println!("{}", serde_json::Value::Array(reports.iter().map(Report::to_json).collect()));
     } else {
         println!(
-            "{:<28} {:<6} {:>10} {:>9} {:>12} {:>9} {:>8}",
-            "spec", "mode", "events", "seconds", "events/s", "cpu-s", "rss-MB"
+            "{:<28} {:<6} {:>10} {:>10} {:>9} {:>12} {:>9} {:>8}",
+            "spec", "mode", "events", "outputs", "seconds", "events/s", "cpu-s", "rss-MB"
         );
         for r in &reports {
             println!(
-                "{:<28} {:<6} {:>10} {:>9.2} {:>12.0} {:>9.2} {:>8.1}",
+                "{:<28} {:<6} {:>10} {:>10} {:>9.2} {:>12.0} {:>9.2} {:>8.1}",
                 r.spec,
                 r.mode,
                 r.events,
+                r.outputs,
                 r.seconds,
                 r.events_per_second(),
                 r.cpu_seconds,
@@ -135,10 +138,16 @@ fn run_in(a: &Args<'_>, dir: &Path) -> anyhow::Result<Vec<Report>> {
             .lines()
             .find_map(|l| l.strip_prefix("from the first event: ")?.split('s').next()?.parse::<f64>().ok())
             .unwrap_or(wall);
+        // `weir pipeline run` says "<n> events in <s>s (<r> events/s): <m> outputs, …".
+        let outputs = stderr
+            .lines()
+            .find_map(|l| l.split_once("): ")?.1.split(' ').next()?.parse::<u64>().ok())
+            .with_context(|| format!("{}: no output count in:\n{stderr}", spec_path.display()))?;
         reports.push(Report {
             spec: name,
             mode: if a.via_topic { "topic" } else { "file" },
             events: a.events,
+            outputs,
             seconds,
             cpu_seconds: usage.0,
             max_rss_kb: usage.1,
