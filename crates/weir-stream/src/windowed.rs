@@ -82,9 +82,7 @@ struct Starts(Vec<(i64, Open)>);
 
 impl Starts {
     fn one(start: i64, open: Open) -> Self {
-        let mut v = Vec::with_capacity(1);
-        v.push((start, open));
-        Self(v)
+        Self(vec![(start, open)])
     }
 
     fn find(&self, start: i64) -> Result<usize, usize> {
