@@ -58,6 +58,16 @@ enum Node {
     StrTest(StrTest, Box<Node>, Box<Node>),
     /// A map literal with string-literal keys, each once.
     Map(Vec<(String, Node)>),
+    /// `x in ['a', 'b']`: a list literal of strings, or of ints.
+    InList(Box<Node>, InList),
+    /// `'f' in m`: a key of a map.
+    InMap(Box<Node>, Box<Node>),
+}
+
+#[derive(Debug)]
+enum InList {
+    Strs(Vec<String>),
+    Ints(Vec<i64>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -246,6 +256,9 @@ fn reads(n: &Node, p: &mut crate::projection::Projection) -> bool {
         | Node::StrTest(_, a, b) => reads(a, p) && reads(b, p),
         Node::Cond(c, a, b) => reads(c, p) && reads(a, p) && reads(b, p),
         Node::Map(entries) => entries.iter().all(|(_, v)| reads(v, p)),
+        Node::InList(x, _) => reads(x, p),
+        // The map is read whole (which of its keys is asked may be computed).
+        Node::InMap(x, m) => reads(x, p) && reads(m, p),
     }
 }
 
@@ -326,6 +339,10 @@ fn node(e: &IdedExpr) -> Option<Node> {
                 op::LESS_EQUALS => binary(&|a, b| Node::Cmp(Cmp::Le, a, b))?,
                 op::GREATER => binary(&|a, b| Node::Cmp(Cmp::Gt, a, b))?,
                 op::GREATER_EQUALS => binary(&|a, b| Node::Cmp(Cmp::Ge, a, b))?,
+                op::IN => match (&call.target, args.as_slice()) {
+                    (None, [x, container]) => in_node(x, container)?,
+                    _ => return None,
+                },
                 op::CONDITIONAL => match (&call.target, args.as_slice()) {
                     (None, [c, a, b]) => Node::Cond(boxed(c)?, boxed(a)?, boxed(b)?),
                     _ => return None,
@@ -355,6 +372,29 @@ fn node(e: &IdedExpr) -> Option<Node> {
         }
         Expr::Comprehension(_) | Expr::List(_) | Expr::Struct(_) | Expr::Unspecified => return None,
     })
+}
+
+/// `x in <list literal>` (strings only, or ints only) or `x in <map>`.
+fn in_node(x: &IdedExpr, container: &IdedExpr) -> Option<Node> {
+    let x = boxed(x)?;
+    let Expr::List(list) = &container.expr else { return Some(Node::InMap(x, boxed(container)?)) };
+    if !list.optional_indices.is_empty() {
+        return None;
+    }
+    let lits = list.elements.iter().map(|e| match &e.expr {
+        Expr::Literal(l) => Some(l),
+        _ => None,
+    });
+    let lits: Vec<&LiteralValue> = lits.collect::<Option<_>>()?;
+    if let Some(strs) = lits
+        .iter()
+        .map(|l| if let LiteralValue::String(s) = l { Some(s.inner().to_owned()) } else { None })
+        .collect::<Option<Vec<String>>>()
+    {
+        return Some(Node::InList(x, InList::Strs(strs)));
+    }
+    let ints = lits.iter().map(|l| if let LiteralValue::Int(i) = l { Some(*i.inner()) } else { None });
+    Some(Node::InList(x, InList::Ints(ints.collect::<Option<Vec<i64>>>()?)))
 }
 
 fn json_of(n: &Node, ev: &Event) -> Option<Json> {
@@ -450,6 +490,18 @@ fn eval<'a>(n: &'a Node, ev: &'a Event) -> Option<Val<'a>> {
             })
         }
         Node::Map(_) => return None,
+        Node::InList(x, list) => match (eval(x, ev)?, list) {
+            // A string equals only strings, an int only ints here (CEL compares ints with
+            // uints and doubles too: those are left to it).
+            (Val::Str(s), InList::Strs(l)) => Val::Bool(l.iter().any(|e| e == s)),
+            (Val::String(s), InList::Strs(l)) => Val::Bool(l.iter().any(|e| *e == s)),
+            (Val::Int(i), InList::Ints(l)) => Val::Bool(l.contains(&i)),
+            _ => return None,
+        },
+        Node::InMap(x, m) => match (eval(x, ev)?, eval(m, ev)?) {
+            (k, Val::Json(Json::Object(m))) => Val::Bool(m.contains_key(k.as_str()?)),
+            _ => return None,
+        },
     })
 }
 
@@ -676,6 +728,24 @@ mod tests {
         "event.nested",
         "[1, 2].size()",
         "event.list.exists(x, x == 1)",
+        "event.s in ['abc', 'x']",
+        "event.s in ['x']",
+        "event.n in [-3, 4]",
+        "event.n in [1, 2]",
+        "event.n in [1.0, -3.0]",
+        "event.amount in [12, 13]",
+        "event.big in [1, 2]",
+        "key in ['k1']",
+        "event.Person.state in ['or', 'id', 'az']",
+        "has(event.Person) && event.Person.state in ['or', 'id', 'ca']",
+        "'s' in event",
+        "'zz' in event",
+        "'a' in event.nested",
+        "'b' in event.nested.a",
+        "1 in event.nested",
+        "event.s in event.nested",
+        "event.s in [event.t]",
+        "event.s in []",
     ];
 
     #[test]
@@ -718,6 +788,10 @@ mod tests {
         for src in &EXPRS[..5] {
             assert!(Expr::compile(src).expect(src).is_fast(), "{src}");
         }
+        // q3's side predicate.
+        assert!(Expr::compile("has(event.Person) && event.Person.state in ['or', 'id', 'ca']")
+            .expect("parses")
+            .is_fast());
         assert!(!Expr::compile("event.list.exists(x, x == 1)").expect("parses").is_fast());
         assert!(!Expr::compile("{'a': 1, 'a': 2}").expect("parses").is_fast());
     }
