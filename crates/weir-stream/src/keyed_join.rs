@@ -87,11 +87,13 @@ impl KeyedJoin {
         self.windows.len() + self.waiting.len()
     }
 
-    fn pair(key: &str, left: &Value, right: &Value, t: i64, window: Option<(i64, i64)>, partition: i32) -> Event {
+    /// The joined event; the sides are taken by value, so a side the join no longer keeps is
+    /// moved in rather than copied.
+    fn pair(key: &str, left: Value, right: Value, t: i64, window: Option<(i64, i64)>, partition: i32) -> Event {
         let mut m = serde_json::Map::new();
         m.insert("key".into(), Value::String(key.to_owned()));
-        m.insert("left".into(), left.clone());
-        m.insert("right".into(), right.clone());
+        m.insert("left".into(), left);
+        m.insert("right".into(), right);
         if let Some((start, end)) = window {
             m.insert("window_start".into(), start.into());
             m.insert("window_end".into(), end.into());
@@ -168,7 +170,7 @@ impl KeyedJoin {
                     Side::Left => {
                         for (rt, r) in &s.right {
                             if matches(t, *rt) {
-                                out.push(Self::pair(&key, &ev.value, r, t.max(*rt), None, ev.partition));
+                                out.push(Self::pair(&key, ev.value.clone(), r.clone(), t.max(*rt), None, ev.partition));
                             }
                         }
                         s.left.push((t, ev.value));
@@ -176,7 +178,7 @@ impl KeyedJoin {
                     Side::Right => {
                         for (lt, l) in &s.left {
                             if matches(*lt, t) {
-                                out.push(Self::pair(&key, l, &ev.value, t.max(*lt), None, ev.partition));
+                                out.push(Self::pair(&key, l.clone(), ev.value.clone(), t.max(*lt), None, ev.partition));
                             }
                         }
                         s.right.push((t, ev.value));
@@ -194,7 +196,7 @@ impl KeyedJoin {
                     if t <= watermark_ms {
                         // Within the allowed lateness: the rows up to t are known already.
                         if let Some(row) = self.row_at(&key, t) {
-                            out.push(Self::pair(&key, &ev.value, row, t, None, ev.partition));
+                            out.push(Self::pair(&key, ev.value, row.clone(), t, None, ev.partition));
                         }
                         return Ok(());
                     }
@@ -241,7 +243,7 @@ impl KeyedJoin {
                     let window = Some((start, start + size_ms));
                     for (_, l) in &s.left {
                         for (_, r) in &s.right {
-                            out.push(Self::pair(&key, l, r, start + size_ms - 1, window, 0));
+                            out.push(Self::pair(&key, l.clone(), r.clone(), start + size_ms - 1, window, 0));
                         }
                     }
                 }
@@ -273,8 +275,8 @@ impl KeyedJoin {
                     let ((t, key), lefts) = entry.remove_entry();
                     self.kept -= lefts.len();
                     if let Some(row) = self.row_at(&key, t) {
-                        for l in &lefts {
-                            out.push(Self::pair(&key, l, row, t, None, 0));
+                        for l in lefts {
+                            out.push(Self::pair(&key, l, row.clone(), t, None, 0));
                         }
                     }
                 }
