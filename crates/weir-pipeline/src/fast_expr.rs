@@ -494,7 +494,7 @@ fn eval<'a>(n: &'a Node, ev: &'a Event) -> Option<Val<'a>> {
             // A string equals only strings, an int only ints here (CEL compares ints with
             // uints and doubles too: those are left to it).
             (Val::Str(s), InList::Strs(l)) => Val::Bool(l.iter().any(|e| e == s)),
-            (Val::String(s), InList::Strs(l)) => Val::Bool(l.iter().any(|e| *e == s)),
+            (Val::String(s), InList::Strs(l)) => Val::Bool(l.contains(&s)),
             (Val::Int(i), InList::Ints(l)) => Val::Bool(l.contains(&i)),
             _ => return None,
         },
