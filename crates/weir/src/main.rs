@@ -12,12 +12,6 @@ mod status_cmd;
 mod topic_cmd;
 
 use anyhow::Context;
-
-mod alloc;
-
-/// mimalloc for small blocks, glibc for large ones (see `alloc`).
-#[global_allocator]
-static GLOBAL: alloc::Split = alloc::Split;
 use clap::{CommandFactory, Parser, Subcommand};
 use output::Output;
 use std::path::PathBuf;
@@ -111,8 +105,7 @@ enum Command {
     },
 }
 
-/// Large request frames (up to --max-frame-bytes; glibc allocates every block of 1 MiB or more,
-/// see `alloc`) must go back to the OS when freed, or the
+/// Large request frames (up to --max-frame-bytes) must go back to the OS when freed, or the
 /// in-flight byte bound would not bound memory: glibc raises its mmap threshold after each
 /// freed large chunk and then keeps such buffers in its heap arenas. Fixing the threshold at
 /// 1 MiB makes every frame buffer above it an mmap that munmap returns at once
