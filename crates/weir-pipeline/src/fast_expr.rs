@@ -456,22 +456,8 @@ fn eval<'a>(n: &'a Node, ev: &'a Event) -> Option<Val<'a>> {
             Val::Float(f) => Val::Float(-f),
             _ => return None,
         },
-        Node::And(a, b) => match eval(a, ev)? {
-            Val::Bool(false) => Val::Bool(false),
-            Val::Bool(true) => match eval(b, ev)? {
-                Val::Bool(b) => Val::Bool(b),
-                _ => return None,
-            },
-            _ => return None,
-        },
-        Node::Or(a, b) => match eval(a, ev)? {
-            Val::Bool(true) => Val::Bool(true),
-            Val::Bool(false) => match eval(b, ev)? {
-                Val::Bool(b) => Val::Bool(b),
-                _ => return None,
-            },
-            _ => return None,
-        },
+        Node::And(a, b) => Val::Bool(logic(a, b, false, ev)?),
+        Node::Or(a, b) => Val::Bool(logic(a, b, true, ev)?),
         Node::Cond(c, a, b) => match eval(c, ev)? {
             Val::Bool(true) => eval(a, ev)?,
             Val::Bool(false) => eval(b, ev)?,
@@ -503,6 +489,19 @@ fn eval<'a>(n: &'a Node, ev: &'a Event) -> Option<Val<'a>> {
             _ => return None,
         },
     })
+}
+
+/// `a && b` (`decisive` false) or `a || b` (true): `a` decides alone when it is `decisive`;
+/// both must be bools.
+fn logic(a: &Node, b: &Node, decisive: bool, ev: &Event) -> Option<bool> {
+    match eval(a, ev)? {
+        Val::Bool(x) if x == decisive => Some(x),
+        Val::Bool(_) => match eval(b, ev)? {
+            Val::Bool(y) => Some(y),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn arith<'a>(o: Arith, a: Val<'a>, b: Val<'a>) -> Option<Val<'a>> {
@@ -767,8 +766,12 @@ mod tests {
                         assert_eq!(cel.as_ref().map(crate::yaml::key_text), Ok(k), "{src} as a key over {}", ev.value);
                     }
                     if let Some(t) = f.eval_time(&ev) {
-                        let as_time = |v: &serde_json::Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
-                        assert_eq!(cel.as_ref().map(as_time), Ok(Some(t)), "{src} as a time over {}", ev.value);
+                        assert_eq!(
+                            cel.as_ref().map(crate::yaml::time_of),
+                            Ok(Some(t)),
+                            "{src} as a time over {}",
+                            ev.value
+                        );
                     }
                 }
                 // Whatever path answers, the answer is the one given before the fast path.

@@ -623,10 +623,9 @@ impl Expr {
         if let Some(t) = self.fast.as_ref().and_then(|f| f.eval_time(ev)) {
             return Ok(Some(t));
         }
-        let as_time = |v: &serde_json::Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
         match self.lookup(ev) {
-            Some(r) => r.map(as_time),
-            None => self.eval_cel(ev).map(|v| as_time(&v)),
+            Some(r) => r.map(time_of),
+            None => self.eval_cel(ev).map(|v| time_of(&v)),
         }
     }
 
@@ -683,6 +682,11 @@ impl Expr {
             v.json().map_err(|e| e.to_string())
         })
     }
+}
+
+/// An event time from a JSON value: an integer, or a number truncated (None: neither).
+pub(crate) fn time_of(v: &serde_json::Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
 }
 
 /// `event.a.b` as the path `[a, b]`.
@@ -847,14 +851,13 @@ impl EventFormat {
             raw: None,
         };
         let dead = |ev: Event, reason| Box::new(DeadLetter { event: ev, reason });
-        let as_time = |v: &serde_json::Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
         match &self.time {
             TimeFrom::RecordTimestamp if record_ts.is_none() => {
                 let detail = "record has no timestamp".into();
                 return Err(dead(ev, DeadLetterReason::Undecodable { detail }));
             }
             TimeFrom::RecordTimestamp => {}
-            TimeFrom::Field(path) => match lookup(&ev.value, path).and_then(as_time) {
+            TimeFrom::Field(path) => match lookup(&ev.value, path).and_then(time_of) {
                 Some(t) => ev.timestamp_ms = t,
                 None => {
                     let reason = DeadLetterReason::BadField {
