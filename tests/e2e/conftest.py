@@ -110,3 +110,14 @@ def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
             return
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A PostgreSQL conninfo: the test script's cluster ($WEIR_TEST_POSTGRES), else one started
+    by scripts/postgres."""
+    conninfo = os.environ.get("WEIR_TEST_POSTGRES")
+    if not conninfo:
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "postgres")
+        conninfo = subprocess.run([script], check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
+    return conninfo

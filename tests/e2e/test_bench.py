@@ -70,3 +70,24 @@ def test_bench_pipeline_runs_specs_from_a_file_and_a_topic_alike(weir):
     assert 25_000 < local[0]["outputs"] < 30_000 and local[1]["outputs"] < 1_000
     print("bench pipeline events/s (file/topic): " + ", ".join(
         f"{f['spec']} {f['events_per_second']:.0f}/{t['events_per_second']:.0f}" for f, t in zip(local, remote)))
+
+
+def test_bench_pipeline_runs_sql_scripts_from_a_file_and_a_topic_alike(weir):
+    """The SQL scripts of examples/nexmark through `weir pipeline run`, over the file and over a
+    topic the same events were produced to (through repartition topics for the join): the same
+    outputs as each other and as the YAML specs."""
+    names = ("q1", "q2", "q3")
+    specs = []
+    for q in names:
+        specs += ["--spec", os.path.join(EXAMPLES, f"{q}.sql"), "--spec", os.path.join(EXAMPLES, f"{q}.yaml")]
+    args = ["pipeline", "--events", "30000", *specs]
+    local = bench(weir, *args)
+    remote = bench(weir, *args, "--via-topic")
+    for i, q in enumerate(names):
+        sql_file, yaml_file = local[2 * i], local[2 * i + 1]
+        sql_topic = remote[2 * i]
+        assert sql_file["spec"] == f"{q}.sql" and sql_topic["mode"] == "topic"
+        assert sql_file["outputs"] == yaml_file["outputs"] == sql_topic["outputs"] > 0, (q, sql_file, sql_topic)
+    print("bench pipeline SQL events/s (file/topic): " + ", ".join(
+        f"{local[2 * i]['spec']} {local[2 * i]['events_per_second']:.0f}/{remote[2 * i]['events_per_second']:.0f}"
+        for i in range(len(names))))

@@ -18,7 +18,6 @@ import time
 import zlib
 
 import psycopg
-import pytest
 import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -30,15 +29,6 @@ WINDOW_MS = 60_000
 LATENESS_MS = 30_000
 OUT_OF_ORDER_MS = 10_000
 BASE_MS = 1_700_000_040_000 // WINDOW_MS * WINDOW_MS
-
-
-@pytest.fixture(scope="module")
-def pg():
-    conninfo = os.environ.get("WEIR_TEST_POSTGRES")
-    if not conninfo:
-        script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "postgres")
-        conninfo = subprocess.run([script], check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
-    return conninfo
 
 
 def partition_of(customer):

@@ -553,9 +553,8 @@ fn compare(o: Cmp, a: &Val<'_>, b: &Val<'_>) -> Option<bool> {
         (Val::Bool(l), Val::Bool(r)) if matches!(o, Cmp::Eq | Cmp::Ne) => Some(l.cmp(r)),
         (Val::Null, Val::Null) if matches!(o, Cmp::Eq | Cmp::Ne) => Some(Ordering::Equal),
         // Null equals no scalar (`key == 'vip'` with no key is false, as in CEL).
-        (Val::Null, v) | (v, Val::Null) if matches!(o, Cmp::Eq | Cmp::Ne) && !matches!(v, Val::Json(_)) => {
-            Some(Ordering::Less)
-        }
+        // …nor any list or map (`event.Bid != null`, SQL's IS NOT NULL of a ROW).
+        (Val::Null, _) | (_, Val::Null) if matches!(o, Cmp::Eq | Cmp::Ne) => Some(Ordering::Less),
         (l, r) => Some(l.as_str()?.cmp(r.as_str()?)),
     };
     let ord = ord?;
@@ -674,6 +673,9 @@ mod tests {
         "event.none",
         "event.none == null",
         "event.n == null",
+        "event.nested != null",
+        "event.list == null",
+        "null != event.nested.a",
         "event.flag",
         "!event.flag",
         "event.flag == true",

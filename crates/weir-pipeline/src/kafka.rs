@@ -1158,3 +1158,81 @@ fn rewind(consumer: &BaseConsumer<GroupContext>, topic: &str, from: StartFrom) -
     tracing::info!(?from, partitions = tpl.count(), "group offsets reset");
     Ok(())
 }
+
+/// A topic's records as they are now, written as JSON Lines (`weir sql "SELECT …"`): each
+/// line is the value's JSON object with the record's `key`, `timestamp`, `partition` and
+/// `offset` beside its fields (a value that is not an object is under `value`; a value that
+/// is not JSON is refused). Reads every partition from its start to its current end, without
+/// a consumer group. Returns the number of records.
+pub fn snapshot_topic(brokers: &str, topic: &str, out: &mut dyn Write) -> Result<u64, RunError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers).set("group.id", "weir-sql-snapshot").set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = config.create()?;
+    let Some(partitions) = partition_count(&consumer, topic)? else {
+        return Err(RunError::Other(format!("topic {topic:?} does not exist on {brokers}")));
+    };
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
+        if high > low {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
+        }
+    }
+    if ends.is_empty() {
+        return Ok(0);
+    }
+    consumer.assign(&tpl)?;
+    let mut n = 0u64;
+    let deadline_idle = Duration::from_secs(30);
+    let mut last = std::time::Instant::now();
+    while !ends.is_empty() {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            if last.elapsed() > deadline_idle {
+                return Err(RunError::Other(format!("reading {topic}: no record for 30 s before its end")));
+            }
+            continue;
+        };
+        let m = m?;
+        last = std::time::Instant::now();
+        let (p, offset) = (m.partition(), m.offset());
+        let value: serde_json::Value = match m.payload() {
+            None => serde_json::Value::Null,
+            Some(b) => serde_json::from_slice(b).map_err(|e| {
+                RunError::Other(format!(
+                    "{topic}/{p} offset {offset}: the value is not JSON ({e}); SQL reads JSON values"
+                ))
+            })?,
+        };
+        let mut row = match value {
+            serde_json::Value::Object(m) => m,
+            other => {
+                let mut m = serde_json::Map::new();
+                m.insert("value".into(), other);
+                m
+            }
+        };
+        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        for (name, v) in [
+            ("key", key.map_or(serde_json::Value::Null, serde_json::Value::String)),
+            ("timestamp", m.timestamp().to_millis().map_or(serde_json::Value::Null, Into::into)),
+            ("partition", p.into()),
+            ("offset", offset.into()),
+        ] {
+            if row.insert(name.into(), v).is_some() {
+                return Err(RunError::Other(format!(
+                    "{topic}/{p} offset {offset}: the value has a field {name:?}, which is also the record's {name} column"
+                )));
+            }
+        }
+        serde_json::to_writer(&mut *out, &serde_json::Value::Object(row))
+            .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io))
+            .map_err(|e| RunError::Other(format!("writing the snapshot: {e}")))?;
+        n += 1;
+        if ends.get(&p).is_some_and(|end| offset + 1 >= *end) {
+            ends.remove(&p);
+        }
+    }
+    Ok(n)
+}

@@ -15,9 +15,11 @@ pub mod metrics;
 pub mod nexmark;
 pub mod postgres;
 pub mod projection;
+pub mod rows;
 pub mod runner;
 pub mod sink;
 pub mod source;
+pub mod sql;
 pub mod sqlite;
 pub mod yaml;
 

@@ -51,11 +51,7 @@ impl PostgresSink {
     }
 
     fn connect(&self) -> Result<Conn, SinkError> {
-        let mut config: postgres::Config = self.conninfo.parse()?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(std::time::Duration::from_secs(10));
-        }
-        let mut client = config.connect(NoTls)?;
+        let mut client = connect(&self.conninfo)?;
         let t = &self.table;
         // NULL for an empty min/max/avg.
         let value_columns: String = self.columns.iter().map(|c| format!("{c} DOUBLE PRECISION, ")).collect();
@@ -92,6 +88,25 @@ impl PostgresSink {
         ))?;
         Ok(Conn { client, upsert, retract, checkpoint })
     }
+}
+
+/// A client for a libpq-style connection string, with a 10 s connect timeout unless it sets one.
+pub(crate) fn connect(conninfo: &str) -> Result<Client, SinkError> {
+    let mut config: postgres::Config = conninfo.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    Ok(config.connect(NoTls)?)
+}
+
+pub(crate) fn load_checkpoint(client: &mut Client, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+    let row = client.query_opt("SELECT data FROM weir_checkpoints WHERE id = $1", &[&id])?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+pub(crate) fn clear_checkpoints(client: &mut Client, prefix: &str) -> Result<(), SinkError> {
+    client.execute("DELETE FROM weir_checkpoints WHERE starts_with(id, $1)", &[&prefix])?;
+    Ok(())
 }
 
 impl Sink for PostgresSink {
@@ -149,12 +164,10 @@ impl Sink for PostgresSink {
     }
 
     fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
-        let row = self.conn()?.client.query_opt("SELECT data FROM weir_checkpoints WHERE id = $1", &[&id])?;
-        Ok(row.map(|r| r.get(0)))
+        load_checkpoint(&mut self.conn()?.client, id)
     }
 
     fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
-        self.conn()?.client.execute("DELETE FROM weir_checkpoints WHERE starts_with(id, $1)", &[&prefix])?;
-        Ok(())
+        clear_checkpoints(&mut self.conn()?.client, prefix)
     }
 }

@@ -29,6 +29,8 @@ pub enum SinkError {
     ColumnName(String),
     #[error("this sink stores window results; the pipeline has no window")]
     NeedsWindow,
+    #[error("{0}")]
+    Row(String),
 }
 
 /// One flush: everything produced since the previous one, and the state that covers it.
@@ -259,10 +261,21 @@ pub fn write_event_line(out: &mut (impl Write + ?Sized), ev: &Event) -> std::io:
     out.write_all(b"\n")
 }
 
+/// An event's value alone as a JSON line (its text as it came, when unchanged).
+pub fn write_value_line(out: &mut (impl Write + ?Sized), ev: &Event) -> std::io::Result<()> {
+    match &ev.raw {
+        Some(raw) => out.write_all(raw.as_bytes())?,
+        None => serde_json::to_writer(&mut *out, &ev.value)?,
+    }
+    out.write_all(b"\n")
+}
+
 /// JSON Lines to a file (appended, fsynced on every write) or to stdout; checkpoints in a dir.
 pub struct JsonlSink {
     /// Aggregate names of the results.
     pub names: Vec<String>,
+    /// Write each event's value alone (a SQL row), not `{key, timestamp, value}`.
+    pub rows: bool,
     out: Box<dyn Write + Send>,
     file: Option<std::fs::File>,
     path: PathBuf,
@@ -276,6 +289,7 @@ impl JsonlSink {
         let clone = f.try_clone().map_err(|source| SinkError::Io { path: path.to_owned(), source })?;
         Ok(Self {
             names: Vec::new(),
+            rows: false,
             out: Box::new(std::io::BufWriter::new(f)),
             file: Some(clone),
             path: path.to_owned(),
@@ -286,6 +300,7 @@ impl JsonlSink {
     pub fn stdout(checkpoints: impl CheckpointStore + 'static) -> Self {
         Self {
             names: Vec::new(),
+            rows: false,
             out: Box::new(std::io::stdout()),
             file: None,
             path: PathBuf::from("stdout"),
@@ -302,7 +317,11 @@ impl Sink for JsonlSink {
                 writeln!(self.out, "{}", result_json_named(r, &self.names))?;
             }
             for ev in batch.events {
-                write_event_line(&mut self.out, ev)?;
+                if self.rows {
+                    write_value_line(&mut self.out, ev)?;
+                } else {
+                    write_event_line(&mut self.out, ev)?;
+                }
             }
             self.out.flush()?;
             if let Some(f) = &self.file {

@@ -32,29 +32,14 @@ impl SqliteSink {
         let marks: String = (0..columns.len()).map(|i| format!("?{}, ", i + 4)).collect();
         let sets: String = columns.iter().map(|c| format!("{c} = excluded.{c}, ")).collect();
         let (c, f) = (columns.len() + 4, columns.len() + 5);
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let setup = format!(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE IF NOT EXISTS {table} (
+            "CREATE TABLE IF NOT EXISTS {table} (
                  key TEXT NOT NULL, window_start INTEGER NOT NULL, window_end INTEGER NOT NULL,
                  {value_columns}count INTEGER NOT NULL, final INTEGER NOT NULL DEFAULT 1,
                  PRIMARY KEY (key, window_start));
              CREATE TABLE IF NOT EXISTS weir_checkpoints (id TEXT PRIMARY KEY, data BLOB NOT NULL);"
         );
-        // Switching to WAL needs the database to itself and SQLite does not wait for that (the
-        // busy timeout does not apply): two instances opening at once retry, for up to 10 s.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match conn.execute_batch(&setup) {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => break other?,
-            }
-        }
+        let conn = open_wal(path, &setup)?;
         // An early update never overwrites a final row (a replay may re-send early updates).
         let upsert = format!(
             "INSERT INTO {table} (key, window_start, window_end, {names}count, final) VALUES (?1, ?2, ?3, {marks}?{c}, ?{f})
@@ -96,23 +81,61 @@ impl Sink for SqliteSink {
                     stmt.execute(&p[..])?;
                 }
             }
-            let mut cp = tx.prepare_cached(
-                "INSERT INTO weir_checkpoints (id, data) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-            )?;
-            for (id, data) in batch.checkpoints {
-                cp.execute(params![id, data])?;
-            }
+            store_checkpoints(&tx, batch.checkpoints)?;
         }
         tx.commit()?;
         Ok(())
     }
 
     fn load_checkpoint(&mut self, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
-        Ok(self.conn.query_row("SELECT data FROM weir_checkpoints WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+        load_checkpoint(&self.conn, id)
     }
 
     fn clear_checkpoints(&mut self, prefix: &str) -> Result<(), SinkError> {
-        self.conn.execute("DELETE FROM weir_checkpoints WHERE substr(id, 1, length(?1)) = ?1", [prefix])?;
-        Ok(())
+        clear_checkpoints(&self.conn, prefix)
     }
+}
+
+/// Opens the database in WAL mode and runs `setup` (CREATE TABLE IF NOT EXISTS …).
+pub(crate) fn open_wal(path: &std::path::Path, setup: &str) -> Result<Connection, SinkError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let setup = format!("PRAGMA journal_mode=WAL;\n{setup}");
+    // Switching to WAL needs the database to itself and SQLite does not wait for that (the
+    // busy timeout does not apply): two instances opening at once retry, for up to 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn.execute_batch(&setup) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other?,
+        }
+    }
+    Ok(conn)
+}
+
+/// Writes checkpoints inside the caller's transaction.
+pub(crate) fn store_checkpoints(
+    tx: &rusqlite::Transaction<'_>,
+    checkpoints: &[(String, Vec<u8>)],
+) -> Result<(), SinkError> {
+    let mut cp = tx.prepare_cached(
+        "INSERT INTO weir_checkpoints (id, data) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+    )?;
+    for (id, data) in checkpoints {
+        cp.execute(params![id, data])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn load_checkpoint(conn: &Connection, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+    Ok(conn.query_row("SELECT data FROM weir_checkpoints WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+}
+
+pub(crate) fn clear_checkpoints(conn: &Connection, prefix: &str) -> Result<(), SinkError> {
+    conn.execute("DELETE FROM weir_checkpoints WHERE substr(id, 1, length(?1)) = ?1", [prefix])?;
+    Ok(())
 }

@@ -221,7 +221,7 @@ fn default_interval() -> String {
 }
 
 /// One step (`- filter: "..."`, `- window: {...}`): exactly one kind.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawStep")]
 pub enum StepSpec {
     Filter(String),
@@ -236,7 +236,7 @@ pub enum StepSpec {
 
 /// An inner join of two sides of the stream: `left`/`right` say which events are on each side,
 /// `left_key`/`right_key` what they join on; one of `window`, `interval`, `table`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinYaml {
     pub left: String,
@@ -260,7 +260,7 @@ pub struct JoinYaml {
     pub max_state: usize,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntervalYaml {
     pub lower: String,
@@ -301,7 +301,7 @@ impl TryFrom<RawStep> for StepSpec {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DedupSpec {
     pub horizon: String,
@@ -314,7 +314,7 @@ fn default_max_keys() -> usize {
 }
 
 /// A window step: its shape, what it computes, and its lateness.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawWindow")]
 pub struct WindowYaml {
     pub window: Window,
@@ -329,7 +329,7 @@ pub struct WindowYaml {
 }
 
 /// What a window computes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum WindowOutput {
     /// Named aggregates (the first is the primary one).
     Aggregates(Vec<(String, Aggregate, Option<String>)>),
@@ -509,6 +509,12 @@ pub struct SinkSpec {
     pub kafka: Option<KafkaSinkYaml>,
     #[serde(default)]
     pub stdout: bool,
+    /// Lines are event values alone (SQL rows); set by the SQL front end.
+    #[serde(skip)]
+    pub rows: bool,
+    /// With `rows`: the table columns of a database sink (the SELECT list).
+    #[serde(skip)]
+    pub row_columns: Vec<(String, crate::rows::ColumnType)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -996,7 +1002,7 @@ impl Spec {
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(err("sink:", "sink needs exactly one of sqlite, postgres, jsonl, kafka, stdout".into()));
         }
-        if (sink.sqlite.is_some() || sink.postgres.is_some()) && !pipeline.emits_results() {
+        if (sink.sqlite.is_some() || sink.postgres.is_some()) && !sink.rows && !pipeline.emits_results() {
             return Err(err(
                 "sink:",
                 "database sinks store window results: end the pipeline with an aggregating window".into(),
@@ -1395,7 +1401,17 @@ pub fn open_sink(spec: &Spec, base: &std::path::Path, names: &[String]) -> Resul
     let s = &spec.sink;
     // Single-aggregate results keep their `value` form.
     let json_names = if names == ["value"] { Vec::new() } else { names.to_vec() };
-    Ok(if let Some(db) = &s.sqlite {
+    Ok(if let (true, Some(db)) = (s.rows, &s.sqlite) {
+        Box::new(
+            crate::rows::SqliteRows::open(&base.join(db), table, &s.row_columns)
+                .map_err(|e| io_err("sqlite sink", &e))?,
+        )
+    } else if let (true, Some(conninfo)) = (s.rows, &s.postgres) {
+        Box::new(
+            crate::rows::PostgresRows::open(conninfo, table, &s.row_columns)
+                .map_err(|e| io_err("postgres sink", &e))?,
+        )
+    } else if let Some(db) = &s.sqlite {
         Box::new(
             crate::sqlite::SqliteSink::open_with(&base.join(db), table, names)
                 .map_err(|e| io_err("sqlite sink", &e))?,
@@ -1417,10 +1433,12 @@ pub fn open_sink(spec: &Spec, base: &std::path::Path, names: &[String]) -> Resul
         let mut sink =
             JsonlSink::file(&base.join(p), checkpoints()?, truncate).map_err(|e| io_err("jsonl sink", &e))?;
         sink.names = json_names;
+        sink.rows = s.rows;
         Box::new(sink)
     } else {
         let mut sink = JsonlSink::stdout(checkpoints()?);
         sink.names = json_names;
+        sink.rows = s.rows;
         Box::new(sink)
     })
 }

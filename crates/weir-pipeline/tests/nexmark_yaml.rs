@@ -3,15 +3,14 @@
 //! independent computation.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+#[path = "support/examples_driver.rs"]
+mod examples_driver;
 #[path = "support/nexmark_reference.rs"]
 mod nexmark_reference;
 
-use nexmark::event::Event as N;
-use nexmark_reference::{reference, RATE};
+use examples_driver::run_examples;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Write;
-use weir_pipeline::nexmark::{generator, to_crate_json};
 use weir_pipeline::yaml;
 
 const EVENTS: usize = 100_000;
@@ -106,38 +105,7 @@ fn rows(q: &str, lines: &[Value]) -> Vec<String> {
 
 #[test]
 fn every_example_spec_equals_the_independent_computation() {
-    let raw: Vec<N> = generator(RATE).take(EVENTS).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.path().join("nexmark.jsonl")).unwrap());
-    for e in &raw {
-        writeln!(f, "{}", to_crate_json(e)).unwrap();
-    }
-    f.flush().unwrap();
-    drop(f);
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nexmark");
-    let mut ran = Vec::new();
-    for entry in std::fs::read_dir(&examples).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-            continue;
-        }
-        let q = path.file_stem().unwrap().to_str().unwrap().to_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let compiled = yaml::load(&text).unwrap_or_else(|e| panic!("{q}: {e}"));
-        let stats = yaml::run(compiled, dir.path(), &yaml::RunOptions::default()).unwrap();
-        assert_eq!(stats.events, EVENTS as u64, "{q}");
-        assert_eq!(stats.dead_letters, 0, "{q}");
-        let out = std::fs::read_to_string(dir.path().join(format!("{q}.out.jsonl"))).unwrap();
-        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(stats.results, lines.len() as u64, "{q}: the summary counts every output");
-        let got = rows(&q, &lines);
-        let expected = reference(&q, &raw);
-        assert!(!expected.is_empty(), "{q}: the input should produce some output");
-        assert_eq!(got.len(), expected.len(), "{q}: row count");
-        assert_eq!(got, expected, "{q}");
-        println!("{q}: {} rows match", got.len());
-        ran.push(q);
-    }
-    ran.sort();
+    let load = |q: &str, text: &str| yaml::load(text).unwrap_or_else(|e| panic!("{q}: {e}"));
+    let ran = run_examples("yaml", EVENTS, &load, &rows, &|_, want| want);
     assert_eq!(ran, ["q0", "q1", "q11", "q2", "q3", "q4", "q5", "q7", "q8"], "examples found");
 }

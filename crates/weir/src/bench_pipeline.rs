@@ -110,7 +110,14 @@ fn run_in(a: &Args<'_>, dir: &Path) -> anyhow::Result<Vec<Report>> {
     let mut reports = Vec::new();
     for (i, spec_path) in a.specs.iter().enumerate() {
         let text = std::fs::read_to_string(spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
-        let compiled = weir_pipeline::yaml::load(&text).map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
+        let is_sql = spec_path.extension().is_some_and(|e| e == "sql");
+        let compiled = if is_sql {
+            weir_pipeline::sql::load(&text)
+                .map(|c| c.pipeline)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?
+        } else {
+            weir_pipeline::yaml::load(&text).map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?
+        };
         let reads_the_file = matches!(
             compiled.spec.source.as_ref().map(|s| &s.kind),
             Some(weir_pipeline::yaml::SourceKind::Jsonl(p)) if p == "nexmark.jsonl"
@@ -120,7 +127,11 @@ fn run_in(a: &Args<'_>, dir: &Path) -> anyhow::Result<Vec<Report>> {
             "{}: bench pipeline runs specs whose source is `jsonl: nexmark.jsonl` (as examples/nexmark)",
             spec_path.display()
         );
-        let text = if a.via_topic { with_topic_source(&text, a.bootstrap, &topic, i)? } else { text };
+        let text = match (a.via_topic, is_sql) {
+            (false, _) => text,
+            (true, false) => with_topic_source(&text, a.bootstrap, &topic, i)?,
+            (true, true) => with_topic_source_sql(&text, a.bootstrap, &topic, i)?,
+        };
         let name = spec_path.file_name().map_or_else(|| format!("spec{i}"), |n| n.to_string_lossy().into_owned());
         let local = dir.join(format!("bench-{i}-{name}"));
         std::fs::write(&local, text)?;
@@ -167,6 +178,18 @@ fn with_topic_source(text: &str, bootstrap: &str, topic: &str, i: usize) -> anyh
     ))?;
     source.insert("kafka".into(), kafka);
     Ok(serde_norway::to_string(&doc)?)
+}
+
+/// A SQL script with its source's `WITH (format = 'jsonl', path = 'nexmark.jsonl')` replaced by
+/// the topic (as examples/nexmark/*.sql write it).
+fn with_topic_source_sql(text: &str, bootstrap: &str, topic: &str, i: usize) -> anyhow::Result<String> {
+    const FILE: &str = "WITH (format = 'jsonl', path = 'nexmark.jsonl')";
+    anyhow::ensure!(text.matches(FILE).count() == 1, "--via-topic needs the script's source to say {FILE}");
+    let group = format!("weir-bench-pipeline-{}-{i}", std::process::id());
+    Ok(text.replace(
+        FILE,
+        &format!("WITH (format = 'json', topic = '{topic}', brokers = '{bootstrap}', group = '{group}')"),
+    ))
 }
 
 /// Waits for the child, reading its stderr: (stderr, exit code, (CPU seconds, max RSS KB)).

@@ -77,10 +77,25 @@ enum Command {
     },
     /// Load any Kafka-protocol broker and report throughput and latency percentiles.
     Bench(BenchArgs),
-    /// Stream-processing pipelines from YAML specs.
+    /// Stream-processing pipelines from YAML specs (or SQL scripts, *.sql).
     Pipeline {
         #[command(subcommand)]
         command: PipelineCommand,
+    },
+    /// Streaming SQL pipelines: CREATE SOURCE, CREATE VIEW, CREATE SINK … AS SELECT (docs/SQL.md);
+    /// or `weir sql "SELECT … FROM topic …"`, a query over topics' current contents.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sql {
+        #[command(subcommand)]
+        command: Option<SqlCommand>,
+        /// An ad-hoc query: each table it names is a topic (JSON values), read to its current end
+        query: Option<String>,
+        /// Broker for an ad-hoc query
+        #[arg(long, short = 'b', env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        /// Output format of an ad-hoc query
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
     },
     /// Consumer groups: list, describe (with lag), reset-offsets, delete.
     Group {
@@ -320,18 +335,110 @@ enum PipelineCommand {
     /// (a final checkpoint is written before exiting).
     Run {
         spec: PathBuf,
-        /// Rewind a Kafka source: `earliest`, `latest` (skip what is there), or a duration back
-        /// from now (`2h`, `30m`). Resets the group's offsets and forgets the pipeline's
-        /// checkpoints; run it with no other instance of the group active.
-        #[arg(long, default_value = "committed", value_parser = pipeline_start)]
-        from: weir_pipeline::kafka::StartFrom,
-        /// Stop once every assigned partition is read to its end (bounded runs, benchmarks).
-        #[arg(long)]
-        until_end: bool,
-        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9645 or :9645; port 0 picks one)
-        #[arg(long, value_parser = config::parse_listen)]
-        metrics_listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        run: RunArgs,
     },
+}
+
+/// How `pipeline run` and `sql run` run.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Rewind a Kafka source: `earliest`, `latest` (skip what is there), or a duration back
+    /// from now (`2h`, `30m`). Resets the group's offsets and forgets the pipeline's
+    /// checkpoints; run it with no other instance of the group active.
+    #[arg(long, default_value = "committed", value_parser = pipeline_start)]
+    from: weir_pipeline::kafka::StartFrom,
+    /// Stop once every assigned partition is read to its end (bounded runs, benchmarks).
+    #[arg(long)]
+    until_end: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9645 or :9645; port 0 picks one)
+    #[arg(long, value_parser = config::parse_listen)]
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SqlCommand {
+    /// Parse, type-check and plan the script; errors name the line and column.
+    Validate { file: PathBuf },
+    /// Print the plan: the steps the script compiles to, and its stages.
+    Explain { file: PathBuf },
+    /// Run the script, as `weir pipeline run` runs a spec (same flags).
+    Run {
+        file: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+fn sql(cmd: SqlCommand) -> anyhow::Result<()> {
+    match cmd {
+        SqlCommand::Validate { file } => pipeline(PipelineCommand::Validate { spec: file }),
+        SqlCommand::Run { file, run } => pipeline(PipelineCommand::Run { spec: file, run }),
+        SqlCommand::Explain { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let compiled = weir_pipeline::sql::load(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            println!("{}: pipeline {:?}", file.display(), compiled.pipeline.spec.name);
+            for (i, line) in compiled.explain.iter().enumerate() {
+                println!("{:>3}. {line}", i + 1);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `weir sql "SELECT …"`: the answer as a table (or JSON).
+fn sql_query(query: &str, bootstrap: &str, output: Output) -> anyhow::Result<()> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let work = std::env::temp_dir().join(format!("weir-sql-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let answer = weir_pipeline::sql::query_topics(query, bootstrap, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    let answer = answer.map_err(|e| anyhow::anyhow!("{e}"))?;
+    match output {
+        Output::Json => {
+            let rows: Vec<serde_json::Value> = answer.rows.into_iter().map(serde_json::Value::Object).collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Output::Table => {
+            let cell = |v: Option<&serde_json::Value>| match v {
+                None | Some(serde_json::Value::Null) => "NULL".to_owned(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            let cells: Vec<Vec<String>> =
+                answer.rows.iter().map(|r| answer.columns.iter().map(|c| cell(r.get(c))).collect()).collect();
+            let widths: Vec<usize> = answer
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).chain([c.chars().count()]).max().unwrap_or(0))
+                .collect();
+            let line = |vals: &[String]| {
+                let parts: Vec<String> = vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+                println!("{}", parts.join("  ").trim_end());
+            };
+            line(&answer.columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>());
+            for r in &cells {
+                line(r);
+            }
+            eprintln!(
+                "{} (from {})",
+                output::counted(answer.rows.len() as u64, "row"),
+                output::counted(answer.records, "record")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A YAML spec, or a SQL script (`.sql`), compiled.
+fn load_pipeline(path: &std::path::Path, text: &str) -> anyhow::Result<weir_pipeline::yaml::Compiled> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("sql")) {
+        return weir_pipeline::sql::load(text)
+            .map(|c| c.pipeline)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    weir_pipeline::yaml::load(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// `pipeline run --from`: the pipeline's own positions plus `latest`/`end`, as everywhere else.
@@ -352,17 +459,17 @@ fn pipeline(cmd: PipelineCommand) -> anyhow::Result<()> {
         PipelineCommand::Run { spec, .. } => (spec, true),
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let compiled = weir_pipeline::yaml::load(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let compiled = load_pipeline(path, &text)?;
     if !run {
         println!("{}: pipeline {:?} is valid", path.display(), compiled.spec.name);
         return Ok(());
     }
     let base = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let mut opts = weir_pipeline::yaml::RunOptions::default();
-    if let PipelineCommand::Run { from, until_end, metrics_listen, .. } = cmd {
-        opts.from = from;
-        opts.stop_at_end = until_end;
-        if let Some(addr) = metrics_listen {
+    if let PipelineCommand::Run { run, .. } = cmd {
+        opts.from = run.from;
+        opts.stop_at_end = run.until_end;
+        if let Some(addr) = run.metrics_listen {
             serve_pipeline_metrics(addr)?;
         }
     }
@@ -466,6 +573,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, settings } => serve(settings.with_file(config.as_deref())?),
         Command::Group { bootstrap, output, command } => group_cmd::run(&bootstrap, output, command),
         Command::Pipeline { command } => pipeline(command),
+        Command::Sql { command: Some(command), .. } => sql(command),
+        Command::Sql { command: None, query: Some(q), bootstrap, output } => sql_query(&q, &bootstrap, output),
+        Command::Sql { command: None, query: None, .. } => {
+            anyhow::bail!("weir sql run|validate|explain FILE.sql, or weir sql \"SELECT … FROM topic\"")
+        }
         Command::Bench(args) => bench(args),
         Command::Topic { bootstrap, output, command } => topic_cmd::run(&bootstrap, output, command),
         Command::Produce { bootstrap, args } => data_cmd::produce(&bootstrap, args),
