@@ -102,7 +102,7 @@ struct Col {
 }
 
 /// A planned relation: steps so far, and its columns over the current event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Rel {
     steps: Vec<StepSpec>,
     cols: Vec<Col>,
@@ -114,6 +114,29 @@ struct Rel {
     rank: Option<Box<Rank>>,
     /// Only filters so far (a join side must be).
     stateless: bool,
+    /// Rows of an interval join bounded by a column of one side (`until`).
+    until: Option<Until>,
+    /// The one source the rows are of (None: joined rows).
+    source: Option<usize>,
+    /// `t FOR SYSTEM_TIME AS OF x`: a table to join as of the other side's time `x`.
+    as_of: Option<ast::Expr>,
+}
+
+/// An interval join's upper bound: a constant offset, or a TIMESTAMP column of one side (CEL).
+enum Hi {
+    Const(i64),
+    Until(String),
+}
+
+/// The rows of a join whose left time is at most a column of its right side: every row of a
+/// join key is in by the time the watermark passes that column, so a GROUP BY that includes
+/// the key can close there (an until window) instead of at the end of the input.
+#[derive(Debug, Clone)]
+struct Until {
+    /// The bound, over the joined event.
+    bound: String,
+    /// The join key of either side, over the joined event.
+    keys: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +157,8 @@ struct SourceDef {
     meta: Vec<(String, Ty, &'static str)>,
     computed: Vec<(String, ast::Expr)>,
     watermark: Option<(String, ast::Expr, Span)>,
+    /// `PRIMARY KEY (col)`: a temporal join with this table must be on it.
+    primary_key: Option<(String, Span)>,
     options: BTreeMap<String, (String, Span)>,
 }
 
@@ -188,7 +213,36 @@ fn tokens(text: &str) -> Result<Vec<TokenWithSpan>, SqlError> {
     })?;
     let significant = |t: &TokenWithSpan| !matches!(t.token, Token::Whitespace(_));
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(toks.len());
+    let mut skip_to = 0;
     for (i, t) in toks.iter().enumerate() {
+        if i < skip_to {
+            continue;
+        }
+        if word(t).as_deref() == Some("FOR") {
+            if let Some((expr, end)) = as_of(&toks, i) {
+                // `name FOR SYSTEM_TIME AS OF a.b` → `WEIR_AS_OF(name, a.b)`, which sqlparser
+                // reads as a table function (its generic dialect has no table versions).
+                while out.last().is_some_and(|t| !significant(t)) {
+                    out.pop();
+                }
+                if let Some(name) = out.pop().filter(|n| matches!(n.token, Token::Word(_))) {
+                    let at = |token: Token| TokenWithSpan { token, span: t.span };
+                    out.push(at(Token::make_word(AS_OF, None)));
+                    out.push(at(Token::LParen));
+                    out.push(name);
+                    out.push(at(Token::Comma));
+                    out.extend(expr);
+                    out.push(at(Token::RParen));
+                    skip_to = end;
+                    continue;
+                }
+                return Err(SqlError {
+                    line: t.span.start.line,
+                    column: t.span.start.column,
+                    message: "FOR SYSTEM_TIME AS OF follows a table's name".into(),
+                });
+            }
+        }
         if word(t).as_deref() == Some("TABLE") {
             let prev = out.iter().rev().find(|t| significant(t)).map(|t| t.token.clone());
             let next = toks[i + 1..].iter().find(|t| significant(t));
@@ -201,6 +255,42 @@ fn tokens(text: &str) -> Result<Vec<TokenWithSpan>, SqlError> {
         out.push(t.clone());
     }
     Ok(out)
+}
+
+/// The table function that stands for `t FOR SYSTEM_TIME AS OF x` (see `tokens`).
+const AS_OF: &str = "WEIR_AS_OF";
+
+/// At `FOR` of `FOR SYSTEM_TIME AS OF a.b`: the tokens of `a.b` and the index after them.
+fn as_of(toks: &[TokenWithSpan], i: usize) -> Option<(Vec<TokenWithSpan>, usize)> {
+    let mut j = i;
+    for kw in ["FOR", "SYSTEM_TIME", "AS", "OF"] {
+        while matches!(toks.get(j)?.token, Token::Whitespace(_)) {
+            j += 1;
+        }
+        if word(toks.get(j)?).as_deref() != Some(kw) {
+            return None;
+        }
+        j += 1;
+    }
+    let mut expr = Vec::new();
+    loop {
+        while matches!(toks.get(j)?.token, Token::Whitespace(_)) {
+            j += 1;
+        }
+        let w = toks.get(j)?;
+        if !matches!(w.token, Token::Word(_)) {
+            return None;
+        }
+        expr.push(w.clone());
+        j += 1;
+        match toks.get(j) {
+            Some(t) if t.token == Token::Period => {
+                expr.push(t.clone());
+                j += 1;
+            }
+            _ => return Some((expr, j)),
+        }
+    }
 }
 
 fn parse(text: &str) -> Result<Script, SqlError> {
@@ -355,12 +445,27 @@ fn parse_source(p: &mut Parser, name: String, span: Span) -> Result<SourceDef, S
         meta: Vec::new(),
         computed: Vec::new(),
         watermark: None,
+        primary_key: None,
         options: BTreeMap::new(),
     };
     if p.consume_token(&Token::LParen) {
         loop {
             let t = p.peek_token();
-            if word(&t).as_deref() == Some("WATERMARK") {
+            if word(&t).as_deref() == Some("PRIMARY") {
+                // `PRIMARY KEY (col) [NOT ENFORCED]`: the key of a table's rows (temporal joins).
+                p.next_token();
+                p.expect_keyword(sqlparser::keywords::Keyword::KEY).map_err(perr)?;
+                p.expect_token(&Token::LParen).map_err(perr)?;
+                let col = p.parse_identifier().map_err(perr)?;
+                if !p.consume_token(&Token::RParen) {
+                    return err_at(p.peek_token().span, "PRIMARY KEY of one column in this version");
+                }
+                let _ = p.parse_keywords(&[sqlparser::keywords::Keyword::NOT, sqlparser::keywords::Keyword::ENFORCED]);
+                if def.primary_key.is_some() {
+                    return err_at(t.span, "one PRIMARY KEY per table");
+                }
+                def.primary_key = Some((col.value, t.span));
+            } else if word(&t).as_deref() == Some("WATERMARK") {
                 p.next_token();
                 p.expect_keyword(sqlparser::keywords::Keyword::FOR).map_err(perr)?;
                 let col = p.parse_identifier().map_err(perr)?;
@@ -468,13 +573,12 @@ struct Planned {
 
 struct Planner<'s> {
     script: &'s Script,
-    /// The one source every relation reads (a pipeline has one input in this version).
-    source: Option<usize>,
+    /// The sources the query reads, in the order it reads them.
+    sources: Vec<usize>,
     ctes: Vec<(String, Box<ast::Query>)>,
-    /// The CEL of the source's event-time column (its WATERMARK), once the source is read.
-    time_cel: Option<String>,
-    /// The same column as the record is decoded (before any step), for the source's time.
-    time_raw: Option<String>,
+    /// Per source read: the CEL of its event-time column (its WATERMARK), and the same column
+    /// as the record is decoded (before any step), for the source's time.
+    times: BTreeMap<usize, (Option<String>, String)>,
 }
 
 fn is_ident(s: &str) -> bool {
@@ -685,22 +789,17 @@ impl<'s> Planner<'s> {
         &self.script.sources[i]
     }
 
+    /// The CEL of the event time of a relation's source (None: no watermark, or not one source).
+    fn time_of_rel(&self, rel: &Rel) -> Option<&String> {
+        self.times.get(&rel.source?)?.0.as_ref()
+    }
+
     /// The columns of a source, read from an event at `root`.
     fn source_rel(&mut self, i: usize, span: Span) -> Result<Rel, SqlError> {
-        if let Some(s) = self.source {
-            if s != i {
-                return err_at(
-                    span,
-                    format!(
-                        "this query reads sources {} and {}: a SQL pipeline reads one source in this version (join \
-                         views of one source)",
-                        self.source_def(s).name,
-                        self.source_def(i).name
-                    ),
-                );
-            }
+        let _ = span;
+        if !self.sources.contains(&i) {
+            self.sources.push(i);
         }
-        self.source = Some(i);
         let def = self.source_def(i);
         let col = |n: &str, ty: &Ty, cel: String, path: bool| Col {
             qual: Some(def.name.clone()),
@@ -728,7 +827,7 @@ impl<'s> Planner<'s> {
         let computed = |mut cols: Vec<Col>| -> Result<Vec<Col>, SqlError> {
             for (n, e) in &def.computed {
                 let rel =
-                    Rel { steps: vec![], cols: cols.clone(), tvf: None, windowed: None, rank: None, stateless: true };
+                    Rel { steps: vec![], cols: cols.clone(), tvf: None, windowed: None, rank: None, stateless: true, ..Rel::default() };
                 let (ty, cel) = self.expr(e, &rel)?;
                 cols.push(col(n, &ty, cel, false));
             }
@@ -747,11 +846,11 @@ impl<'s> Planner<'s> {
                     format!("WATERMARK FOR {wcol}: a {} is no event time (TIMESTAMP or BIGINT ms)", c.ty.name()),
                 );
             }
-            self.time_raw = Some(c.cel.clone());
-            self.time_cel = cols.iter().find(|c| c.name.eq_ignore_ascii_case(wcol)).map(|c| c.cel.clone());
+            let cel = cols.iter().find(|c| c.name.eq_ignore_ascii_case(wcol)).map(|c| c.cel.clone());
+            self.times.insert(i, (cel, c.cel.clone()));
         }
         let stateless = steps.is_empty();
-        Ok(Rel { steps, cols, tvf: None, windowed: None, rank: None, stateless })
+        Ok(Rel { steps, cols, stateless, source: Some(i), ..Rel::default() })
     }
 
     fn find_col(&self, rel: &Rel, idents: &[ast::Ident], span: Span) -> Result<(Col, usize), SqlError> {
@@ -1314,15 +1413,16 @@ impl<'s> Planner<'s> {
         if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
             return err_at(span, format!("{what} is not supported"));
         }
-        let [from] = s.from.as_slice() else {
-            return err_at(span, "a query reads one FROM item (join with JOIN … ON)");
-        };
         let mut conj = Vec::new();
         if let Some(w) = &s.selection {
             conjuncts(w, &mut conj);
         }
-        let mut rel =
-            if from.joins.is_empty() { self.plan_factor(&from.relation)? } else { self.plan_join(from, &mut conj)? };
+        let mut rel = match s.from.as_slice() {
+            [from] if from.joins.is_empty() => self.plan_factor(&from.relation)?,
+            [from] => self.plan_join(from, &mut conj)?,
+            [a, b] => self.plan_comma_join(a, b, &mut conj)?,
+            _ => return err_at(span, "a query reads one FROM item, or two joined (JOIN … ON, or FROM a, b WHERE a.k = b.k)"),
+        };
         if rel.rank.is_some() {
             rel = self.apply_rank(rel, &mut conj)?;
         }
@@ -1579,7 +1679,7 @@ impl<'s> Planner<'s> {
         rel.steps.push(StepSpec::Map(map_literal(&entries)));
         rel.steps.push(StepSpec::KeyBy(key_cel(&key_parts)));
         rel.steps.push(window_step(window, WindowOutput::TopN { n, by: "by".into(), descending: rank.descending }));
-        Ok(Rel { steps: rel.steps, cols: out, tvf: None, windowed: Some(window), rank: None, stateless: false })
+        Ok(Rel { steps: rel.steps, cols: out, windowed: Some(window), source: rel.source, ..Rel::default() })
     }
 
     /// A FROM item.
@@ -1650,6 +1750,18 @@ impl<'s> Planner<'s> {
     /// SESSION(t, DESCRIPTOR(time), gap).
     fn tvf(&mut self, name: &str, args: &[&ast::Expr], span: Span) -> Result<Rel, SqlError> {
         let kind = name.to_ascii_uppercase();
+        if kind == AS_OF {
+            // `t FOR SYSTEM_TIME AS OF x`, as `tokens` rewrote it.
+            let [ast::Expr::Identifier(table), x] = args else {
+                return err_at(span, "FOR SYSTEM_TIME AS OF follows a table's name and is followed by a column");
+            };
+            let mut rel = self.named(&table.value, table.span)?;
+            if !rel.stateless || rel.tvf.is_some() || rel.windowed.is_some() {
+                return err_at(table.span, format!("{}: a temporal join's table is a source or a view of it (filters and columns only)", table.value));
+            }
+            rel.as_of = Some((*x).clone());
+            return Ok(rel);
+        }
         if !matches!(kind.as_str(), "TUMBLE" | "HOP" | "SESSION") {
             return err_at(span, format!("unsupported table function {name} (TUMBLE, HOP, SESSION)"));
         }
@@ -1707,8 +1819,8 @@ impl<'s> Planner<'s> {
     /// Windows are over the source's event time: the column of its WATERMARK.
     fn check_time_attribute(&self, e: &ast::Expr, rel: &Rel) -> Result<(), SqlError> {
         let span = e.span();
-        let Some(src) = self.source.map(|i| self.source_def(i)) else {
-            return err_at(span, "a window needs a source");
+        let Some(src) = rel.source.map(|i| self.source_def(i)) else {
+            return err_at(span, "a window needs the event time of a source (not of joined rows, in this version)");
         };
         let Some((wcol, _, _)) = &src.watermark else {
             return err_at(
@@ -1721,7 +1833,7 @@ impl<'s> Planner<'s> {
             );
         };
         let (_, cel) = self.expr(e, rel)?;
-        if Some(cel.as_str()) != self.time_cel.as_deref() {
+        if Some(&cel) != self.time_of_rel(rel) {
             return err_at(span, format!("{e} is not the event time of {} (its WATERMARK is for {wcol})", src.name));
         }
         Ok(())
@@ -1773,9 +1885,6 @@ impl<'s> Planner<'s> {
         let span = s.span();
         if rel.rank.is_some() {
             return err_at(span, "GROUP BY over ranked rows is not supported");
-        }
-        if rel.windowed.is_some() {
-            return err_at(span, "a GROUP BY over the results of another windowed GROUP BY is not supported yet");
         }
         let mut window = rel.tvf;
         let mut edges = Vec::new();
@@ -1829,7 +1938,19 @@ impl<'s> Planner<'s> {
         if rel.tvf.is_some() && !edges.contains(&Edge::Start) && !edges.contains(&Edge::End) {
             return err_at(span, "GROUP BY over a window TVF needs window_start and window_end among its columns");
         }
-        let window = window.unwrap_or(Window::Global);
+        if rel.windowed.is_some() && window.is_some() {
+            return err_at(span, "a windowed GROUP BY over the results of another windowed GROUP BY is not supported yet");
+        }
+        // Over rows of a join bounded by a column of one side, a group that includes the join
+        // key is complete once the watermark passes the bound: it closes there (Nexmark q4).
+        let until = match (window, &rel.until) {
+            (None, Some(u)) if keys.iter().any(|(_, _, cel)| u.keys.contains(cel)) => Some(u.bound.clone()),
+            _ => None,
+        };
+        let window = match until {
+            Some(_) => Window::Until,
+            None => window.unwrap_or(Window::Global),
+        };
         // The aggregates of the SELECT list and HAVING, each once.
         let mut aggs: Vec<(ast::Expr, String, Aggregate, Option<String>, Ty)> = Vec::new();
         let mut found = Vec::new();
@@ -1920,6 +2041,9 @@ impl<'s> Planner<'s> {
         }
         let key_parts: Vec<(Ty, String)> = keys.iter().map(|(_, t, c)| (t.clone(), c.clone())).collect();
         rel.steps.push(StepSpec::KeyBy(key_cel(&key_parts)));
+        if let Some(bound) = &until {
+            entries.push(("__until".into(), bound.clone()));
+        }
         if !entries.is_empty() {
             rel.steps.push(StepSpec::Map(map_literal(&entries)));
         }
@@ -1928,7 +2052,11 @@ impl<'s> Planner<'s> {
         if outputs.is_empty() {
             outputs.push(("agg0".into(), Aggregate::Count, None));
         }
-        rel.steps.push(window_step(window, WindowOutput::Aggregates(outputs)));
+        let mut step = window_step(window, WindowOutput::Aggregates(outputs));
+        if let (StepSpec::Window(w), Some(_)) = (&mut step, &until) {
+            w.end_field = Some("__until".into());
+        }
+        rel.steps.push(step);
         // The results: group keys, window edges and aggregates as columns.
         let mut post_cols: Vec<Col> = Vec::new();
         for c in &rel.cols {
@@ -1981,8 +2109,7 @@ impl<'s> Planner<'s> {
             cols: post_cols,
             tvf: None,
             windowed: (window != Window::Global).then_some(window),
-            rank: None,
-            stateless: false,
+            ..Rel::default()
         };
         let key_subst: Vec<(ast::Expr, String, String)> =
             key_cols.iter().map(|(g, cel, n, _, _)| (g.clone(), cel.clone(), n.clone())).collect();
@@ -2079,28 +2206,55 @@ impl<'s> Planner<'s> {
                 )
             }
         };
-        let left = self.plan_factor(&from.relation)?;
-        let right = self.plan_factor(&j.relation)?;
+        let mut on_conj = Vec::new();
+        conjuncts(on, &mut on_conj);
+        self.join_factors(&from.relation, &j.relation, on_conj, on.span(), conj)
+    }
+
+    /// `FROM a, b WHERE a.x = b.y …`: the same inner join, its conditions all in WHERE.
+    fn plan_comma_join(
+        &mut self,
+        a: &ast::TableWithJoins,
+        b: &ast::TableWithJoins,
+        conj: &mut Vec<ast::Expr>,
+    ) -> Result<Rel, SqlError> {
+        for t in [a, b] {
+            if let Some(j) = t.joins.first() {
+                return err_at(j.relation.span(), "FROM a, b JOIN c: write every join with JOIN … ON");
+            }
+        }
+        let on_conj = std::mem::take(conj);
+        self.join_factors(&a.relation, &b.relation, on_conj, b.relation.span(), conj)
+    }
+
+    fn join_factors(
+        &mut self,
+        left_f: &ast::TableFactor,
+        right_f: &ast::TableFactor,
+        mut on_conj: Vec<ast::Expr>,
+        on_span: Span,
+        conj: &mut Vec<ast::Expr>,
+    ) -> Result<Rel, SqlError> {
+        let left = self.plan_factor(left_f)?;
+        let right = self.plan_factor(right_f)?;
         // A window join: both sides rows of one tumbling window TVF, joined within a window.
         let window =
             match (left.tvf, right.tvf) {
                 (None, None) => None,
                 (Some(Window::Tumbling { size_ms: a }), Some(Window::Tumbling { size_ms: b })) if a == b => Some(a),
                 _ => return err_at(
-                    j.relation.span(),
+                    right_f.span(),
                     "a window join needs both sides over the same TUMBLE window (other window joins are not supported)",
                 ),
             };
         for (side, r) in [("left", &left), ("right", &right)] {
             if !r.stateless || r.rank.is_some() {
                 return err_at(
-                    if side == "left" { from.relation.span() } else { j.relation.span() },
+                    if side == "left" { left_f.span() } else { right_f.span() },
                     "a join side is a source or a view of it (filters and columns only; no METADATA columns): windowed or aggregated sides are not supported yet",
                 );
             }
         }
-        let mut on_conj = Vec::new();
-        conjuncts(on, &mut on_conj);
         let mut keys: Option<((Ty, String), (Ty, String))> = None;
         let mut residual = Vec::new();
         // `a.window_start = b.window_start` (and window_end) make it a window join.
@@ -2121,7 +2275,6 @@ impl<'s> Planner<'s> {
             true
         });
         // `a.t BETWEEN b.t - INTERVAL … AND b.t + INTERVAL …` on the event time: an interval join.
-        let time = self.time_cel.clone();
         let time_of = |e: &ast::Expr, r: &Rel| -> Option<i64> {
             let (col, offset) = match e {
                 ast::Expr::BinaryOp { left: c, op: ast::BinaryOperator::Plus, right: i } => {
@@ -2133,36 +2286,74 @@ impl<'s> Planner<'s> {
                 c => (c, 0),
             };
             let (_, cel) = self.expr(col, r).ok()?;
-            (Some(cel) == time).then_some(offset)
+            (Some(&cel) == self.time_of_rel(r)).then_some(offset)
         };
-        let mut interval = None;
+        // Or `a.t BETWEEN b.t + INTERVAL … AND b.col`, with `col` a TIMESTAMP of b (an auction's
+        // `expires`): b's events are kept until the watermark passes their `col`.
+        let until_of = |e: &ast::Expr, r: &Rel| -> Option<String> {
+            match self.expr(e, r).ok()? {
+                (Ty::Ts, cel) if Some(&cel) != self.time_of_rel(r) => Some(cel),
+                _ => None,
+            }
+        };
+        // (lower, upper) of the left time relative to the right's, and whether the engine's
+        // left side is the query's right (an `until` bound is the engine's right side's).
+        let mut interval: Option<(i64, Hi)> = None;
+        let mut swap = false;
         let mut take_interval = |c: &ast::Expr| -> bool {
             let ast::Expr::Between { expr, negated: false, low, high } = c else { return false };
             if interval.is_some() {
                 return false;
             }
             let found = match (time_of(expr, &left), time_of(low, &right), time_of(high, &right)) {
-                (Some(0), Some(lo), Some(hi)) => Some((lo, hi)),
+                (Some(0), Some(lo), Some(hi)) => Some((lo, Hi::Const(hi))),
+                (Some(0), Some(lo), None) => until_of(high, &right).map(|u| (lo, Hi::Until(u))),
                 _ => match (time_of(expr, &right), time_of(low, &left), time_of(high, &left)) {
-                    (Some(0), Some(lo), Some(hi)) => Some((-hi, -lo)),
+                    (Some(0), Some(lo), Some(hi)) => Some((-hi, Hi::Const(-lo))),
+                    (Some(0), Some(lo), None) => until_of(high, &left).map(|u| {
+                        swap = true;
+                        (lo, Hi::Until(u))
+                    }),
                     _ => None,
                 },
             };
             interval = found;
-            found.is_some()
+            interval.is_some()
         };
         on_conj.retain(|c| !take_interval(c));
         conj.retain(|c| !take_interval(c));
-        if let Some((lo, hi)) = interval {
-            if lo > hi {
-                return err_at(on.span(), format!("the interval join's bounds are reversed ({lo} ms > {hi} ms)"));
+        if let Some((lo, hi)) = &interval {
+            if let Hi::Const(hi) = hi {
+                if lo > hi {
+                    return err_at(on_span, format!("the interval join's bounds are reversed ({lo} ms > {hi} ms)"));
+                }
             }
             if window.is_some() {
-                return err_at(on.span(), "a join is a window join or an interval join, not both");
+                return err_at(on_span, "a join is a window join or an interval join, not both");
             }
         }
+        // `JOIN t FOR SYSTEM_TIME AS OF s.time`: each left row joins t's row of its key as of
+        // its time (an event-time temporal join).
+        let table = match (&left.as_of, &right.as_of) {
+            (None, None) => false,
+            (None, Some(e)) => {
+                if time_of(e, &left) != Some(0) {
+                    return err_at(
+                        e.span(),
+                        format!("FOR SYSTEM_TIME AS OF {e}: it must be the event time (the WATERMARK column) of the join's left side"),
+                    );
+                }
+                if window.is_some() || interval.is_some() {
+                    return err_at(on_span, "a temporal join (FOR SYSTEM_TIME AS OF) is not also a window or interval join");
+                }
+                true
+            }
+            (Some(e), _) => {
+                return err_at(e.span(), "FOR SYSTEM_TIME AS OF is for the table on the right of the JOIN (stream JOIN table FOR SYSTEM_TIME AS OF stream.time)")
+            }
+        };
         if window.is_some() && !same_window {
-            return err_at(on.span(), "a join of two window TVFs needs ON … AND a.window_start = b.window_start");
+            return err_at(on_span, "a join of two window TVFs needs ON … AND a.window_start = b.window_start");
         }
         for c in on_conj {
             if keys.is_none() {
@@ -2192,8 +2383,19 @@ impl<'s> Planner<'s> {
             residual.push(c);
         }
         let Some((lk, rk)) = keys else {
-            return err_at(on.span(), "JOIN … ON needs an equality of a left column and a right column (the join key)");
+            return err_at(on_span, "JOIN … ON needs an equality of a left column and a right column (the join key)");
         };
+        if let (true, Some(si)) = (table, right.source) {
+            if let Some((pk, _)) = &self.source_def(si).primary_key {
+                let pk_expr = ast::Expr::Identifier(ast::Ident::new(pk.clone()));
+                if self.expr(&pk_expr, &right).ok().map(|(_, cel)| cel) != Some(rk.1.clone()) {
+                    return err_at(
+                        on_span,
+                        format!("a temporal join with {} must be on its PRIMARY KEY ({pk})", self.source_def(si).name),
+                    );
+                }
+            }
+        }
         // Push single-side conjuncts of WHERE into the sides.
         let mut side_filters: [Vec<String>; 2] = [Vec::new(), Vec::new()];
         let mut keep = Vec::new();
@@ -2224,21 +2426,53 @@ impl<'s> Planner<'s> {
             }
         };
         let kc = |k: &(Ty, String)| key_cel(std::slice::from_ref(k));
+        // The engine's sides: the query's, or swapped for an `until` bound on the left.
+        let (el, er, ek, roots) = if swap {
+            ((&right, &side_filters[1]), (&left, &side_filters[0]), (&rk, &lk), ["event.right", "event.left"])
+        } else {
+            ((&left, &side_filters[0]), (&right, &side_filters[1]), (&lk, &rk), ["event.left", "event.right"])
+        };
+        let until_cel = match &interval {
+            Some((_, Hi::Until(u))) => Some(u.clone()),
+            _ => None,
+        };
+        // Sides of two sources are picked by source; their filters apply to the joined rows
+        // (the same rows, for an inner join).
+        let mut after = Vec::new();
+        let mut side_of = |r: &Rel, extra: &[String], root: &str| -> String {
+            let p = pred(r, extra);
+            match (left.source != right.source, r.source) {
+                (true, Some(si)) => {
+                    if p != "true" {
+                        after.push(StepSpec::Filter(reroot(&p, root)));
+                    }
+                    self.source_def(si).name.clone()
+                }
+                _ => p,
+            }
+        };
+        let (lsel, rsel) = (side_of(el.0, el.1, "event.left"), side_of(er.0, er.1, "event.right"));
         let step = StepSpec::Join(JoinYaml {
-            left: pred(&left, &side_filters[0]),
-            left_key: kc(&lk),
-            right: pred(&right, &side_filters[1]),
-            right_key: kc(&rk),
+            left: lsel,
+            left_key: kc(ek.0),
+            right: rsel,
+            right_key: kc(ek.1),
             window: window.map(|ms| format!("{ms}ms")),
-            interval: interval
-                .map(|(lo, hi)| crate::yaml::IntervalYaml { lower: format!("{lo}ms"), upper: format!("{hi}ms") }),
-            table: false,
-            unbounded: window.is_none() && interval.is_none(),
+            interval: interval.as_ref().map(|(lo, hi)| crate::yaml::IntervalYaml {
+                lower: format!("{lo}ms"),
+                upper: match hi {
+                    Hi::Const(hi) => Some(format!("{hi}ms")),
+                    Hi::Until(_) => None,
+                },
+                until: until_cel.clone(),
+            }),
+            table,
+            unbounded: window.is_none() && interval.is_none() && !table,
             allowed_lateness: None,
             max_state: 1_000_000,
         });
         let mut cols = Vec::new();
-        for (r, root) in [(&left, "event.left"), (&right, "event.right")] {
+        for (r, root) in [(&left, roots[0]), (&right, roots[1])] {
             for c in &r.cols {
                 let cel = match (c.missing(), c.edge, window) {
                     // The window's edges, which the window join writes beside both sides.
@@ -2250,8 +2484,15 @@ impl<'s> Planner<'s> {
                 cols.push(Col { cel, ..c.clone() });
             }
         }
+        // Groups of the join's key close when the watermark passes the bound (see plan_aggregate).
+        let until = until_cel.map(|u| Until {
+            bound: reroot(&u, "event.right"),
+            keys: vec![reroot(&lk.1, roots[0]), reroot(&rk.1, roots[1])],
+        });
         let windowed = window.map(|size_ms| Window::Tumbling { size_ms });
-        Ok(Rel { steps: vec![step], cols, tvf: None, windowed, rank: None, stateless: false })
+        let mut steps = vec![step];
+        steps.extend(after);
+        Ok(Rel { steps, cols, windowed, until, ..Rel::default() })
     }
 
     /// The Spec of the script's one sink.
@@ -2312,13 +2553,30 @@ impl<'s> Planner<'s> {
             columns.push((c.name.clone(), ty));
         }
         rel.steps.push(StepSpec::Map(map_literal(&entries)));
-        let Some(si) = self.source else { return err_at(at, "the query reads no source") };
-        let src = self.source_def(si);
-        let (source, out_of_orderness) = self.source_spec(src)?;
+        let (source, sources, out_of_orderness) = match self.sources.as_slice() {
+            [] => return err_at(at, "the query reads no source"),
+            [si] => {
+                let (source, delay) = self.source_spec(*si)?;
+                (Some(source), BTreeMap::new(), delay)
+            }
+            several => {
+                // Sources by name; the watermark trails by the largest of their delays.
+                let mut sources = BTreeMap::new();
+                let mut delay: Option<i64> = None;
+                for si in several {
+                    let (source, d) = self.source_spec(*si)?;
+                    if let Some(ms) = d.as_deref().and_then(|d| d.strip_suffix("ms")).and_then(|d| d.parse::<i64>().ok()) {
+                        delay = Some(delay.map_or(ms, |x| x.max(ms)));
+                    }
+                    sources.insert(self.source_def(*si).name.clone(), source);
+                }
+                (None, sources, delay.map(|ms| format!("{ms}ms")))
+            }
+        };
         let mut spec = Spec {
             name,
-            source: Some(source),
-            sources: BTreeMap::new(),
+            source,
+            sources,
             steps: rel.steps,
             window: None,
             out_of_orderness,
@@ -2348,7 +2606,8 @@ impl<'s> Planner<'s> {
         Ok(Planned { spec, explain, columns })
     }
 
-    fn source_spec(&self, src: &SourceDef) -> Result<(SourceSpec, Option<String>), SqlError> {
+    fn source_spec(&self, si: usize) -> Result<(SourceSpec, Option<String>), SqlError> {
+        let src = self.source_def(si);
         let opt = |k: &str| src.options.get(k).map(|(v, _)| v.clone());
         for (k, (_, span)) in &src.options {
             if k.starts_with("properties.") {
@@ -2404,7 +2663,7 @@ impl<'s> Planner<'s> {
         let bounded = !matches!(kind, SourceKind::Kafka(_));
         let (time, delay) = match &src.watermark {
             Some((col, e, span)) => {
-                let cel = self.time_raw.clone().ok_or_else(|| SqlError {
+                let cel = self.times.get(&si).map(|t| t.1.clone()).ok_or_else(|| SqlError {
                     line: span.start.line,
                     column: span.start.column,
                     message: format!("WATERMARK FOR {col}: no such column"),
@@ -2517,14 +2776,17 @@ fn prune_maps(steps: &mut [StepSpec]) {
                     closed = true;
                     break;
                 }
-                StepSpec::Window(w) => match &w.output {
-                    WindowOutput::TopN { by, .. } => readers.push(by),
-                    WindowOutput::Aggregates(a) => {
-                        readers.extend(a.iter().filter_map(|(_, _, f)| f.as_deref()));
-                        closed = true;
-                        break;
+                StepSpec::Window(w) => {
+                    readers.extend(w.end_field.as_deref());
+                    match &w.output {
+                        WindowOutput::TopN { by, .. } => readers.push(by),
+                        WindowOutput::Aggregates(a) => {
+                            readers.extend(a.iter().filter_map(|(_, _, f)| f.as_deref()));
+                            closed = true;
+                            break;
+                        }
                     }
-                },
+                }
                 StepSpec::FlatMap(_) | StepSpec::Dedup(_) | StepSpec::Join(_) => break,
             }
         }
@@ -2653,7 +2915,7 @@ pub fn load(text: &str) -> Result<Compiled, SqlError> {
 }
 
 fn compile_script(script: &Script) -> Result<Compiled, SqlError> {
-    let mut planner = Planner { script, source: None, ctes: Vec::new(), time_cel: None, time_raw: None };
+    let mut planner = Planner { script, sources: Vec::new(), ctes: Vec::new(), times: BTreeMap::new() };
     let planned = match (script.sinks.as_slice(), &script.query) {
         ([one], None) => planner.plan_sink(one)?,
         ([], Some((q, at))) => {
@@ -2868,6 +3130,7 @@ pub fn query_topics(text: &str, brokers: &str, work: &std::path::Path) -> Result
             meta: Vec::new(),
             computed: Vec::new(),
             watermark: Some(("timestamp".into(), ts, span)),
+            primary_key: None,
             options,
         });
     }

@@ -264,7 +264,10 @@ pub struct JoinYaml {
 #[serde(deny_unknown_fields)]
 pub struct IntervalYaml {
     pub lower: String,
-    pub upper: String,
+    /// A duration; or `until`: a CEL expression over the right event giving the latest left
+    /// time it pairs with (e.g. an auction's `expires`).
+    pub upper: Option<String>,
+    pub until: Option<String>,
 }
 
 /// A step as written: a one-key map (serde_norway reads enums only from YAML tags).
@@ -1089,7 +1092,12 @@ impl Spec {
                             Some(rest) => dur(rest).map(|v| -v),
                             None => dur(s),
                         };
-                        JoinKind::Interval { lower_ms: signed(&i.lower)?, upper_ms: signed(&i.upper)? }
+                        let upper_ms = match (&i.upper, &i.until) {
+                            (Some(u), None) => signed(u)?,
+                            (None, Some(_)) => i64::MAX / 4,
+                            _ => return Err(err("interval:", "a join interval needs exactly one of upper, until".into())),
+                        };
+                        JoinKind::Interval { lower_ms: signed(&i.lower)?, upper_ms }
                     }
                     (None, None, true) if j.table && !j.unbounded => JoinKind::Table,
                     _ => {
@@ -1100,7 +1108,18 @@ impl Spec {
                     }
                 };
                 let allowed_lateness_ms = j.allowed_lateness.as_deref().map(dur).transpose()?.unwrap_or(0);
-                b = b.join(JoinSpec { kind, classify, allowed_lateness_ms, max_state: j.max_state });
+                let until = match j.interval.as_ref().and_then(|i| i.until.as_ref()) {
+                    Some(src) => {
+                        let e = compile_checked(text, "join interval until", src, Expect::Any, &known)?;
+                        let src = src.clone();
+                        Some(Box::new(move |ev: &Event| match e.eval_time(ev)? {
+                            Some(t) => Ok(t),
+                            None => Err(format!("join interval until {src:?} is not a time")),
+                        }) as weir_stream::keyed_join::Until)
+                    }
+                    None => None,
+                };
+                b = b.join(JoinSpec { kind, classify, allowed_lateness_ms, max_state: j.max_state, until });
                 partitioned = true;
                 let mut out = vec!["key".to_owned(), "left".to_owned(), "right".to_owned()];
                 if matches!(kind, JoinKind::Window { .. }) {

@@ -4,7 +4,10 @@
 //! - window: both in the same tumbling window; emitted when the window closes, with
 //!   `window_start`/`window_end`, at `window_end - 1` (Nexmark q8);
 //! - interval: `left.time` within `[right.time + lower, right.time + upper]`; emitted as soon
-//!   as both are there, at the later of the two times; state expires with the watermark;
+//!   as both are there, at the later of the two times; state expires with the watermark. With
+//!   `until`, the upper bound is a time each right event gives (`[right.time + lower,
+//!   until(right)]`, e.g. a bid between its auction's start and its `expires`, Nexmark q4), and
+//!   a right event is kept until the watermark passes it;
 //! - table: the right side is a table (per key, rows over event time; a null value deletes
 //!   the key). A left event at time t joins the key's row as of t (an event-time temporal
 //!   join, Flink's `FOR SYSTEM_TIME AS OF`): it waits until the watermark reaches t, so every
@@ -31,18 +34,25 @@ pub enum JoinKind {
 /// Which side an event is on (None: neither; it is dropped, like a filter).
 pub type Classify = Box<dyn Fn(&Event) -> Result<Option<Side>, String> + Send>;
 
+/// An interval join's upper bound per right event: the latest left time it pairs with.
+pub type Until = Box<dyn Fn(&Event) -> Result<i64, String> + Send>;
+
 pub struct JoinSpec {
     pub kind: JoinKind,
     pub classify: Classify,
     pub allowed_lateness_ms: i64,
     /// Events kept at most (both sides); exceeding it is an error, not an OOM.
     pub max_state: usize,
+    /// Interval joins: the upper bound each right event gives (instead of `upper_ms`).
+    pub until: Option<Until>,
 }
 
-#[derive(Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Default, Clone, PartialEq)]
 struct Sides {
     left: Vec<(i64, Value)>,
     right: Vec<(i64, Value)>,
+    /// Interval joins: the latest left time each right event pairs with (parallel to `right`).
+    right_upper: Vec<i64>,
 }
 
 pub(crate) struct KeyedJoin {
@@ -64,8 +74,11 @@ impl KeyedJoin {
             JoinKind::Window { size_ms } if size_ms <= 0 => {
                 return Err(StreamError::InvalidSpec("join window size must be positive"))
             }
-            JoinKind::Interval { lower_ms, upper_ms } if lower_ms > upper_ms => {
+            JoinKind::Interval { lower_ms, upper_ms } if lower_ms > upper_ms && spec.until.is_none() => {
                 return Err(StreamError::InvalidSpec("join interval: lower must not exceed upper"))
+            }
+            JoinKind::Window { .. } | JoinKind::Table if spec.until.is_some() => {
+                return Err(StreamError::InvalidSpec("only an interval join takes an until bound"))
             }
             _ => {}
         }
@@ -155,21 +168,31 @@ impl KeyedJoin {
                 }
             }
             JoinKind::Interval { lower_ms, upper_ms } => {
+                // The latest left time a right event pairs with.
+                let upper = match (side, &self.spec.until) {
+                    (Side::Right, Some(until)) => match until(&ev) {
+                        Ok(u) => u,
+                        Err(detail) => {
+                            dead.push(DeadLetter { event: ev, reason: DeadLetterReason::Expression { detail } });
+                            return Ok(());
+                        }
+                    },
+                    _ => t.saturating_add(upper_ms),
+                };
                 // The latest time a partner of this event can have, and so when it expires.
                 let expires = match side {
                     Side::Left => t.saturating_sub(lower_ms),
-                    Side::Right => t.saturating_add(upper_ms),
+                    Side::Right => upper,
                 };
                 if expires.saturating_add(lateness) < watermark_ms {
                     late(ev, dead);
                     return Ok(());
                 }
                 let s = self.windows.entry((0, key.clone())).or_default();
-                let matches = |l: i64, r: i64| r.saturating_add(lower_ms) <= l && l <= r.saturating_add(upper_ms);
                 match side {
                     Side::Left => {
-                        for (rt, r) in &s.right {
-                            if matches(t, *rt) {
+                        for ((rt, r), ru) in s.right.iter().zip(&s.right_upper) {
+                            if rt.saturating_add(lower_ms) <= t && t <= *ru {
                                 out.push(Self::pair(&key, ev.value.clone(), r.clone(), t.max(*rt), None, ev.partition));
                             }
                         }
@@ -177,11 +200,12 @@ impl KeyedJoin {
                     }
                     Side::Right => {
                         for (lt, l) in &s.left {
-                            if matches(*lt, t) {
+                            if t.saturating_add(lower_ms) <= *lt && *lt <= upper {
                                 out.push(Self::pair(&key, l.clone(), ev.value.clone(), t.max(*lt), None, ev.partition));
                             }
                         }
                         s.right.push((t, ev.value));
+                        s.right_upper.push(upper);
                     }
                 }
                 *self.expiry.entry((expires.saturating_add(lateness), key)).or_default() += 1;
@@ -248,7 +272,7 @@ impl KeyedJoin {
                     }
                 }
             }
-            JoinKind::Interval { lower_ms, upper_ms } => {
+            JoinKind::Interval { lower_ms, .. } => {
                 while let Some(entry) = self.expiry.first_entry() {
                     if entry.key().0 >= watermark_ms {
                         break;
@@ -259,7 +283,14 @@ impl KeyedJoin {
                         let before = s.left.len() + s.right.len();
                         let alive = |e: i64| e.saturating_add(lateness) >= watermark_ms;
                         s.left.retain(|(t, _)| alive(t.saturating_sub(lower_ms)));
-                        s.right.retain(|(t, _)| alive(t.saturating_add(upper_ms)));
+                        let mut uppers = std::mem::take(&mut s.right_upper);
+                        let mut i = 0;
+                        s.right.retain(|_| {
+                            i += 1;
+                            alive(uppers[i - 1])
+                        });
+                        uppers.retain(|u| alive(*u));
+                        s.right_upper = uppers;
                         self.kept -= before - (s.left.len() + s.right.len());
                         if s.left.is_empty() && s.right.is_empty() {
                             self.windows.remove(&(0, key));
@@ -281,6 +312,19 @@ impl KeyedJoin {
                     }
                 }
             }
+        }
+    }
+
+    /// A kept right event's upper bound, computed again from its value (checkpoint import).
+    fn upper_of(&self, t: i64, value: &Value, upper_ms: i64) -> i64 {
+        match &self.spec.until {
+            Some(until) => {
+                let ev = Event { key: None, value: value.clone(), timestamp_ms: t, partition: 0, offset: -1, source: 0, raw: None };
+                // It was computed when the event came in; should it fail now, the event
+                // expires at the next watermark.
+                until(&ev).unwrap_or(i64::MIN / 4)
+            }
+            None => t.saturating_add(upper_ms),
         }
     }
 
@@ -327,6 +371,7 @@ impl KeyedJoin {
         self.kept = 0;
         let lateness = self.spec.allowed_lateness_ms;
         for (start, key, left, right) in state.windows {
+            let mut right_upper = Vec::with_capacity(right.len());
             if let JoinKind::Interval { lower_ms, upper_ms } = self.spec.kind {
                 for (t, _) in &left {
                     *self
@@ -334,15 +379,14 @@ impl KeyedJoin {
                         .entry((t.saturating_sub(lower_ms).saturating_add(lateness), key.clone()))
                         .or_default() += 1;
                 }
-                for (t, _) in &right {
-                    *self
-                        .expiry
-                        .entry((t.saturating_add(upper_ms).saturating_add(lateness), key.clone()))
-                        .or_default() += 1;
+                for (t, v) in &right {
+                    let upper = self.upper_of(*t, v, upper_ms);
+                    right_upper.push(upper);
+                    *self.expiry.entry((upper.saturating_add(lateness), key.clone())).or_default() += 1;
                 }
             }
             self.kept += left.len() + right.len();
-            self.windows.insert((start, key), Sides { left, right });
+            self.windows.insert((start, key), Sides { left, right, right_upper });
         }
         self.table.clear();
         for (key, rows) in state.rows {

@@ -51,7 +51,7 @@ fn table_join_is_as_of_event_time_and_tombstones_delete() {
         let classify: weir_stream::keyed_join::Classify =
             Box::new(|ev: &Event| Ok(Some(if ev.source == 0 { Side::Left } else { Side::Right })));
         Pipeline::builder()
-            .join(JoinSpec { kind: JoinKind::Table, classify, allowed_lateness_ms: 0, max_state: 100 })
+            .join(JoinSpec { kind: JoinKind::Table, classify, allowed_lateness_ms: 0, max_state: 100, until: None })
             .out_of_orderness(10_000)
             .build()
             .unwrap()
