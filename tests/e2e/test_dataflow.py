@@ -254,11 +254,11 @@ def test_until_end_closes_what_a_partition_that_ran_ahead_allows(weir, tmp_path)
     assert sqlite_rows(db) == expected
 
 
-def test_two_source_topics_table_join_as_of_event_time_with_updates_and_tombstones(weir, tmp_path):
-    """Orders (3 partitions, random record keys) joined with a customers table (2 partitions,
-    keyed by id): rows change country half-way and some are deleted by tombstones. The join
-    stage co-partitions both through one repartition topic; every order joins its customer's
-    row as of the order's time; the sums per country and minute equal that computation."""
+def table_join_case(weir, orders_topic, customers_topic):
+    """Orders (3 partitions, random record keys) and a customers table (2 partitions, keyed by
+    id) whose rows change country half-way and are partly deleted by tombstones, produced to
+    the two topics. Returns the orders, the paid sums per (country, minute) of every order
+    joined with its customer's row as of its time, and when the rows changed."""
     orders, end = make_orders(6_000, seed=11)
     customers = [f"c{i:02d}" for i in range(25)]
     countries = ["NL", "DE", "FR", "US"]
@@ -271,23 +271,23 @@ def test_two_source_topics_table_join_as_of_event_time_with_updates_and_tombston
         parts[i % 2].append((c, {"id": c, "country": countries[(i + 1) % 4], "timestamp": moved_at}))
     for i, c in enumerate(customers[20:], start=20):
         parts[i % 2].append((c, None))  # a tombstone: at the latest time read in its partition
-    create(weir, ("e_orders", 3), ("e_customers", 2))
+    create(weir, (orders_topic, 3), (customers_topic, 2))
     prod = Producer({"bootstrap.servers": weir.bootstrap, "enable.idempotence": True})
     history = {}  # customer -> [(time, row or None)] in partition order
     for p, records in parts.items():
         latest = -1
         for key, row in records:
             if row is None:
-                prod.produce("e_customers", key=key.encode(), value=None, partition=p)
+                prod.produce(customers_topic, key=key.encode(), value=None, partition=p)
                 history.setdefault(key, []).append((latest, None))
             else:
-                prod.produce("e_customers", key=key.encode(), value=json.dumps(row).encode(), partition=p)
+                prod.produce(customers_topic, key=key.encode(), value=json.dumps(row).encode(), partition=p)
                 latest = max(latest, row["timestamp"])
                 history.setdefault(key, []).append((row["timestamp"], row))
         marker = {"id": "zz-end", "country": "XX", "timestamp": end + 3_600_000}
-        prod.produce("e_customers", key=b"zz-end", value=json.dumps(marker).encode(), partition=p)
+        prod.produce(customers_topic, key=b"zz-end", value=json.dumps(marker).encode(), partition=p)
     assert prod.flush(30) == 0
-    produce(weir, "e_orders", orders, end, 3)
+    produce(weir, orders_topic, orders, end, 3)
 
     def as_of(customer, t):
         row = None
@@ -306,6 +306,15 @@ def test_two_source_topics_table_join_as_of_event_time_with_updates_and_tombston
         expected[k] = (total + o["amount"], n + 1)
     expected = sorted((c, ws, t, n) for (c, ws), (t, n) in expected.items())
     assert len(expected) > 30
+    return orders, expected, moved_at
+
+
+def test_two_source_topics_table_join_as_of_event_time_with_updates_and_tombstones(weir, tmp_path):
+    """Orders (3 partitions, random record keys) joined with a customers table (2 partitions,
+    keyed by id): rows change country half-way and some are deleted by tombstones. The join
+    stage co-partitions both through one repartition topic; every order joins its customer's
+    row as of the order's time; the sums per country and minute equal that computation."""
+    orders, expected, moved_at = table_join_case(weir, "e_orders", "e_customers")
     db = tmp_path / "sums.db"
     path = tmp_path / "enrich.yaml"
     path.write_text(f"""

@@ -120,6 +120,8 @@ struct Rel {
     source: Option<usize>,
     /// `t FOR SYSTEM_TIME AS OF x`: a table to join as of the other side's time `x`.
     as_of: Option<ast::Expr>,
+    /// Joined rows whose time is one side's event time: that column (CEL).
+    time: Option<String>,
 }
 
 /// An interval join's upper bound: a constant offset, or a TIMESTAMP column of one side (CEL).
@@ -790,7 +792,10 @@ impl<'s> Planner<'s> {
     }
 
     /// The CEL of the event time of a relation's source (None: no watermark, or not one source).
-    fn time_of_rel(&self, rel: &Rel) -> Option<&String> {
+    fn time_of_rel<'r>(&'r self, rel: &'r Rel) -> Option<&'r String> {
+        if rel.time.is_some() {
+            return rel.time.as_ref();
+        }
         self.times.get(&rel.source?)?.0.as_ref()
     }
 
@@ -1819,8 +1824,17 @@ impl<'s> Planner<'s> {
     /// Windows are over the source's event time: the column of its WATERMARK.
     fn check_time_attribute(&self, e: &ast::Expr, rel: &Rel) -> Result<(), SqlError> {
         let span = e.span();
+        if rel.time.is_some() {
+            let (_, cel) = self.expr(e, rel)?;
+            if Some(&cel) == rel.time.as_ref() {
+                return Ok(());
+            }
+        }
         let Some(src) = rel.source.map(|i| self.source_def(i)) else {
-            return err_at(span, "a window needs the event time of a source (not of joined rows, in this version)");
+            return err_at(
+                span,
+                format!("{e} is not the event time of these joined rows: a window over joined rows is over the time of the left side of a temporal join, or of the later side of an interval join"),
+            );
         };
         let Some((wcol, _, _)) = &src.watermark else {
             return err_at(
@@ -2490,9 +2504,17 @@ impl<'s> Planner<'s> {
             keys: vec![reroot(&lk.1, roots[0]), reroot(&rk.1, roots[1])],
         });
         let windowed = window.map(|size_ms| Window::Tumbling { size_ms });
+        // A joined row's time is the later of its sides' (the left's, in a temporal join).
+        let later = match &interval {
+            _ if table => Some((el.0, "event.left")),
+            Some((lo, _)) if *lo >= 0 => Some((el.0, "event.left")),
+            Some((_, Hi::Const(hi))) if *hi <= 0 => Some((er.0, "event.right")),
+            _ => None,
+        };
+        let time = later.and_then(|(r, root)| self.time_of_rel(r).map(|t| reroot(t, root)));
         let mut steps = vec![step];
         steps.extend(after);
-        Ok(Rel { steps, cols, windowed, until, ..Rel::default() })
+        Ok(Rel { steps, cols, windowed, until, time, ..Rel::default() })
     }
 
     /// The Spec of the script's one sink.
@@ -2856,7 +2878,7 @@ fn map_entries(text: &str) -> Option<Vec<(String, String)>> {
 /// The steps of a spec, one line each, with the shuffles the compiler inserts.
 fn explain_steps(spec: &Spec) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(s) = &spec.source {
+    for (name, s) in spec.source.iter().map(|s| ("source", s)).chain(spec.sources.iter().map(|(n, s)| (n.as_str(), s))) {
         let what = match &s.kind {
             SourceKind::Jsonl(p) => format!("jsonl {p}"),
             SourceKind::Kafka(k) => format!("topic {} on {}", k.topic, k.brokers),
@@ -2868,7 +2890,7 @@ fn explain_steps(spec: &Spec) -> Vec<String> {
             TimeFrom::Field(f) => f.join("."),
         };
         out.push(format!(
-            "source: {what}; event time {time}; watermark delay {}",
+            "{name}: {what}; event time {time}; watermark delay {}",
             spec.out_of_orderness.as_deref().unwrap_or("0")
         ));
     }
@@ -2880,7 +2902,20 @@ fn explain_steps(spec: &Spec) -> Vec<String> {
             StepSpec::KeyBy(k) => format!("key_by: {k}"),
             StepSpec::Dedup(d) => format!("dedup: horizon {}", d.horizon),
             StepSpec::Join(j) => {
-                format!("join (regular): left {} on {}; right {} on {}", j.left, j.left_key, j.right, j.right_key)
+                let kind = match (&j.window, &j.interval, j.table) {
+                    (Some(w), _, _) => format!("window {w}"),
+                    (_, Some(i), _) => match (&i.upper, &i.until) {
+                        (Some(u), _) => format!("interval: left time within right time + [{}, {u}]", i.lower),
+                        (_, u) => format!(
+                            "interval: left time within [right time + {}, {}]",
+                            i.lower,
+                            u.as_deref().unwrap_or("?")
+                        ),
+                    },
+                    (_, _, true) => "temporal: the right side's row as of the left time".into(),
+                    _ => "regular".into(),
+                };
+                format!("join ({kind}): left {} on {}; right {} on {}", j.left, j.left_key, j.right, j.right_key)
             }
             StepSpec::Window(w) => {
                 let out = match &w.output {
@@ -2893,7 +2928,10 @@ fn explain_steps(spec: &Spec) -> Vec<String> {
                         format!("top {n} by {by} {}", if *descending { "desc" } else { "asc" })
                     }
                 };
-                format!("window {:?}: {out}", w.window)
+                match &w.end_field {
+                    Some(f) => format!("window {:?} (closes at {f}): {out}", w.window),
+                    None => format!("window {:?}: {out}", w.window),
+                }
             }
         });
     }
