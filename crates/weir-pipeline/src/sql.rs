@@ -831,8 +831,15 @@ impl<'s> Planner<'s> {
         // The computed columns over a set of columns (as decoded, or as the map copied them).
         let computed = |mut cols: Vec<Col>| -> Result<Vec<Col>, SqlError> {
             for (n, e) in &def.computed {
-                let rel =
-                    Rel { steps: vec![], cols: cols.clone(), tvf: None, windowed: None, rank: None, stateless: true, ..Rel::default() };
+                let rel = Rel {
+                    steps: vec![],
+                    cols: cols.clone(),
+                    tvf: None,
+                    windowed: None,
+                    rank: None,
+                    stateless: true,
+                    ..Rel::default()
+                };
                 let (ty, cel) = self.expr(e, &rel)?;
                 cols.push(col(n, &ty, cel, false));
             }
@@ -1426,7 +1433,12 @@ impl<'s> Planner<'s> {
             [from] if from.joins.is_empty() => self.plan_factor(&from.relation)?,
             [from] => self.plan_join(from, &mut conj)?,
             [a, b] => self.plan_comma_join(a, b, &mut conj)?,
-            _ => return err_at(span, "a query reads one FROM item, or two joined (JOIN … ON, or FROM a, b WHERE a.k = b.k)"),
+            _ => {
+                return err_at(
+                    span,
+                    "a query reads one FROM item, or two joined (JOIN … ON, or FROM a, b WHERE a.k = b.k)",
+                )
+            }
         };
         if rel.rank.is_some() {
             rel = self.apply_rank(rel, &mut conj)?;
@@ -1762,7 +1774,13 @@ impl<'s> Planner<'s> {
             };
             let mut rel = self.named(&table.value, table.span)?;
             if !rel.stateless || rel.tvf.is_some() || rel.windowed.is_some() {
-                return err_at(table.span, format!("{}: a temporal join's table is a source or a view of it (filters and columns only)", table.value));
+                return err_at(
+                    table.span,
+                    format!(
+                        "{}: a temporal join's table is a source or a view of it (filters and columns only)",
+                        table.value
+                    ),
+                );
             }
             rel.as_of = Some((*x).clone());
             return Ok(rel);
@@ -1953,7 +1971,10 @@ impl<'s> Planner<'s> {
             return err_at(span, "GROUP BY over a window TVF needs window_start and window_end among its columns");
         }
         if rel.windowed.is_some() && window.is_some() {
-            return err_at(span, "a windowed GROUP BY over the results of another windowed GROUP BY is not supported yet");
+            return err_at(
+                span,
+                "a windowed GROUP BY over the results of another windowed GROUP BY is not supported yet",
+            );
         }
         // Over rows of a join bounded by a column of one side, a group that includes the join
         // key is complete once the watermark passes the bound: it closes there (Nexmark q4).
@@ -2587,7 +2608,9 @@ impl<'s> Planner<'s> {
                 let mut delay: Option<i64> = None;
                 for si in several {
                     let (source, d) = self.source_spec(*si)?;
-                    if let Some(ms) = d.as_deref().and_then(|d| d.strip_suffix("ms")).and_then(|d| d.parse::<i64>().ok()) {
+                    if let Some(ms) =
+                        d.as_deref().and_then(|d| d.strip_suffix("ms")).and_then(|d| d.parse::<i64>().ok())
+                    {
                         delay = Some(delay.map_or(ms, |x| x.max(ms)));
                     }
                     sources.insert(self.source_def(*si).name.clone(), source);
@@ -2878,7 +2901,8 @@ fn map_entries(text: &str) -> Option<Vec<(String, String)>> {
 /// The steps of a spec, one line each, with the shuffles the compiler inserts.
 fn explain_steps(spec: &Spec) -> Vec<String> {
     let mut out = Vec::new();
-    for (name, s) in spec.source.iter().map(|s| ("source", s)).chain(spec.sources.iter().map(|(n, s)| (n.as_str(), s))) {
+    for (name, s) in spec.source.iter().map(|s| ("source", s)).chain(spec.sources.iter().map(|(n, s)| (n.as_str(), s)))
+    {
         let what = match &s.kind {
             SourceKind::Jsonl(p) => format!("jsonl {p}"),
             SourceKind::Kafka(k) => format!("topic {} on {}", k.topic, k.brokers),

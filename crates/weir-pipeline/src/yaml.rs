@@ -1095,7 +1095,12 @@ impl Spec {
                         let upper_ms = match (&i.upper, &i.until) {
                             (Some(u), None) => signed(u)?,
                             (None, Some(_)) => i64::MAX / 4,
-                            _ => return Err(err("interval:", "a join interval needs exactly one of upper, until".into())),
+                            _ => {
+                                return Err(err(
+                                    "interval:",
+                                    "a join interval needs exactly one of upper, until".into(),
+                                ))
+                            }
                         };
                         JoinKind::Interval { lower_ms: signed(&i.lower)?, upper_ms }
                     }

@@ -339,11 +339,21 @@ fn temporal_join_of_two_sources_takes_the_row_as_of_the_event_time() {
     assert_eq!(got, totals);
 
     for (query, needle) in [
-        ("SELECT o.oid FROM orders AS o JOIN customers FOR SYSTEM_TIME AS OF o.amount AS c ON o.customer = c.id", "must be the event time"),
-        ("SELECT o.oid FROM orders AS o JOIN customers FOR SYSTEM_TIME AS OF o.ts AS c ON o.oid = c.ts", "PRIMARY KEY (id)"),
-        ("SELECT o.oid FROM customers FOR SYSTEM_TIME AS OF ts AS c JOIN orders AS o ON o.customer = c.id", "on the right of the JOIN"),
+        (
+            "SELECT o.oid FROM orders AS o JOIN customers FOR SYSTEM_TIME AS OF o.amount AS c ON o.customer = c.id",
+            "must be the event time",
+        ),
+        (
+            "SELECT o.oid FROM orders AS o JOIN customers FOR SYSTEM_TIME AS OF o.ts AS c ON o.oid = c.ts",
+            "PRIMARY KEY (id)",
+        ),
+        (
+            "SELECT o.oid FROM customers FOR SYSTEM_TIME AS OF ts AS c JOIN orders AS o ON o.customer = c.id",
+            "on the right of the JOIN",
+        ),
     ] {
-        let e = sql::load(&format!("{ddl}CREATE SINK s AS {query};")).err().unwrap_or_else(|| panic!("{query} is refused"));
+        let e =
+            sql::load(&format!("{ddl}CREATE SINK s AS {query};")).err().unwrap_or_else(|| panic!("{query} is refused"));
         assert!(e.to_string().contains(needle), "{query}: {e}");
     }
 }

@@ -319,7 +319,15 @@ impl KeyedJoin {
     fn upper_of(&self, t: i64, value: &Value, upper_ms: i64) -> i64 {
         match &self.spec.until {
             Some(until) => {
-                let ev = Event { key: None, value: value.clone(), timestamp_ms: t, partition: 0, offset: -1, source: 0, raw: None };
+                let ev = Event {
+                    key: None,
+                    value: value.clone(),
+                    timestamp_ms: t,
+                    partition: 0,
+                    offset: -1,
+                    source: 0,
+                    raw: None,
+                };
                 // It was computed when the event came in; should it fail now, the event
                 // expires at the next watermark.
                 until(&ev).unwrap_or(i64::MIN / 4)
