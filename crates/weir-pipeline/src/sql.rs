@@ -1275,7 +1275,7 @@ impl<'s> Planner<'s> {
                 }
                 (ty, out)
             }
-            "STARTS_WITH" | "ENDS_WITH" | "STRPOS_CONTAINS" => {
+            "STARTS_WITH" | "ENDS_WITH" => {
                 arity(2)?;
                 let m = if name == "STARTS_WITH" { "startsWith" } else { "endsWith" };
                 (Ty::Bool, format!("{}.{m}({})", typed[0].1, typed[1].1))
