@@ -160,7 +160,7 @@ struct SourceDef {
     computed: Vec<(String, ast::Expr)>,
     watermark: Option<(String, ast::Expr, Span)>,
     /// `PRIMARY KEY (col)`: a temporal join with this table must be on it.
-    primary_key: Option<(String, Span)>,
+    primary_key: Option<String>,
     options: BTreeMap<String, (String, Span)>,
 }
 
@@ -466,7 +466,7 @@ fn parse_source(p: &mut Parser, name: String, span: Span) -> Result<SourceDef, S
                 if def.primary_key.is_some() {
                     return err_at(t.span, "one PRIMARY KEY per table");
                 }
-                def.primary_key = Some((col.value, t.span));
+                def.primary_key = Some(col.value);
             } else if word(&t).as_deref() == Some("WATERMARK") {
                 p.next_token();
                 p.expect_keyword(sqlparser::keywords::Keyword::FOR).map_err(perr)?;
@@ -800,8 +800,7 @@ impl<'s> Planner<'s> {
     }
 
     /// The columns of a source, read from an event at `root`.
-    fn source_rel(&mut self, i: usize, span: Span) -> Result<Rel, SqlError> {
-        let _ = span;
+    fn source_rel(&mut self, i: usize) -> Result<Rel, SqlError> {
         if !self.sources.contains(&i) {
             self.sources.push(i);
         }
@@ -1751,7 +1750,7 @@ impl<'s> Planner<'s> {
             return Ok(requalify(self.plan_query(q)?, name));
         }
         if let Some(i) = self.script.sources.iter().position(|s| eq(&s.name)) {
-            return self.source_rel(i, span);
+            return self.source_rel(i);
         }
         let known: Vec<&str> = self
             .script
@@ -2421,7 +2420,7 @@ impl<'s> Planner<'s> {
             return err_at(on_span, "JOIN … ON needs an equality of a left column and a right column (the join key)");
         };
         if let (true, Some(si)) = (table, right.source) {
-            if let Some((pk, _)) = &self.source_def(si).primary_key {
+            if let Some(pk) = &self.source_def(si).primary_key {
                 let pk_expr = ast::Expr::Identifier(ast::Ident::new(pk.clone()));
                 if self.expr(&pk_expr, &right).ok().map(|(_, cel)| cel) != Some(rk.1.clone()) {
                     return err_at(
@@ -2608,16 +2607,13 @@ impl<'s> Planner<'s> {
                 let mut delay: Option<i64> = None;
                 for si in several {
                     let (source, d) = self.source_spec(*si)?;
-                    if let Some(ms) =
-                        d.as_deref().and_then(|d| d.strip_suffix("ms")).and_then(|d| d.parse::<i64>().ok())
-                    {
-                        delay = Some(delay.map_or(ms, |x| x.max(ms)));
-                    }
+                    delay = delay.max(d);
                     sources.insert(self.source_def(*si).name.clone(), source);
                 }
-                (None, sources, delay.map(|ms| format!("{ms}ms")))
+                (None, sources, delay)
             }
         };
+        let out_of_orderness = out_of_orderness.map(|ms| format!("{ms}ms"));
         let mut spec = Spec {
             name,
             source,
@@ -2651,7 +2647,8 @@ impl<'s> Planner<'s> {
         Ok(Planned { spec, explain, columns })
     }
 
-    fn source_spec(&self, si: usize) -> Result<(SourceSpec, Option<String>), SqlError> {
+    /// A source's spec, and its WATERMARK delay in ms.
+    fn source_spec(&self, si: usize) -> Result<(SourceSpec, Option<i64>), SqlError> {
         let src = self.source_def(si);
         let opt = |k: &str| src.options.get(k).map(|(v, _)| v.clone());
         for (k, (_, span)) in &src.options {
@@ -2716,7 +2713,7 @@ impl<'s> Planner<'s> {
                 let delay = match e {
                     ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case(col) => None,
                     ast::Expr::BinaryOp { left, op: ast::BinaryOperator::Minus, right } if name_of(left).is_some_and(|n| n.eq_ignore_ascii_case(col)) => match interval_ms(right) {
-                        Some(ms) if ms >= 0 => Some(format!("{ms}ms")),
+                        Some(ms) if ms >= 0 => Some(ms),
                         _ => return err_at(*span, "WATERMARK FOR t AS t - INTERVAL 'n' SECOND"),
                     },
                     _ => return err_at(*span, format!("WATERMARK FOR {col} AS {col} [- INTERVAL 'n' SECOND]: other watermark expressions are not supported")),

@@ -283,14 +283,9 @@ impl KeyedJoin {
                         let before = s.left.len() + s.right.len();
                         let alive = |e: i64| e.saturating_add(lateness) >= watermark_ms;
                         s.left.retain(|(t, _)| alive(t.saturating_sub(lower_ms)));
-                        let mut uppers = std::mem::take(&mut s.right_upper);
-                        let mut i = 0;
-                        s.right.retain(|_| {
-                            i += 1;
-                            alive(uppers[i - 1])
-                        });
-                        uppers.retain(|u| alive(*u));
-                        s.right_upper = uppers;
+                        let mut kept = s.right_upper.iter().map(|u| alive(*u));
+                        s.right.retain(|_| kept.next().unwrap_or(false));
+                        s.right_upper.retain(|u| alive(*u));
                         self.kept -= before - (s.left.len() + s.right.len());
                         if s.left.is_empty() && s.right.is_empty() {
                             self.windows.remove(&(0, key));
@@ -319,15 +314,7 @@ impl KeyedJoin {
     fn upper_of(&self, t: i64, value: &Value, upper_ms: i64) -> i64 {
         match &self.spec.until {
             Some(until) => {
-                let ev = Event {
-                    key: None,
-                    value: value.clone(),
-                    timestamp_ms: t,
-                    partition: 0,
-                    offset: -1,
-                    source: 0,
-                    raw: None,
-                };
+                let ev = Event::new(None, value.clone(), t);
                 // It was computed when the event came in; should it fail now, the event
                 // expires at the next watermark.
                 until(&ev).unwrap_or(i64::MIN / 4)
