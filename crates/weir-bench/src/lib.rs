@@ -208,18 +208,31 @@ fn producer_config(cfg: &BenchConfig) -> ClientConfig {
 }
 
 fn ensure_topic(cfg: &BenchConfig) -> Result<(), BenchError> {
-    // Create with the wanted partitions through an idle producer's metadata request with
-    // auto-creation off would not create; use the admin protocol via a throwaway client.
+    // Create with the wanted partitions through the admin protocol (a throwaway client).
+    // A broker without CreateTopics (librdkafka's mock cluster, some proxies) or one that
+    // does not answer in time leaves the topic to its auto-creation, said on stderr.
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &cfg.bootstrap).create()?;
     let topic = NewTopic::new(&cfg.topic, cfg.partitions, TopicReplication::Fixed(1));
-    let results = futures_lite_block_on(admin.create_topics([&topic], &AdminOptions::new()))?;
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let results = match futures_lite_block_on(admin.create_topics([&topic], &options)) {
+        Ok(results) => results,
+        Err(e) => {
+            eprintln!("creating topic {}: {e}; relying on the broker's auto-creation", cfg.topic);
+            return Ok(());
+        }
+    };
     for r in results {
         if let Err((name, code)) = r {
-            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                return Err(BenchError::Setup(format!("creating topic {name}: {code}")));
+            use rdkafka::types::RDKafkaErrorCode as E;
+            match code {
+                E::TopicAlreadyExists => {}
+                E::UnsupportedFeature | E::OperationTimedOut | E::RequestTimedOut | E::UnsupportedVersion => {
+                    eprintln!("creating topic {name}: {code}; relying on the broker's auto-creation");
+                }
+                _ => return Err(BenchError::Setup(format!("creating topic {name}: {code}"))),
             }
         }
     }

@@ -216,29 +216,33 @@ fn send(c: &mut Client, topic: &str, pending: &mut Pending) -> anyhow::Result<()
     if pending.records == 0 {
         return Ok(());
     }
-    let partitions = pending
-        .builders
-        .iter()
-        .filter(|(_, b)| !b.is_empty())
-        .map(|(p, b)| {
-            produce_request::PartitionProduceData::default().with_index(*p).with_records(Some(Bytes::from(b.build())))
-        })
-        .collect();
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
-        produce_request::TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(partitions),
-    ]);
-    let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 9, RequestKind::Produce(req))? else {
-        bail!("unexpected response")
-    };
-    for t in &r.responses {
-        for p in &t.partition_responses {
-            if p.error_code != 0 {
-                bail!(
-                    "producing to {topic}/{}: {} {}",
-                    p.index,
-                    error_name(p.error_code),
-                    p.error_message.as_deref().unwrap_or("")
-                );
+    let filled: Vec<i32> = pending.builders.iter().filter(|(_, b)| !b.is_empty()).map(|(p, _)| *p).collect();
+    // One request per partition leader.
+    for (node, parts) in c.by_leader(topic, filled)? {
+        let partitions = parts
+            .iter()
+            .map(|p| {
+                produce_request::PartitionProduceData::default()
+                    .with_index(*p)
+                    .with_records(Some(Bytes::from(pending.builders[p].build())))
+            })
+            .collect();
+        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
+            produce_request::TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(partitions),
+        ]);
+        let ResponseKind::Produce(r) = c.call_node(node, ApiKey::Produce, 9, RequestKind::Produce(req))? else {
+            bail!("unexpected response")
+        };
+        for t in &r.responses {
+            for p in &t.partition_responses {
+                if p.error_code != 0 {
+                    bail!(
+                        "producing to {topic}/{}: {} {}",
+                        p.index,
+                        error_name(p.error_code),
+                        p.error_message.as_deref().unwrap_or("")
+                    );
+                }
             }
         }
     }
@@ -376,7 +380,8 @@ fn start_offsets(c: &mut Client, a: &ConsumeArgs, parts: &[i32], count: i32) -> 
                 .with_name(TopicName(s(&a.topic)))
                 .with_partition_indexes(parts.to_vec()),
         ]));
-        let ResponseKind::OffsetFetch(r) = c.call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(req))? else {
+        let ResponseKind::OffsetFetch(r) = c.call_group(g, ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(req))?
+        else {
             bail!("unexpected response")
         };
         for t in &r.topics {
@@ -486,64 +491,68 @@ pub fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new("consumed");
     let mut total = 0u64;
     'fetching: loop {
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(500)
-            .with_min_bytes(1)
-            .with_max_bytes(8 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(TopicName(s(&a.topic)))
-                .with_partitions(
-                    next.iter()
-                        .map(|(p, o)| {
-                            fetch_request::FetchPartition::default()
-                                .with_partition(*p)
-                                .with_fetch_offset(*o)
-                                .with_partition_max_bytes(1 << 20)
-                        })
-                        .collect(),
-                )]);
-        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 12, RequestKind::Fetch(req))? else {
-            bail!("unexpected response")
-        };
         let mut at_end = true;
-        for t in &r.responses {
-            for p in &t.partitions {
-                if p.error_code == ResponseError::OffsetOutOfRange.code() {
-                    let o = next.get(&p.partition_index).copied().unwrap_or(0);
-                    let range = range_text(&a.topic, p.partition_index, p.log_start_offset, p.high_watermark);
-                    bail!("offset {o} is out of range: {range}; use --from earliest or --from latest");
-                }
-                if p.error_code != 0 {
-                    bail!("fetching {}/{}: {}", a.topic, p.partition_index, error_name(p.error_code));
-                }
-                let offset = next.get_mut(&p.partition_index).context("response for a partition not asked for")?;
-                let mut data = p.records.clone().unwrap_or_default();
-                while data.len() >= weir_log::batch::HEADER_LEN {
-                    let h = weir_log::batch::validate_stored(&data)
-                        .map_err(|e| anyhow::anyhow!("corrupt batch from the broker: {e}"))?;
-                    let batch = data.split_to(h.total_len());
-                    let mut stop = false;
-                    weir_log::codec::for_each_record(&batch, &h, |rec| {
-                        let o = h.base_offset + i64::from(rec.offset_delta);
-                        if o < *offset || stop {
-                            return;
-                        }
-                        let ts = h.record_timestamp(rec.timestamp_delta);
-                        let at = At { topic: &a.topic, partition: p.partition_index, offset: o, timestamp: ts };
-                        let _ = print_record(&mut out, &printer, &at, rec);
-                        total += 1;
-                        *offset = o + 1;
-                        stop = a.count.is_some_and(|m| total >= m);
-                    })?;
-                    if stop {
-                        break 'fetching;
+        // One fetch per partition leader, each waiting at most 500 ms for data.
+        for (node, leads) in c.by_leader(&a.topic, next.keys().copied())? {
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(500)
+                .with_min_bytes(1)
+                .with_max_bytes(8 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(TopicName(s(&a.topic)))
+                    .with_partitions(
+                        leads
+                            .iter()
+                            .map(|p| {
+                                fetch_request::FetchPartition::default()
+                                    .with_partition(*p)
+                                    .with_fetch_offset(next[p])
+                                    .with_partition_max_bytes(1 << 20)
+                            })
+                            .collect(),
+                    )]);
+            let ResponseKind::Fetch(r) = c.call_node(node, ApiKey::Fetch, 12, RequestKind::Fetch(req))? else {
+                bail!("unexpected response")
+            };
+            for t in &r.responses {
+                for p in &t.partitions {
+                    if p.error_code == ResponseError::OffsetOutOfRange.code() {
+                        let o = next.get(&p.partition_index).copied().unwrap_or(0);
+                        let range = range_text(&a.topic, p.partition_index, p.log_start_offset, p.high_watermark);
+                        bail!("offset {o} is out of range: {range}; use --from earliest or --from latest");
                     }
-                    *offset = (*offset).max(h.last_offset() + 1);
-                }
-                if *offset < p.high_watermark {
-                    at_end = false;
+                    if p.error_code != 0 {
+                        bail!("fetching {}/{}: {}", a.topic, p.partition_index, error_name(p.error_code));
+                    }
+                    let offset = next.get_mut(&p.partition_index).context("response for a partition not asked for")?;
+                    let mut data = p.records.clone().unwrap_or_default();
+                    while data.len() >= weir_log::batch::HEADER_LEN {
+                        let h = weir_log::batch::validate_stored(&data)
+                            .map_err(|e| anyhow::anyhow!("corrupt batch from the broker: {e}"))?;
+                        let batch = data.split_to(h.total_len());
+                        let mut stop = false;
+                        weir_log::codec::for_each_record(&batch, &h, |rec| {
+                            let o = h.base_offset + i64::from(rec.offset_delta);
+                            if o < *offset || stop {
+                                return;
+                            }
+                            let ts = h.record_timestamp(rec.timestamp_delta);
+                            let at = At { topic: &a.topic, partition: p.partition_index, offset: o, timestamp: ts };
+                            let _ = print_record(&mut out, &printer, &at, rec);
+                            total += 1;
+                            *offset = o + 1;
+                            stop = a.count.is_some_and(|m| total >= m);
+                        })?;
+                        if stop {
+                            break 'fetching;
+                        }
+                        *offset = (*offset).max(h.last_offset() + 1);
+                    }
+                    if *offset < p.high_watermark {
+                        at_end = false;
+                    }
                 }
             }
         }
@@ -577,7 +586,8 @@ fn commit(c: &mut Client, a: &ConsumeArgs, next: &BTreeMap<i32, i64>) -> anyhow:
                     })
                     .collect(),
             )]);
-    let ResponseKind::OffsetCommit(r) = c.call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req))? else {
+    let ResponseKind::OffsetCommit(r) = c.call_group(g, ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req))?
+    else {
         bail!("unexpected response")
     };
     for t in &r.topics {

@@ -51,19 +51,25 @@ pub fn run(bootstrap: &str, output: Output, cmd: GroupCommand) -> anyhow::Result
 }
 
 fn list(c: &mut Client, output: Output) -> anyhow::Result<()> {
-    let ResponseKind::ListGroups(r) =
-        c.call(ApiKey::ListGroups, LIST_GROUPS_V, RequestKind::ListGroups(ListGroupsRequest::default()))?
-    else {
-        bail!("unexpected response")
-    };
-    if r.error_code != 0 {
-        bail!("listing groups failed: {}", error_name(r.error_code));
+    // Each broker lists the groups it coordinates: ask every one.
+    let mut groups: Vec<(String, String, String)> = Vec::new();
+    for node in c.nodes()? {
+        let ResponseKind::ListGroups(r) = c.call_node(
+            node,
+            ApiKey::ListGroups,
+            LIST_GROUPS_V,
+            RequestKind::ListGroups(ListGroupsRequest::default()),
+        )?
+        else {
+            bail!("unexpected response")
+        };
+        if r.error_code != 0 {
+            bail!("listing groups failed: {}", error_name(r.error_code));
+        }
+        groups.extend(
+            r.groups.iter().map(|g| (g.group_id.0.to_string(), g.group_state.to_string(), g.protocol_type.to_string())),
+        );
     }
-    let mut groups: Vec<(String, String, String)> = r
-        .groups
-        .iter()
-        .map(|g| (g.group_id.0.to_string(), g.group_state.to_string(), g.protocol_type.to_string()))
-        .collect();
     groups.sort();
     match output {
         Output::Json => println!(
@@ -91,7 +97,7 @@ struct Described {
 fn describe_group(c: &mut Client, group: &str) -> anyhow::Result<Described> {
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let ResponseKind::DescribeGroups(r) =
-        c.call(ApiKey::DescribeGroups, DESCRIBE_GROUPS_V, RequestKind::DescribeGroups(req))?
+        c.call_group(group, ApiKey::DescribeGroups, DESCRIBE_GROUPS_V, RequestKind::DescribeGroups(req))?
     else {
         bail!("unexpected response")
     };
@@ -127,7 +133,8 @@ fn describe_group(c: &mut Client, group: &str) -> anyhow::Result<Described> {
 /// Committed offsets of a group: (topic, partition) -> offset.
 fn committed(c: &mut Client, group: &str) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
     let req = OffsetFetchRequest::default().with_group_id(GroupId(s(group))).with_topics(None);
-    let ResponseKind::OffsetFetch(r) = c.call(ApiKey::OffsetFetch, OFFSET_FETCH_V, RequestKind::OffsetFetch(req))?
+    let ResponseKind::OffsetFetch(r) =
+        c.call_group(group, ApiKey::OffsetFetch, OFFSET_FETCH_V, RequestKind::OffsetFetch(req))?
     else {
         bail!("unexpected response")
     };
@@ -151,36 +158,41 @@ pub(crate) fn list_offsets(
     parts: &[(String, i32)],
     timestamp: i64,
 ) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    // One request per partition leader.
+    let mut by_node: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
     for (t, p) in parts {
-        by_topic.entry(t.as_str()).or_default().push(*p);
+        let node = c.leader(t, *p)?;
+        by_node.entry(node).or_default().entry(t.as_str()).or_default().push(*p);
     }
-    let topics = by_topic
-        .iter()
-        .map(|(t, ps)| {
-            list_offsets_request::ListOffsetsTopic::default().with_name(TopicName(s(t))).with_partitions(
-                ps.iter()
-                    .map(|p| {
-                        list_offsets_request::ListOffsetsPartition::default()
-                            .with_partition_index(*p)
-                            .with_timestamp(timestamp)
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
-    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics);
-    let ResponseKind::ListOffsets(r) = c.call(ApiKey::ListOffsets, LIST_OFFSETS_V, RequestKind::ListOffsets(req))?
-    else {
-        bail!("unexpected response")
-    };
     let mut out = BTreeMap::new();
-    for t in r.topics {
-        for p in t.partitions {
-            if p.error_code != 0 {
-                bail!("offsets of {}/{}: {}", t.name.0, p.partition_index, error_name(p.error_code));
+    for (node, by_topic) in by_node {
+        let topics = by_topic
+            .iter()
+            .map(|(t, ps)| {
+                list_offsets_request::ListOffsetsTopic::default().with_name(TopicName(s(t))).with_partitions(
+                    ps.iter()
+                        .map(|p| {
+                            list_offsets_request::ListOffsetsPartition::default()
+                                .with_partition_index(*p)
+                                .with_timestamp(timestamp)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics);
+        let ResponseKind::ListOffsets(r) =
+            c.call_node(node, ApiKey::ListOffsets, LIST_OFFSETS_V, RequestKind::ListOffsets(req))?
+        else {
+            bail!("unexpected response")
+        };
+        for t in r.topics {
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    bail!("offsets of {}/{}: {}", t.name.0, p.partition_index, error_name(p.error_code));
+                }
+                out.insert((t.name.0.to_string(), p.partition_index), p.offset);
             }
-            out.insert((t.name.0.to_string(), p.partition_index), p.offset);
         }
     }
     Ok(out)
@@ -305,7 +317,7 @@ fn reset(c: &mut Client, output: Output, group: &str, to: &str, topic: Option<&s
                 .collect(),
         );
     let ResponseKind::OffsetCommit(r) =
-        c.call(ApiKey::OffsetCommit, OFFSET_COMMIT_V, RequestKind::OffsetCommit(req))?
+        c.call_group(group, ApiKey::OffsetCommit, OFFSET_COMMIT_V, RequestKind::OffsetCommit(req))?
     else {
         bail!("unexpected response")
     };
@@ -337,7 +349,7 @@ fn reset(c: &mut Client, output: Output, group: &str, to: &str, topic: Option<&s
 fn delete(c: &mut Client, group: &str) -> anyhow::Result<()> {
     let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))]);
     let ResponseKind::DeleteGroups(r) =
-        c.call(ApiKey::DeleteGroups, DELETE_GROUPS_V, RequestKind::DeleteGroups(req))?
+        c.call_group(group, ApiKey::DeleteGroups, DELETE_GROUPS_V, RequestKind::DeleteGroups(req))?
     else {
         bail!("unexpected response")
     };

@@ -3,7 +3,7 @@
 //! other Kafka-protocol brokers; the version and the HTTP listener come from the HTTP API's
 //! /healthz when it answers.
 
-use crate::client::{error_name, s, Client};
+use crate::client::Client;
 use crate::output::{counted, Output};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -49,8 +49,8 @@ struct Status {
     cluster_id: Option<String>,
     brokers: Vec<(i32, String)>,
     topics: Vec<(String, i32, bool)>,
-    groups: BTreeMap<String, u64>,
-    log_dirs: Vec<(String, i64)>,
+    groups: Option<BTreeMap<String, u64>>,
+    log_dirs: Option<Vec<(String, i64)>>,
     api_count: usize,
     version: Option<String>,
     http: Option<String>,
@@ -58,15 +58,7 @@ struct Status {
 
 fn gather(a: &StatusArgs) -> anyhow::Result<Status> {
     let mut c = Client::connect(&a.bootstrap)?;
-    let req = ApiVersionsRequest::default()
-        .with_client_software_name(s("weir-cli"))
-        .with_client_software_version(s(env!("CARGO_PKG_VERSION")));
-    let ResponseKind::ApiVersions(v) = c.call(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(req))? else {
-        bail!("unexpected response")
-    };
-    if v.error_code != 0 {
-        bail!("ApiVersions: {}", error_name(v.error_code));
-    }
+    let api_count = c.versions()?.len();
     let req = MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false);
     let ResponseKind::Metadata(m) = c.call(ApiKey::Metadata, 12, RequestKind::Metadata(req))? else {
         bail!("unexpected response")
@@ -79,28 +71,43 @@ fn gather(a: &StatusArgs) -> anyhow::Result<Status> {
         })
         .collect();
     topics.sort();
-    let ResponseKind::ListGroups(g) =
-        c.call(ApiKey::ListGroups, 4, RequestKind::ListGroups(ListGroupsRequest::default()))?
-    else {
-        bail!("unexpected response")
+    // Groups and disk usage are shown when the broker offers the APIs that tell them (other
+    // Kafka-protocol brokers may not); None prints as unknown.
+    let groups = if c.supports(ApiKey::ListGroups)? {
+        // Each broker lists the groups it coordinates.
+        let mut groups = BTreeMap::new();
+        for node in c.nodes()? {
+            let ResponseKind::ListGroups(g) =
+                c.call_node(node, ApiKey::ListGroups, 4, RequestKind::ListGroups(ListGroupsRequest::default()))?
+            else {
+                bail!("unexpected response")
+            };
+            for group in &g.groups {
+                *groups.entry(group.group_state.to_string()).or_insert(0) += 1;
+            }
+        }
+        Some(groups)
+    } else {
+        None
     };
-    let mut groups = BTreeMap::new();
-    for group in &g.groups {
-        *groups.entry(group.group_state.to_string()).or_insert(0) += 1;
-    }
-    let req = DescribeLogDirsRequest::default().with_topics(None);
-    let ResponseKind::DescribeLogDirs(d) = c.call(ApiKey::DescribeLogDirs, 4, RequestKind::DescribeLogDirs(req))?
-    else {
-        bail!("unexpected response")
+    let log_dirs = if c.supports(ApiKey::DescribeLogDirs)? {
+        let req = DescribeLogDirsRequest::default().with_topics(None);
+        let ResponseKind::DescribeLogDirs(d) = c.call(ApiKey::DescribeLogDirs, 4, RequestKind::DescribeLogDirs(req))?
+        else {
+            bail!("unexpected response")
+        };
+        Some(
+            d.results
+                .iter()
+                .map(|r| {
+                    let bytes = r.topics.iter().flat_map(|t| &t.partitions).map(|p| p.partition_size.max(0)).sum();
+                    (r.log_dir.to_string(), bytes)
+                })
+                .collect(),
+        )
+    } else {
+        None
     };
-    let log_dirs = d
-        .results
-        .iter()
-        .map(|r| {
-            let bytes = r.topics.iter().flat_map(|t| &t.partitions).map(|p| p.partition_size.max(0)).sum();
-            (r.log_dir.to_string(), bytes)
-        })
-        .collect();
     let http = a.http.clone().unwrap_or_else(|| {
         let host = a.bootstrap.rsplit_once(':').map_or(a.bootstrap.as_str(), |(h, _)| h);
         format!("{host}:9644")
@@ -112,7 +119,7 @@ fn gather(a: &StatusArgs) -> anyhow::Result<Status> {
         topics,
         groups,
         log_dirs,
-        api_count: v.api_keys.len(),
+        api_count,
         version: health.as_ref().and_then(|h| h.get("version")?.as_str().map(str::to_owned)),
         http: health.is_some().then_some(http),
     })
@@ -121,7 +128,7 @@ fn gather(a: &StatusArgs) -> anyhow::Result<Status> {
 pub fn run(a: &StatusArgs) -> anyhow::Result<()> {
     let st = gather(a).context("reading the broker's status")?;
     let partitions: i64 = st.topics.iter().map(|(_, p, _)| i64::from(*p)).sum();
-    let bytes: i64 = st.log_dirs.iter().map(|(_, b)| b).sum();
+    let bytes: Option<i64> = st.log_dirs.as_ref().map(|d| d.iter().map(|(_, b)| b).sum());
     match a.output {
         Output::Json => println!(
             "{}",
@@ -134,7 +141,7 @@ pub fn run(a: &StatusArgs) -> anyhow::Result<()> {
                 "topics": st.topics.iter().map(|(n, p, i)| json!({"name": n, "partitions": p, "internal": i})).collect::<Vec<_>>(),
                 "partitions": partitions,
                 "groups": st.groups,
-                "log_dirs": st.log_dirs.iter().map(|(d, b)| json!({"path": d, "bytes": b})).collect::<Vec<_>>(),
+                "log_dirs": st.log_dirs.as_ref().map(|d| d.iter().map(|(d, b)| json!({"path": d, "bytes": b})).collect::<Vec<_>>()),
                 "disk_bytes": bytes,
             })
         ),
@@ -156,12 +163,22 @@ pub fn run(a: &StatusArgs) -> anyhow::Result<()> {
                 st.topics.len() - user,
                 counted(partitions as u64, "partition")
             );
-            let total: u64 = st.groups.values().sum();
-            let states: Vec<String> = st.groups.iter().map(|(state, n)| format!("{n} {state}")).collect();
-            let states = if states.is_empty() { String::new() } else { format!(" ({})", states.join(", ")) };
-            println!("{:<12} {}{states}", "groups", total);
-            for (dir, b) in &st.log_dirs {
-                println!("{:<12} {} in {dir}", "disk", human_bytes(*b));
+            match &st.groups {
+                Some(groups) => {
+                    let total: u64 = groups.values().sum();
+                    let states: Vec<String> = groups.iter().map(|(state, n)| format!("{n} {state}")).collect();
+                    let states = if states.is_empty() { String::new() } else { format!(" ({})", states.join(", ")) };
+                    println!("{:<12} {}{states}", "groups", total);
+                }
+                None => println!("{:<12} unknown (the broker does not support ListGroups)", "groups"),
+            }
+            match &st.log_dirs {
+                Some(dirs) => {
+                    for (dir, b) in dirs {
+                        println!("{:<12} {} in {dir}", "disk", human_bytes(*b));
+                    }
+                }
+                None => println!("{:<12} unknown (the broker does not support DescribeLogDirs)", "disk"),
             }
         }
     }

@@ -176,21 +176,29 @@ fn describe(c: &mut Client, output: Output, name: &str) -> anyhow::Result<()> {
     let [(_, partitions, internal)] = metadata(c, Some(&[name]))?[..] else { bail!("topic {name} does not exist") };
     let starts = offsets(c, name, partitions, -2)?;
     let ends = offsets(c, name, partitions, -1)?;
-    let req = DescribeConfigsRequest::default().with_resources(vec![
-        describe_configs_request::DescribeConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(s(name))
-            .with_configuration_keys(None),
-    ]);
-    let ResponseKind::DescribeConfigs(r) = c.call(ApiKey::DescribeConfigs, 4, RequestKind::DescribeConfigs(req))?
-    else {
-        bail!("unexpected response")
+    // Configs when the broker can tell them (None: it has no DescribeConfigs; shown as such).
+    let configs: Option<BTreeMap<String, String>> = if c.supports(ApiKey::DescribeConfigs)? {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(name))
+                .with_configuration_keys(None),
+        ]);
+        let ResponseKind::DescribeConfigs(r) = c.call(ApiKey::DescribeConfigs, 4, RequestKind::DescribeConfigs(req))?
+        else {
+            bail!("unexpected response")
+        };
+        Some(
+            r.results
+                .iter()
+                .flat_map(|res| {
+                    res.configs.iter().map(|c| (c.name.to_string(), c.value.as_deref().unwrap_or("").to_owned()))
+                })
+                .collect(),
+        )
+    } else {
+        None
     };
-    let configs: BTreeMap<String, String> = r
-        .results
-        .iter()
-        .flat_map(|res| res.configs.iter().map(|c| (c.name.to_string(), c.value.as_deref().unwrap_or("").to_owned())))
-        .collect();
     match output {
         Output::Json => println!(
             "{}",
@@ -204,9 +212,14 @@ fn describe(c: &mut Client, output: Output, name: &str) -> anyhow::Result<()> {
             for p in 0..partitions as usize {
                 println!("{p:>9} {:>16} {:>16} {:>12}", starts[p], ends[p], ends[p] - starts[p]);
             }
-            println!("configs:");
-            for (k, v) in configs {
-                println!("  {k} = {v}");
+            match configs {
+                Some(configs) => {
+                    println!("configs:");
+                    for (k, v) in configs {
+                        println!("  {k} = {v}");
+                    }
+                }
+                None => println!("configs: unknown (the broker does not support DescribeConfigs)"),
             }
         }
     }
