@@ -552,3 +552,43 @@ def test_kip848_static_member_restart_gets_its_partitions_back_without_moving_ot
     finally:
         for m in members:
             m.stop(signal.SIGKILL)
+
+
+def test_kip848_regex_subscription_follows_new_topics(kip848_broker):
+    """group.protocol=consumer with a regex (librdkafka sends it as SubscribedTopicRegex, KIP-848
+    v1): the broker resolves it against its topics, whole names only, and a topic created later
+    that matches is assigned without the consumer re-subscribing."""
+    broker = kip848_broker
+    for name, n in [("re-a", 2), ("re-b", 1), ("re", 1), ("other-re-x", 1)]:
+        create(broker.bootstrap, name, n)
+        produce(broker.bootstrap, name, 0, 10)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "re-g", "group.protocol": "consumer",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe(["^re-.*"])
+    got = Counter()
+    try:
+        deadline = time.monotonic() + 30
+        while sum(got.values()) < 20 and time.monotonic() < deadline:
+            for m in c.consume(100, timeout=0.5):
+                if m.error() is None:
+                    got[m.topic()] += 1
+        time.sleep(1)  # nothing more arrives: "re" and "other-re-x" do not match
+        for m in c.consume(100, timeout=0.5):
+            if m.error() is None:
+                got[m.topic()] += 1
+        assert got == {"re-a": 10, "re-b": 10}, got
+        assignment = sorted((tp.topic, tp.partition) for tp in c.assignment())
+        assert assignment == [("re-a", 0), ("re-a", 1), ("re-b", 0)]
+        created = time.monotonic()
+        create(broker.bootstrap, "re-c", 3)
+        produce(broker.bootstrap, "re-c", 0, 10)
+        deadline = time.monotonic() + 30
+        while got["re-c"] < 10 and time.monotonic() < deadline:
+            for m in c.consume(100, timeout=0.5):
+                if m.error() is None:
+                    got[m.topic()] += 1
+        took = time.monotonic() - created
+        assert got == {"re-a": 10, "re-b": 10, "re-c": 10}, got
+        print(f"regex subscription: a new matching topic consumed {took:.1f}s after its creation")
+    finally:
+        c.close()

@@ -34,6 +34,9 @@ pub struct Broker {
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Moves on every topic creation and deletion (consumer groups re-resolve their
+    /// subscription regexes when it does).
+    topics_generation: std::sync::atomic::AtomicU64,
     /// Serializes topic creation, deletion and changes (rare; never on the data path).
     admin: Mutex<()>,
     producer_ids: Mutex<ProducerIdAllocator>,
@@ -97,6 +100,7 @@ impl Broker {
             storage,
             clock,
             topics: RwLock::new(topics),
+            topics_generation: std::sync::atomic::AtomicU64::new(0),
             admin: Mutex::new(()),
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
@@ -169,6 +173,21 @@ impl Broker {
         self.topics.read_unpoisoned().values().cloned().collect()
     }
 
+    /// KIP-848 ConsumerGroupHeartbeat against this broker's topics (names, partition counts,
+    /// and every topic name for regex subscriptions).
+    pub fn consumer_heartbeat(
+        &self,
+        req: crate::group::consumer::HeartbeatRequest,
+    ) -> Result<crate::group::consumer::HeartbeatResponse, crate::group::GroupError> {
+        let lookup = |name: &str| self.topic(name).map(|t| (t.id, t.partition_count()));
+        let list = || self.topics.read_unpoisoned().keys().cloned().collect();
+        // Read before the names: a topic created in between moves it again, so the next
+        // heartbeat resolves once more rather than missing it.
+        let generation = self.topics_generation.load(std::sync::atomic::Ordering::Acquire);
+        let names = crate::group::consumer::TopicNames { generation, list: &list };
+        self.groups().consumer_heartbeat(req, &lookup, &names)
+    }
+
     pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, BrokerError> {
         self.topic(topic)
             .and_then(|t| t.partition(partition))
@@ -230,6 +249,7 @@ impl Broker {
         let topic = self.create_topic_dirs(&req.name, id, dir, meta)?;
         let topic = Arc::new(topic);
         self.topics.write_unpoisoned().insert(req.name.clone(), topic.clone());
+        self.topics_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         tracing::info!(topic = %req.name, partitions, "created topic");
         Ok(topic)
     }
@@ -318,6 +338,7 @@ impl Broker {
             .write_unpoisoned()
             .remove(name)
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition { topic: name.to_owned(), partition: -1 })?;
+        self.topics_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         // Move it aside first so a crash mid-delete never leaves a half topic behind.
         let trash = self.config.data_dir.join(DELETING_DIR);
         self.storage.create_dir_all(&trash).map_err(|e| BrokerError::io(&trash, e))?;

@@ -312,23 +312,20 @@ mod kip848 {
         epoch: i32,
         owned: Option<Vec<([u8; 16], i32)>>,
     ) -> Result<HeartbeatResponse, GroupError> {
-        let lookup = |name: &str| env.broker.topic(name).map(|t| (t.id, t.partition_count()));
-        env.groups().consumer_heartbeat(
-            HeartbeatRequest {
-                group_id: "k".into(),
-                member_id: member.into(),
-                member_epoch: epoch,
-                instance_id: None,
-                rack_id: None,
-                rebalance_timeout_ms: 30_000,
-                subscribed_topics: (epoch == 0).then(|| vec!["t6".to_owned()]),
-                server_assignor: None,
-                owned,
-                client_id: "c".into(),
-                client_host: "/127.0.0.1".into(),
-            },
-            &lookup,
-        )
+        env.broker.consumer_heartbeat(HeartbeatRequest {
+            group_id: "k".into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            instance_id: None,
+            rack_id: None,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topics: (epoch == 0).then(|| vec!["t6".to_owned()]),
+            subscribed_regex: None,
+            server_assignor: None,
+            owned,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+        })
     }
 
     #[test]
@@ -390,23 +387,131 @@ mod kip848 {
         );
         assert_eq!(slot.take().unwrap().error, Some(GroupError::InconsistentGroupProtocol));
         env.stable_single(None, b"x");
-        let err = env.groups().consumer_heartbeat(
-            HeartbeatRequest {
-                group_id: "g".into(),
-                member_id: "m".into(),
-                member_epoch: 0,
-                instance_id: None,
-                rack_id: None,
-                rebalance_timeout_ms: 1000,
-                subscribed_topics: Some(vec![]),
-                server_assignor: None,
-                owned: None,
-                client_id: "c".into(),
-                client_host: "h".into(),
-            },
-            &|_: &str| None,
-        );
+        let err = env.broker.consumer_heartbeat(HeartbeatRequest {
+            group_id: "g".into(),
+            member_id: "m".into(),
+            member_epoch: 0,
+            instance_id: None,
+            rack_id: None,
+            rebalance_timeout_ms: 1000,
+            subscribed_topics: Some(vec![]),
+            subscribed_regex: None,
+            server_assignor: None,
+            owned: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+        });
         assert_eq!(err, Err(GroupError::GroupIdNotFound), "a classic group with members is not a consumer group");
+    }
+}
+
+mod kip848_regex {
+    use super::*;
+    use weir_broker::group::consumer::{HeartbeatRequest, HeartbeatResponse};
+    use weir_broker::NewTopic;
+
+    fn hb(
+        env: &Env,
+        member: &str,
+        epoch: i32,
+        names: Option<Vec<&str>>,
+        regex: Option<&str>,
+        owned: Option<Vec<([u8; 16], i32)>>,
+    ) -> Result<HeartbeatResponse, GroupError> {
+        env.broker.consumer_heartbeat(HeartbeatRequest {
+            group_id: "r".into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            instance_id: None,
+            rack_id: None,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topics: names.map(|n| n.into_iter().map(str::to_owned).collect()),
+            subscribed_regex: regex.map(str::to_owned),
+            server_assignor: None,
+            owned,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+        })
+    }
+
+    fn create(env: &Env, name: &str) {
+        env.broker
+            .create_topic(&NewTopic { name: name.into(), partitions: Some(2), ..NewTopic::default() }, false)
+            .unwrap();
+    }
+
+    fn topics_of(env: &Env, parts: &[([u8; 16], i32)]) -> Vec<String> {
+        let mut names: Vec<String> =
+            parts.iter().map(|(id, _)| env.broker.topic_by_id(id).unwrap().name.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn a_regex_subscription_follows_topics_created_and_deleted() {
+        let env = Env::new();
+        for t in ["orders-a", "orders-b", "orders", "payments"] {
+            create(&env, t);
+        }
+        // Whole-name matches (Kafka's RE2/J matches()): "orders" alone is not "orders-.*".
+        let r = hb(&env, "m", 0, Some(vec![]), Some("orders-.*"), None).unwrap();
+        let parts = r.assignment.clone().unwrap();
+        assert_eq!(topics_of(&env, &parts), ["orders-a", "orders-b"]);
+        let e1 = r.member_epoch;
+        // Nothing changed: the next heartbeat keeps the epoch and sends no assignment.
+        let r = hb(&env, "m", e1, None, None, Some(parts.clone())).unwrap();
+        assert_eq!((r.member_epoch, r.assignment), (e1, None));
+        // A topic created that matches joins the subscription at the next heartbeat.
+        create(&env, "orders-c");
+        create(&env, "invoices");
+        let r = hb(&env, "m", e1, None, None, Some(parts)).unwrap();
+        let parts = r.assignment.clone().unwrap();
+        assert_eq!(topics_of(&env, &parts), ["orders-a", "orders-b", "orders-c"]);
+        assert!(r.member_epoch > e1, "a new group epoch");
+        let e2 = r.member_epoch;
+        // Names and a regex together: the union (as Kafka does; librdkafka sends both).
+        let r = hb(&env, "m", e2, Some(vec!["payments"]), Some("orders-.*"), Some(parts)).unwrap();
+        let parts = r.assignment.clone().unwrap();
+        assert_eq!(topics_of(&env, &parts), ["orders-a", "orders-b", "orders-c", "payments"]);
+        let e3 = r.member_epoch;
+        // Describe shows the names and the regex as sent, not the regex's matches.
+        let info = env.groups().consumer_describe("r").unwrap();
+        assert_eq!(info.members[0].subscribed_topics, ["payments"]);
+        assert_eq!(info.members[0].subscribed_regex, "orders-.*");
+        // A deleted topic leaves it.
+        env.broker.delete_topic("orders-b").unwrap();
+        let r = hb(&env, "m", e3, None, None, Some(parts)).unwrap();
+        let parts = r.assignment.clone().unwrap();
+        assert_eq!(topics_of(&env, &parts), ["orders-a", "orders-c", "payments"]);
+        let e4 = r.member_epoch;
+        // An invalid regex is refused and changes nothing; an empty one clears the regex.
+        assert_eq!(
+            hb(&env, "m", e4, None, Some("orders-("), Some(parts.clone())),
+            Err(GroupError::InvalidRegularExpression)
+        );
+        assert_eq!(env.groups().consumer_describe("r").unwrap().members[0].subscribed_regex, "orders-.*");
+        assert_eq!(hb(&env, "m2", 0, Some(vec![]), Some("(x"), None), Err(GroupError::InvalidRegularExpression));
+        assert_eq!(env.groups().consumer_describe("r").unwrap().members.len(), 1, "the bad joiner was not added");
+        let r = hb(&env, "m", e4, None, Some(""), Some(parts)).unwrap();
+        assert_eq!(topics_of(&env, &r.assignment.unwrap()), ["payments"]);
+    }
+
+    #[test]
+    fn two_members_share_one_regexs_partitions() {
+        let env = Env::new();
+        create(&env, "ev-1");
+        create(&env, "ev-2");
+        let a = hb(&env, "a", 0, Some(vec![]), Some("ev-[0-9]+"), None).unwrap();
+        let b = hb(&env, "b", 0, Some(vec![]), Some("ev-[0-9]+"), None).unwrap();
+        // a revokes half; then b gets it.
+        let a = hb(&env, "a", a.member_epoch, None, None, a.assignment).unwrap();
+        let kept = a.assignment.clone().unwrap();
+        assert_eq!(kept.len(), 2);
+        hb(&env, "a", a.member_epoch, None, None, Some(kept.clone())).unwrap();
+        let got = hb(&env, "b", b.member_epoch, None, None, None).unwrap().assignment.unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|p| !kept.contains(p)));
     }
 }
 
@@ -422,25 +527,22 @@ mod kip848_static {
         epoch: i32,
         owned: Option<Vec<([u8; 16], i32)>>,
     ) -> (i32, Option<Vec<([u8; 16], i32)>>) {
-        let lookup = |name: &str| env.broker.topic(name).map(|t| (t.id, t.partition_count()));
         let r = env
-            .groups()
-            .consumer_heartbeat(
-                HeartbeatRequest {
-                    group_id: "s".into(),
-                    member_id: member.into(),
-                    member_epoch: epoch,
-                    instance_id: Some(instance.into()),
-                    rack_id: None,
-                    rebalance_timeout_ms: 30_000,
-                    subscribed_topics: (epoch == 0).then(|| vec!["t4".to_owned()]),
-                    server_assignor: None,
-                    owned,
-                    client_id: "c".into(),
-                    client_host: "/127.0.0.1".into(),
-                },
-                &lookup,
-            )
+            .broker
+            .consumer_heartbeat(HeartbeatRequest {
+                group_id: "s".into(),
+                member_id: member.into(),
+                member_epoch: epoch,
+                instance_id: Some(instance.into()),
+                rack_id: None,
+                rebalance_timeout_ms: 30_000,
+                subscribed_topics: (epoch == 0).then(|| vec!["t4".to_owned()]),
+                subscribed_regex: None,
+                server_assignor: None,
+                owned,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+            })
             .unwrap();
         (r.member_epoch, r.assignment)
     }

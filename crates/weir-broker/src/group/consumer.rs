@@ -11,6 +11,24 @@
 
 use super::GroupError;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Largest compiled subscription regex (bytes of the regex engine's program): a bound on what
+/// one heartbeat can make the broker allocate.
+const REGEX_SIZE_MAX: usize = 1 << 20;
+
+/// A subscription regex, compiled to match whole topic names (Kafka's RE2/J `matches()`).
+pub fn compile_subscription(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$")).size_limit(REGEX_SIZE_MAX).build().map_err(|e| e.to_string())
+}
+
+/// The broker's topic names for resolving subscription regexes: a generation that changes
+/// whenever a topic is created or deleted, and the names themselves (asked only when the
+/// generation moved or a new regex arrived).
+pub struct TopicNames<'a> {
+    pub generation: u64,
+    pub list: &'a dyn Fn() -> Vec<String>,
+}
 
 /// A partition by topic id and index.
 pub type TopicPartition = ([u8; 16], i32);
@@ -50,6 +68,8 @@ pub struct HeartbeatRequest {
     pub rebalance_timeout_ms: i32,
     /// None: unchanged since the last heartbeat.
     pub subscribed_topics: Option<Vec<String>>,
+    /// KIP-848 regex subscription (v1+, RE2 syntax, whole names): None unchanged, empty none.
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// None: unchanged since the last heartbeat.
     pub owned: Option<Vec<TopicPartition>>,
@@ -75,7 +95,10 @@ pub struct ConsumerMemberInfo {
     pub member_epoch: i32,
     pub client_id: String,
     pub client_host: String,
+    /// The topic names the member subscribed to by name (not the regex's matches).
     pub subscribed_topics: Vec<String>,
+    /// Its subscription regex, empty when none.
+    pub subscribed_regex: String,
     pub assignment: Vec<TopicPartition>,
     pub target: Vec<TopicPartition>,
 }
@@ -98,6 +121,11 @@ struct Member {
     client_id: String,
     client_host: String,
     rebalance_timeout_ms: i32,
+    /// Topics subscribed by name, sorted.
+    names: Vec<String>,
+    /// Subscription regex ("" none).
+    regex: String,
+    /// Everything it subscribes to: `names` and the regex's matches, sorted.
     subscribed: Vec<String>,
     /// What this member was told it owns.
     assigned: BTreeSet<TopicPartition>,
@@ -119,6 +147,10 @@ pub(crate) struct ConsumerGroup {
     target: BTreeMap<String, BTreeSet<TopicPartition>>,
     /// The subscribed topics' (id, partition count) when the target was computed.
     topology: Vec<(String, [u8; 16], i32)>,
+    /// Subscription regexes in use, compiled, with the topics each matched.
+    regexes: BTreeMap<String, (Arc<regex::Regex>, Vec<String>)>,
+    /// The topic-name generation the regexes were last resolved against.
+    resolved_generation: Option<u64>,
 }
 
 /// Looks a topic up by name: its id and partition count.
@@ -133,6 +165,8 @@ impl ConsumerGroup {
             members: BTreeMap::new(),
             target: BTreeMap::new(),
             topology: Vec::new(),
+            regexes: BTreeMap::new(),
+            resolved_generation: None,
         }
     }
 
@@ -185,8 +219,20 @@ impl ConsumerGroup {
         session_timeout_ms: i64,
         heartbeat_interval_ms: i32,
         topics: TopicLookup<'_>,
+        names: &TopicNames<'_>,
         new_member_id: impl FnOnce() -> String,
     ) -> Result<HeartbeatResponse, GroupError> {
+        // A new regex is compiled before anything changes: a bad one leaves the group as it was.
+        let new_regex = match req.subscribed_regex.as_deref() {
+            Some(r) if !r.is_empty() && !self.regexes.contains_key(r) => {
+                let compiled = compile_subscription(r).map_err(|e| {
+                    tracing::debug!(group = %req.group_id, regex = r, error = %e, "invalid subscription regex");
+                    GroupError::InvalidRegularExpression
+                })?;
+                Some((r.to_owned(), Arc::new(compiled)))
+            }
+            _ => None,
+        };
         let mut changed = false;
         let mut member_id = req.member_id.clone();
         match req.member_epoch {
@@ -235,7 +281,10 @@ impl ConsumerGroup {
                         tracing::info!(group = %req.group_id, %old, new = %member_id, "static member rejoined");
                     }
                 }
-                if req.subscribed_topics.is_none() && !self.members.contains_key(&member_id) {
+                if req.subscribed_topics.is_none()
+                    && req.subscribed_regex.is_none()
+                    && !self.members.contains_key(&member_id)
+                {
                     return Err(GroupError::InvalidRequest("a joining member must send its subscription"));
                 }
                 let m = self.members.entry(member_id.clone()).or_insert_with(|| {
@@ -247,6 +296,8 @@ impl ConsumerGroup {
                         client_id: req.client_id.clone(),
                         client_host: req.client_host.clone(),
                         rebalance_timeout_ms: req.rebalance_timeout_ms,
+                        names: Vec::new(),
+                        regex: String::new(),
                         subscribed: Vec::new(),
                         assigned: BTreeSet::new(),
                         owned: BTreeSet::new(),
@@ -279,14 +330,21 @@ impl ConsumerGroup {
         if let Some(mut subs) = req.subscribed_topics {
             subs.sort();
             subs.dedup();
-            if subs != m.subscribed {
-                m.subscribed = subs;
-                changed = true;
-            }
+            m.names = subs;
+        }
+        if let Some(r) = req.subscribed_regex {
+            m.regex = r;
         }
         let reported = req.owned.map(|o| o.into_iter().collect::<BTreeSet<_>>());
         if let Some(o) = &reported {
             m.owned = o.clone();
+        }
+        if let Some((pattern, compiled)) = new_regex {
+            self.regexes.insert(pattern, (compiled, Vec::new()));
+            self.resolved_generation = None;
+        }
+        if self.resolve_subscriptions(names) {
+            changed = true;
         }
         if changed || self.topology_changed(topics) {
             self.bump(topics);
@@ -307,6 +365,38 @@ impl ConsumerGroup {
             heartbeat_interval_ms,
             assignment: send.then(|| m.assigned.iter().copied().collect()),
         })
+    }
+
+    /// Recomputes every member's subscription from its names and its regex's matches; the
+    /// regexes are matched again only when topics were created or deleted since the last time
+    /// (or a regex is new). Regexes no member uses any more are dropped. Returns whether any
+    /// member's subscription changed.
+    fn resolve_subscriptions(&mut self, names: &TopicNames<'_>) -> bool {
+        let used: BTreeSet<&str> = self.members.values().map(|m| m.regex.as_str()).filter(|r| !r.is_empty()).collect();
+        self.regexes.retain(|r, _| used.contains(r.as_str()));
+        if self.regexes.is_empty() {
+            self.resolved_generation = None;
+        } else if self.resolved_generation != Some(names.generation) {
+            let all = (names.list)();
+            for (regex, matched) in self.regexes.values_mut() {
+                *matched = all.iter().filter(|t| regex.is_match(t)).cloned().collect();
+            }
+            self.resolved_generation = Some(names.generation);
+        }
+        let mut changed = false;
+        for m in self.members.values_mut() {
+            let mut subs = m.names.clone();
+            if let Some((_, matched)) = self.regexes.get(&m.regex) {
+                subs.extend(matched.iter().cloned());
+                subs.sort();
+                subs.dedup();
+            }
+            if subs != m.subscribed {
+                m.subscribed = subs;
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Moves a member towards its target: drops what it should no longer have, adds what
@@ -395,7 +485,8 @@ impl ConsumerGroup {
                     member_epoch: m.epoch,
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
-                    subscribed_topics: m.subscribed.clone(),
+                    subscribed_topics: m.names.clone(),
+                    subscribed_regex: m.regex.clone(),
                     assignment: m.assigned.iter().copied().collect(),
                     target: self.target.get(id).map(|t| t.iter().copied().collect()).unwrap_or_default(),
                 })

@@ -53,6 +53,9 @@ pub enum GroupError {
     UnsupportedAssignor,
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
+    /// KIP-848: a subscription regex that does not compile (RE2 syntax).
+    #[error("invalid regular expression")]
+    InvalidRegularExpression,
     #[error("group max size reached")]
     GroupMaxSizeReached,
     /// OffsetDelete of a topic the (non-empty) group's members subscribe to.
@@ -1035,6 +1038,7 @@ impl Coordinator {
         &self,
         req: consumer::HeartbeatRequest,
         topics: consumer::TopicLookup<'_>,
+        names: &consumer::TopicNames<'_>,
     ) -> Result<consumer::HeartbeatResponse, GroupError> {
         if req.group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
@@ -1061,7 +1065,7 @@ impl Coordinator {
         let (session, interval) =
             (i64::from(self.config.consumer_session_timeout_ms), self.config.consumer_heartbeat_interval_ms);
         let client_id = req.client_id.clone();
-        group.heartbeat(req, now, session, interval, topics, || member_id_for(&client_id))
+        group.heartbeat(req, now, session, interval, topics, names, || member_id_for(&client_id))
     }
 
     pub fn consumer_describe(&self, group_id: &str) -> Option<consumer::ConsumerGroupInfo> {

@@ -66,6 +66,7 @@ pub(crate) fn group_error_code(e: GroupError) -> i16 {
         GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch.code(),
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached.code(),
         GroupError::InvalidRequest(_) => errors::INVALID_REQUEST,
+        GroupError::InvalidRegularExpression => ResponseError::InvalidRegularExpression.code(),
         // Retriable for clients: they look the coordinator up again and retry.
         _ => errors::COORDINATOR_NOT_AVAILABLE,
     }
@@ -499,9 +500,7 @@ pub(crate) fn consumer_group_heartbeat(
             .with_error_code(group_error_code(e))
             .with_error_message(Some(str_bytes(&e.to_string())))
     };
-    if req.subscribed_topic_regex.as_ref().is_some_and(|r| !r.is_empty()) {
-        return fail(GroupError::InvalidRequest("subscription by regular expression is not supported"));
-    }
+    let regex = req.subscribed_topic_regex.as_ref().map(|r| r.to_string());
     let broker = &shared.broker;
     let owned = req.topic_partitions.map(|tps| {
         tps.into_iter()
@@ -519,13 +518,13 @@ pub(crate) fn consumer_group_heartbeat(
         rack_id: req.rack_id.map(|s| s.to_string()),
         rebalance_timeout_ms: req.rebalance_timeout_ms,
         subscribed_topics: req.subscribed_topic_names.map(|ts| ts.into_iter().map(|t| t.0.to_string()).collect()),
+        subscribed_regex: regex.clone(),
         server_assignor: req.server_assignor.map(|s| s.to_string()),
         owned,
         client_id: ctx.client_id.clone(),
         client_host: format!("/{}", ctx.peer.ip()),
     };
-    let lookup = |name: &str| broker.topic(name).map(|t| (t.id, t.partition_count()));
-    match broker.groups().consumer_heartbeat(hb, &lookup) {
+    match broker.consumer_heartbeat(hb) {
         Ok(r) => {
             let assignment = r.assignment.map(|parts| {
                 let mut by_topic: Vec<cgh::TopicPartitions> = Vec::new();
@@ -543,6 +542,13 @@ pub(crate) fn consumer_group_heartbeat(
                 .with_member_epoch(r.member_epoch)
                 .with_heartbeat_interval_ms(r.heartbeat_interval_ms)
                 .with_assignment(assignment)
+        }
+        Err(GroupError::InvalidRegularExpression) => {
+            let r = regex.unwrap_or_default();
+            let why = weir_broker::group::consumer::compile_subscription(&r).err().unwrap_or_default();
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(group_error_code(GroupError::InvalidRegularExpression))
+                .with_error_message(Some(str_bytes(&format!("invalid subscription regex {r:?}: {why}"))))
         }
         Err(e) => fail(e),
     }
@@ -601,6 +607,7 @@ pub(crate) fn consumer_group_describe(
                                 .with_subscribed_topic_names(
                                     m.subscribed_topics.iter().map(|t| TopicName(str_bytes(t))).collect(),
                                 )
+                                .with_subscribed_topic_regex(Some(str_bytes(&m.subscribed_regex)))
                                 .with_assignment(assignment(&m.assignment))
                                 .with_target_assignment(assignment(&m.target))
                         })
