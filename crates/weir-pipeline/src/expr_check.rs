@@ -682,8 +682,8 @@ impl Checker<'_> {
             (Some(global), _) => {
                 if !provides_global(global) {
                     return Err(format!(
-                        "unknown function `{global}()`: the CEL standard library has no such \
-                         function{}",
+                        "unknown function `{global}()`: neither the CEL standard library nor \
+                         Weir's functions (docs/SQL.md) have it{}",
                         if provides_method(global) {
                             format!(" (call it as a method: `x.{global}()`)")
                         } else {
@@ -790,9 +790,9 @@ fn collect_macro_vars(e: &IdedExpr, out: &mut Vec<String>) {
 }
 
 thread_local! {
-    // The environment expressions run in (`yaml::Expr::eval` uses `Context::default()` too).
+    // The environment expressions run in (`yaml::Expr::eval` uses `cel_env::root()` too).
     // Building it is dear: once per thread.
-    static ROOT: cel::Context<'static, 'static> = cel::Context::default();
+    static ROOT: cel::Context<'static, 'static> = crate::cel_env::root();
 }
 
 /// Evaluates `expr` in the standard environment with no variables: asks the cel crate itself
@@ -1147,7 +1147,7 @@ mod tests {
     #[test]
     fn expr_check_rejections_fail_at_run_time() {
         let ctx = {
-            let mut ctx = cel::Context::default();
+            let mut ctx = crate::cel_env::root();
             let event: std::collections::HashMap<String, cel::Value> = Default::default();
             ctx.add_variable_from_value("event", cel::Value::Map(event.into()));
             ctx

@@ -7,6 +7,7 @@
 //! Architecture invariant: depends on no broker crate — pipelines reach brokers only through
 //! a Kafka client, so they run against any Kafka cluster.
 
+pub mod cel_env;
 pub mod expr_check;
 pub mod fast_expr;
 pub mod jsonl;

@@ -1129,8 +1129,54 @@ impl<'s> Planner<'s> {
                 (to, cel)
             }
             E::Function(f) => self.function(f, rel)?,
+            E::Trim { trim_where, trim_what, expr, trim_characters: None } => {
+                let x = self.string_arg("TRIM", expr, rel)?;
+                let chars = match trim_what {
+                    Some(w) => self.string_arg("TRIM", w, rel)?,
+                    None => cel_str(" "),
+                };
+                let mode = match trim_where {
+                    None | Some(ast::TrimWhereField::Both) => "both",
+                    Some(ast::TrimWhereField::Leading) => "leading",
+                    Some(ast::TrimWhereField::Trailing) => "trailing",
+                };
+                (Ty::Str, format!("trimChars({x}, {chars}, '{mode}')"))
+            }
+            E::Substring { expr, substring_from, substring_for, .. } => {
+                let x = self.string_arg("SUBSTRING", expr, rel)?;
+                let from = match substring_from {
+                    Some(f) => self.int_arg("SUBSTRING", f, rel)?,
+                    None => "1".to_owned(),
+                };
+                let len = match substring_for {
+                    Some(l) => self.int_arg("SUBSTRING", l, rel)?,
+                    None => "-1".to_owned(),
+                };
+                (Ty::Str, format!("substr({x}, {from}, {len})"))
+            }
+            E::Position { expr, r#in } => {
+                let needle = self.string_arg("POSITION", expr, rel)?;
+                let hay = self.string_arg("POSITION", r#in, rel)?;
+                (Ty::Int, format!("position({needle}, {hay})"))
+            }
             other => return err_at(span, format!("{other}: this kind of expression is not supported")),
         })
+    }
+
+    /// A VARCHAR argument of a string function, as CEL.
+    fn string_arg(&self, name: &str, e: &ast::Expr, rel: &Rel) -> Result<String, SqlError> {
+        match self.expr(e, rel)? {
+            (Ty::Str, x) => Ok(x),
+            (t, _) => err_at(e.span(), format!("{name} needs a VARCHAR here, not a {}", t.name())),
+        }
+    }
+
+    /// A BIGINT argument of a string function, as CEL.
+    fn int_arg(&self, name: &str, e: &ast::Expr, rel: &Rel) -> Result<String, SqlError> {
+        match self.expr(e, rel)? {
+            (Ty::Int, x) => Ok(x),
+            (t, _) => err_at(e.span(), format!("{name} needs a BIGINT here, not a {}", t.name())),
+        }
     }
 
     /// `x IS NOT NULL`: the column is in the JSON and not null.
@@ -1273,6 +1319,27 @@ impl<'s> Planner<'s> {
                     out = format!("({} ? {c} : {out})", self.present(a, rel)?);
                 }
                 (ty, out)
+            }
+            "UPPER" | "LOWER" | "LTRIM" | "RTRIM" => {
+                arity(1)?;
+                if typed[0].0 != Ty::Str {
+                    return err_at(span, format!("{name} needs a VARCHAR"));
+                }
+                let x = &typed[0].1;
+                let cel = match name.as_str() {
+                    "UPPER" => format!("upper({x})"),
+                    "LOWER" => format!("lower({x})"),
+                    "LTRIM" => format!("trimChars({x}, ' ', 'leading')"),
+                    _ => format!("trimChars({x}, ' ', 'trailing')"),
+                };
+                (Ty::Str, cel)
+            }
+            "REPLACE" => {
+                arity(3)?;
+                if typed.iter().any(|(t, _)| *t != Ty::Str) {
+                    return err_at(span, "REPLACE needs three VARCHARs");
+                }
+                (Ty::Str, format!("replaceAll({}, {}, {})", typed[0].1, typed[1].1, typed[2].1))
             }
             "STARTS_WITH" | "ENDS_WITH" => {
                 arity(2)?;

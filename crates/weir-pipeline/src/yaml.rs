@@ -680,7 +680,7 @@ impl Expr {
         thread_local! {
             // Building CEL's standard library is far dearer than evaluating an expression:
             // one root context per thread, a cheap child scope per event.
-            static ROOT: cel::Context<'static, 'static> = cel::Context::default();
+            static ROOT: cel::Context<'static, 'static> = crate::cel_env::root();
         }
         ROOT.with(|root| {
             let mut ctx = root.new_inner_scope();

@@ -111,7 +111,7 @@ fn errors_name_line_and_column() {
     let cases = [
         ("CREATE SINK s AS SELECT auction, nope FROM bids;", 3, 34, "unknown column nope"),
         ("CREATE SINK s AS\nSELECT auction FROM bids WHERE note > 3;", 4, 32, "cannot compare a VARCHAR with a BIGINT"),
-        ("CREATE SINK s AS SELECT UPPER(note) FROM bids;", 3, 25, "unsupported function UPPER"),
+        ("CREATE SINK s AS SELECT INITCAP(note) FROM bids;", 3, 25, "unsupported function INITCAP"),
         ("CREATE SINK s AS SELECT price + note FROM bids;", 3, 25, "of a BIGINT and a VARCHAR"),
         ("CREATE SINK s AS SELECT auction FROM nowhere;", 3, 38, "unknown table nowhere"),
         ("CREATE SINK s AS SELECT auction FROM bids ORDER BY price;", 3, 0, "ORDER BY"),
@@ -170,6 +170,42 @@ fn missing_fields_are_null_or_dead_letters() {
         out,
         "{\"auction\":1,\"c\":\"lo\",\"p\":10,\"q\":0.25}\n{\"auction\":2,\"c\":\"hi\",\"p\":0,\"q\":0.5}\n"
     );
+}
+
+/// String functions with Flink's meaning: Unicode case mapping, 1-based SUBSTRING (0 read
+/// as 1, negative from the end), TRIM of spaces or given characters, REPLACE of every
+/// occurrence, POSITION counting characters; a wrong type is refused before anything runs.
+#[test]
+fn string_functions_as_flink_has_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.jsonl"), "{\"auction\": 1, \"note\": \"  Größe-x-Ärger  \", \"date_time\": 5}\n")
+        .unwrap();
+    let select = "SELECT UPPER(note) AS u, LOWER(note) AS l, TRIM(note) AS t, LTRIM(note) AS lt, RTRIM(note) AS rt, \
+                  TRIM(BOTH ' x' FROM note) AS tx, TRIM(LEADING ' ' FROM note) AS tl, \
+                  SUBSTRING(TRIM(note) FROM 1 FOR 5) AS s1, SUBSTRING(TRIM(note) FROM 9) AS s2, \
+                  SUBSTRING(TRIM(note), -5, 3) AS s3, SUBSTR(TRIM(note), 0, 2) AS s4, \
+                  REPLACE(note, '-', '+') AS r, POSITION('x' IN note) AS p, CHAR_LENGTH(TRIM(note)) AS n FROM bids";
+    let text = format!("{SOURCE}CREATE SINK s WITH (path = 'o.jsonl', dead_letters = 'd.jsonl') AS {select};");
+    let compiled = sql::load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let stats = yaml::run(compiled.pipeline, dir.path(), &yaml::RunOptions::default()).unwrap();
+    assert_eq!(stats.dead_letters, 0);
+    let out: Value = serde_json::from_str(std::fs::read_to_string(dir.path().join("o.jsonl")).unwrap().trim()).unwrap();
+    let want = serde_json::json!({
+        "u": "  GRÖSSE-X-ÄRGER  ", "l": "  größe-x-ärger  ", "t": "Größe-x-Ärger", "lt": "Größe-x-Ärger  ",
+        "rt": "  Größe-x-Ärger", "tx": "Größe-x-Ärger", "tl": "Größe-x-Ärger  ",
+        "s1": "Größe", "s2": "Ärger", "s3": "Ärg", "s4": "Gr",
+        "r": "  Größe+x+Ärger  ", "p": 9, "n": 13,
+    });
+    assert_eq!(out, want);
+    for (query, needle) in [
+        ("SELECT UPPER(price) AS u FROM bids", "UPPER needs a VARCHAR"),
+        ("SELECT SUBSTRING(note FROM 'a') AS s FROM bids", "SUBSTRING needs a BIGINT"),
+        ("SELECT REPLACE(note, 1, 'b') AS r FROM bids", "REPLACE needs three VARCHARs"),
+        ("SELECT POSITION(price IN note) AS p FROM bids", "POSITION needs a VARCHAR"),
+    ] {
+        let e = error_of(&format!("CREATE SINK s AS {query};"));
+        assert!(e.to_string().contains(needle), "{query}: {e}");
+    }
 }
 
 /// A SQL sink into SQLite: the table holds the query's rows, typed by the SELECT list.
