@@ -8,7 +8,7 @@ causes no duplicates. Prints "ASSIGNED p,p,..." whenever its assignment changes 
 "REVOKED p,p,..." when partitions are taken away.
 
 usage: group_consumer.py BOOTSTRAP GROUP TOPIC OUT [--instance ID] [--session MS]
-       [--max-poll MS] [--protocol classic|consumer]
+       [--max-poll MS] [--protocol classic|consumer] [--assignor range|cooperative-sticky]
 """
 
 import argparse
@@ -25,6 +25,7 @@ ap.add_argument("--instance", default=None)
 ap.add_argument("--session", type=int, default=6000)
 ap.add_argument("--max-poll", type=int, default=300000)
 ap.add_argument("--protocol", default="classic")
+ap.add_argument("--assignor", default="range")
 args = ap.parse_args()
 running = True
 
@@ -50,7 +51,7 @@ else:
         "session.timeout.ms": args.session,
         "max.poll.interval.ms": args.max_poll,
         "heartbeat.interval.ms": 500,
-        "partition.assignment.strategy": "range",
+        "partition.assignment.strategy": args.assignor,
     })
 if args.instance:
     config["group.instance.id"] = args.instance

@@ -506,15 +506,14 @@ def test_classic_and_kip848_groups_side_by_side(kip848_broker, tmp_path):
         produce(broker.bootstrap, "mixed", 0, 2000)
         for m in (classic, modern):
             wait_for(lambda: len(set(v for _, _, v in processed([m.out]))) >= 2000, timeout=60, what="each group reads all")
-        # A classic member cannot join the KIP-848 group while it has members.
-        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "mixed-848", "session.timeout.ms": 6000})
-        c.subscribe(["mixed"])
-        errors = []
-        deadline = time.monotonic() + 15
-        while not errors and time.monotonic() < deadline:
-            errors = [m.error() for m in c.consume(10, timeout=0.5) if m.error() is not None]
-        c.close()
-        assert any(e.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL for e in errors), errors
+        # A classic member joins the KIP-848 group as one of its members (KIP-848 migration):
+        # the broker assigns it one of the two partitions.
+        late = Member(broker.bootstrap, "mixed-848", "mixed", str(tmp_path / "c.txt"))
+        try:
+            wait_for(lambda: sorted((late.poll_assignment() or []) + (modern.poll_assignment() or [])) == [0, 1]
+                     and len(late.poll_assignment() or []) == 1, timeout=60, what="the classic member's share")
+        finally:
+            late.stop(signal.SIGKILL)
     finally:
         classic.stop(signal.SIGKILL)
         modern.stop(signal.SIGKILL)
@@ -592,3 +591,51 @@ def test_kip848_regex_subscription_follows_new_topics(kip848_broker):
         print(f"regex subscription: a new matching topic consumed {took:.1f}s after its creation")
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
+def test_kip848_online_upgrade_of_a_classic_group_under_production(kip848_broker, tmp_path, assignor):
+    """Two classic members (eager range, or cooperative-sticky) share six partitions; a
+    group.protocol=consumer member joins the same group: the broker upgrades the group online
+    (KIP-848), the classic members rejoin and are assigned by the broker, all three end with
+    two partitions each, and every message is processed. A classic member that leaves hands
+    its partitions to the others."""
+    broker = kip848_broker
+    topic, group = f"upgrade-{assignor}", f"upgrade-g-{assignor}"
+    create(broker.bootstrap, topic, 6)
+    outs = [str(tmp_path / f"u{i}.txt") for i in range(3)]
+    classic = [Member(broker.bootstrap, group, topic, outs[i], "--assignor", assignor) for i in range(2)]
+    members = list(classic)
+    producing = None
+    try:
+        wait_for(lambda: all(m.poll_assignment() and len(m.poll_assignment()) == 3 for m in classic), timeout=60,
+                 what="two classic members with three partitions each")
+        producing = Producing(broker.bootstrap, topic)
+        wait_for(lambda: len(processed(outs)) >= 2000, timeout=60, what="consumption under way")
+        joined = time.monotonic()
+        members.append(Member(broker.bootstrap, group, topic, outs[2], "--protocol", "consumer"))
+
+        def spread():
+            parts = [m.poll_assignment() or [] for m in members]
+            return sorted(p for ps in parts for p in ps) == list(range(6)) and all(len(ps) == 2 for ps in parts)
+
+        wait_for(spread, timeout=60, what="three members with two partitions each after the upgrade")
+        took = time.monotonic() - joined
+        classic[0].stop()  # a clean close: LeaveGroup from a classic member of the upgraded group
+        rest = members[1:]
+        wait_for(lambda: sorted(p for m in rest for p in (m.poll_assignment() or [])) == list(range(6)),
+                 timeout=60, what="the two members left own everything")
+        total = producing.stop()
+        producing = None
+        wait_for(lambda: len(set(v for _, _, v in processed(outs))) >= total, timeout=120,
+                 what=f"all {total} messages processed")
+        values = Counter(v for _, _, v in processed(outs))
+        assert set(values) == {f"m{i}" for i in range(total)}, "no message lost"
+        duplicates = sum(n - 1 for n in values.values())
+        print(f"online upgrade ({assignor}): {total} messages, spread over three members {took:.1f}s after the "
+              f"KIP-848 member joined, {duplicates} duplicates")
+    finally:
+        if producing:
+            producing.stop()
+        for m in members:
+            m.stop(signal.SIGKILL)

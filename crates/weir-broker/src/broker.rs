@@ -33,10 +33,10 @@ pub struct Broker {
     config: BrokerConfig,
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    topics: Arc<RwLock<BTreeMap<String, Arc<Topic>>>>,
     /// Moves on every topic creation and deletion (consumer groups re-resolve their
     /// subscription regexes when it does).
-    topics_generation: std::sync::atomic::AtomicU64,
+    topics_generation: Arc<std::sync::atomic::AtomicU64>,
     /// Serializes topic creation, deletion and changes (rare; never on the data path).
     admin: Mutex<()>,
     producer_ids: Mutex<ProducerIdAllocator>,
@@ -45,6 +45,32 @@ pub struct Broker {
     groups: Option<Coordinator>,
     /// Partitions with an interval flush or a roll by age pending, by due time.
     schedule: Arc<Schedule>,
+}
+
+/// The broker's topic map as the group coordinator sees it.
+struct TopicsView {
+    topics: Arc<RwLock<BTreeMap<String, Arc<Topic>>>>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl crate::group::consumer::TopicDirectory for TopicsView {
+    fn lookup(&self, name: &str) -> Option<([u8; 16], i32)> {
+        self.topics.read_unpoisoned().get(name).map(|t| (t.id, t.partition_count()))
+    }
+
+    fn name_of(&self, id: &[u8; 16]) -> Option<String> {
+        self.topics.read_unpoisoned().values().find(|t| &t.id == id).map(|t| t.name.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        // Read before the names: a topic created in between moves it again, so the next
+        // heartbeat resolves once more rather than missing it.
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.topics.read_unpoisoned().keys().cloned().collect()
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -99,8 +125,8 @@ impl Broker {
             config,
             storage,
             clock,
-            topics: RwLock::new(topics),
-            topics_generation: std::sync::atomic::AtomicU64::new(0),
+            topics: Arc::new(RwLock::new(topics)),
+            topics_generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             admin: Mutex::new(()),
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
@@ -123,7 +149,12 @@ impl Broker {
             path: broker.config.data_dir.join("topics").join(OFFSETS_TOPIC),
             reason: "internal offsets topic has no partition 0".into(),
         })?;
-        broker.groups = Some(Coordinator::open(group_config, broker.clock.clone(), partition)?);
+        let groups = Coordinator::open(group_config, broker.clock.clone(), partition)?;
+        groups.set_topic_directory(Arc::new(TopicsView {
+            topics: broker.topics.clone(),
+            generation: broker.topics_generation.clone(),
+        }));
+        broker.groups = Some(groups);
         Ok(broker)
     }
 
@@ -179,13 +210,7 @@ impl Broker {
         &self,
         req: crate::group::consumer::HeartbeatRequest,
     ) -> Result<crate::group::consumer::HeartbeatResponse, crate::group::GroupError> {
-        let lookup = |name: &str| self.topic(name).map(|t| (t.id, t.partition_count()));
-        let list = || self.topics.read_unpoisoned().keys().cloned().collect();
-        // Read before the names: a topic created in between moves it again, so the next
-        // heartbeat resolves once more rather than missing it.
-        let generation = self.topics_generation.load(std::sync::atomic::Ordering::Acquire);
-        let names = crate::group::consumer::TopicNames { generation, list: &list };
-        self.groups().consumer_heartbeat(req, &lookup, &names)
+        self.groups().consumer_heartbeat(req)
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, BrokerError> {

@@ -7,6 +7,7 @@
 mod api;
 mod config;
 mod connection;
+mod consumer_protocol;
 mod dispatch;
 pub mod errors;
 pub mod fuzzing;

@@ -69,6 +69,9 @@ impl Server {
         let local = listener.local_addr()?;
         let advertised_host = config.advertised_host.clone().unwrap_or_else(|| local.ip().to_string());
         let advertised_port = i32::from(config.advertised_port.unwrap_or(local.port()));
+        // Classic and KIP-848 members may share a group (online upgrade): the coordinator
+        // reads their embedded protocol with this codec.
+        broker.groups().set_consumer_protocol(Arc::new(crate::consumer_protocol::KafkaConsumerProtocol));
         let shared = Arc::new(Shared {
             broker,
             inflight: Arc::new(Semaphore::new(config.inflight_bytes_max)),

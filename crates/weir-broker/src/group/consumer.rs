@@ -10,6 +10,7 @@
 //! The timers and errors are in docs/groups.md.
 
 use super::GroupError;
+use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -28,6 +29,67 @@ pub fn compile_subscription(pattern: &str) -> Result<regex::Regex, String> {
 pub struct TopicNames<'a> {
     pub generation: u64,
     pub list: &'a dyn Fn() -> Vec<String>,
+}
+
+/// The broker's topics as the group coordinator needs them: by name (id and partition
+/// count), by id (name), and every name with a generation that moves on each creation or
+/// deletion (for regex subscriptions).
+pub trait TopicDirectory: Send + Sync {
+    fn lookup(&self, name: &str) -> Option<([u8; 16], i32)>;
+    fn name_of(&self, id: &[u8; 16]) -> Option<String>;
+    fn generation(&self) -> u64;
+    fn names(&self) -> Vec<String>;
+}
+
+/// The consumer embedded protocol's bytes (Kafka's ConsumerProtocolSubscription and
+/// ConsumerProtocolAssignment), read and written by the wire layer for groups whose classic
+/// members meet KIP-848 ones (online migration). Partitions by topic name.
+pub trait ConsumerProtocol: Send + Sync {
+    /// Topics subscribed and partitions owned, from a JoinGroup protocol's metadata.
+    fn subscription(&self, metadata: &[u8]) -> Result<(Vec<String>, Vec<(String, i32)>), String>;
+    /// The partitions of a member's SyncGroup assignment (refused when it carries an
+    /// assignor's user data, which a broker-side assignment would lose).
+    fn assignment(&self, assignment: &[u8]) -> Result<Vec<(String, i32)>, String>;
+    /// An assignment for a member, in the version of its subscription `metadata`.
+    fn encode_assignment(&self, metadata: &[u8], partitions: &[(String, i32)]) -> Bytes;
+}
+
+/// A classic-protocol member of a KIP-848 group: it joins, syncs and heartbeats the classic
+/// way, and the broker assigns it as it assigns the others.
+#[derive(Debug, Clone)]
+struct Classic {
+    session_timeout_ms: i32,
+    /// (name, metadata) from its last JoinGroup; it speaks the first.
+    protocols: Vec<(String, Bytes)>,
+}
+
+/// A classic JoinGroup into a KIP-848 group, decoded.
+#[derive(Debug, Clone)]
+pub struct ClassicJoin {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
+    pub topics: Vec<String>,
+    pub owned: Vec<TopicPartition>,
+    pub require_known_member: bool,
+}
+
+/// A classic group's member as it moves into a KIP-848 group (an online upgrade).
+#[derive(Debug, Clone)]
+pub(crate) struct Upgraded {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
+    pub topics: Vec<String>,
+    pub assigned: Vec<TopicPartition>,
 }
 
 /// A partition by topic id and index.
@@ -133,8 +195,11 @@ struct Member {
     owned: BTreeSet<TopicPartition>,
     session_deadline_ms: i64,
     /// Set while the member holds partitions its target no longer has; it must report
-    /// their revocation before this or it is removed.
+    /// their revocation before this or it is removed. For a classic member: it was told to
+    /// rejoin and must before this.
     revoke_deadline_ms: Option<i64>,
+    /// Set for a member that speaks the classic protocol.
+    classic: Option<Classic>,
 }
 
 /// One KIP-848 group: its members, epoch and target assignment.
@@ -149,6 +214,8 @@ pub(crate) struct ConsumerGroup {
     topology: Vec<(String, [u8; 16], i32)>,
     /// Subscription regexes in use, compiled, with the topics each matched.
     regexes: BTreeMap<String, (Arc<regex::Regex>, Vec<String>)>,
+    /// Member ids handed to classic joiners with MEMBER_ID_REQUIRED, valid until the deadline.
+    pending: BTreeMap<String, i64>,
     /// The topic-name generation the regexes were last resolved against.
     resolved_generation: Option<u64>,
 }
@@ -166,6 +233,7 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             topology: Vec::new(),
             regexes: BTreeMap::new(),
+            pending: BTreeMap::new(),
             resolved_generation: None,
         }
     }
@@ -190,6 +258,10 @@ impl ConsumerGroup {
     /// invalid, an older one is still accepted (its partitions may be mid-revocation).
     pub(crate) fn check_commit(&self, member_id: &str, epoch: i32) -> Result<(), GroupError> {
         let m = self.members.get(member_id).ok_or(GroupError::UnknownMemberId)?;
+        if m.classic.is_some() {
+            // A classic member commits with its generation, which is its member epoch.
+            return if epoch == m.epoch { Ok(()) } else { Err(GroupError::IllegalGeneration) };
+        }
         if epoch > m.epoch {
             return Err(GroupError::StaleMemberEpoch);
         }
@@ -303,6 +375,7 @@ impl ConsumerGroup {
                         owned: BTreeSet::new(),
                         session_deadline_ms: 0,
                         revoke_deadline_ms: None,
+                        classic: None,
                     }
                 });
                 // Rejoining at epoch 0 means the member holds nothing.
@@ -312,6 +385,9 @@ impl ConsumerGroup {
             }
             epoch => {
                 let m = self.members.get(&member_id).ok_or(GroupError::UnknownMemberId)?;
+                if m.classic.is_some() {
+                    return Err(GroupError::UnknownMemberId);
+                }
                 if epoch != m.epoch {
                     return Err(GroupError::FencedMemberEpoch);
                 }
@@ -450,6 +526,7 @@ impl ConsumerGroup {
     /// Removes members whose session ran out or who did not revoke in time; returns them.
     /// The new target uses the topology last seen (the next heartbeat refreshes it).
     pub(crate) fn expire(&mut self, now: i64) -> Vec<String> {
+        self.pending.retain(|_, deadline| *deadline > now);
         let gone: Vec<String> = self
             .members
             .iter()
@@ -466,6 +543,245 @@ impl ConsumerGroup {
             self.bump(&lookup);
         }
         gone
+    }
+
+    /// A KIP-848 group made from a classic one (online upgrade): every member keeps the
+    /// partitions it was synced with, at the classic generation, and the target is that
+    /// assignment, so nothing moves until the joining member changes the group.
+    pub(crate) fn from_classic(
+        generation: i32,
+        members: Vec<Upgraded>,
+        now: i64,
+        topics: TopicLookup<'_>,
+    ) -> ConsumerGroup {
+        let mut g = ConsumerGroup::new(generation);
+        for u in members {
+            let assigned: BTreeSet<TopicPartition> = u.assigned.into_iter().collect();
+            let mut names = u.topics;
+            names.sort();
+            names.dedup();
+            g.target.insert(u.member_id.clone(), assigned.clone());
+            g.members.insert(
+                u.member_id,
+                Member {
+                    epoch: generation,
+                    instance_id: u.instance_id,
+                    rack_id: None,
+                    client_id: u.client_id,
+                    client_host: u.client_host,
+                    rebalance_timeout_ms: u.rebalance_timeout_ms,
+                    subscribed: names.clone(),
+                    names,
+                    regex: String::new(),
+                    owned: assigned.clone(),
+                    assigned,
+                    session_deadline_ms: now + i64::from(u.session_timeout_ms),
+                    revoke_deadline_ms: None,
+                    classic: Some(Classic { session_timeout_ms: u.session_timeout_ms, protocols: u.protocols }),
+                },
+            );
+        }
+        g.topology = g.topology(topics);
+        g
+    }
+
+    /// A classic member's JoinGroup: answered at once with (member id, generation = its member
+    /// epoch, protocol name); its partitions come in SyncGroup. On error the member id to
+    /// answer with comes back too (MEMBER_ID_REQUIRED hands one out).
+    pub(crate) fn classic_join(
+        &mut self,
+        j: ClassicJoin,
+        now: i64,
+        topics: TopicLookup<'_>,
+        names: &TopicNames<'_>,
+        new_member_id: impl FnOnce() -> String,
+    ) -> Result<(String, i32, String), (GroupError, String)> {
+        let Some(protocol) = j.protocols.first().map(|(n, _)| n.clone()) else {
+            return Err((GroupError::InconsistentGroupProtocol, j.member_id));
+        };
+        let holder = j
+            .instance_id
+            .as_ref()
+            .and_then(|inst| self.members.iter().find(|(_, m)| m.instance_id.as_ref() == Some(inst)))
+            .map(|(id, _)| id.clone());
+        let member_id = if j.member_id.is_empty() {
+            let id = new_member_id();
+            match holder {
+                // A static member back under a new member id takes its old place and target.
+                Some(old) => {
+                    if let Some(m) = self.members.remove(&old) {
+                        self.members.insert(id.clone(), m);
+                    }
+                    if let Some(t) = self.target.remove(&old) {
+                        self.target.insert(id.clone(), t);
+                    }
+                }
+                None if j.require_known_member => {
+                    self.pending.insert(id.clone(), now + i64::from(j.session_timeout_ms));
+                    return Err((GroupError::MemberIdRequired, id));
+                }
+                None => {}
+            }
+            id
+        } else {
+            if holder.as_ref().is_some_and(|h| *h != j.member_id) {
+                return Err((GroupError::FencedInstanceId, j.member_id));
+            }
+            if !self.members.contains_key(&j.member_id) && self.pending.remove(&j.member_id).is_none() {
+                return Err((GroupError::UnknownMemberId, j.member_id));
+            }
+            j.member_id.clone()
+        };
+        if self.members.get(&member_id).is_some_and(|m| m.classic.is_none()) {
+            return Err((GroupError::InconsistentGroupProtocol, member_id));
+        }
+        let m = self.members.entry(member_id.clone()).or_insert_with(|| Member {
+            epoch: 0,
+            instance_id: j.instance_id.clone(),
+            rack_id: None,
+            client_id: j.client_id.clone(),
+            client_host: j.client_host.clone(),
+            rebalance_timeout_ms: j.rebalance_timeout_ms,
+            names: Vec::new(),
+            regex: String::new(),
+            subscribed: Vec::new(),
+            assigned: BTreeSet::new(),
+            owned: BTreeSet::new(),
+            session_deadline_ms: 0,
+            revoke_deadline_ms: None,
+            classic: None,
+        });
+        let mut subs = j.topics;
+        subs.sort();
+        subs.dedup();
+        m.names = subs;
+        m.regex.clear();
+        m.instance_id = j.instance_id;
+        m.rebalance_timeout_ms = j.rebalance_timeout_ms;
+        m.session_deadline_ms = now + i64::from(j.session_timeout_ms);
+        m.classic = Some(Classic { session_timeout_ms: j.session_timeout_ms, protocols: j.protocols });
+        // Rejoining, it owns what it says (an eager member revoked everything first).
+        m.owned = j.owned.into_iter().collect();
+        m.assigned = m.owned.clone();
+        m.revoke_deadline_ms = None;
+        let changed = self.resolve_subscriptions(names);
+        if changed || self.topology_changed(topics) {
+            self.bump(topics);
+        }
+        self.reconcile(&member_id, now);
+        let epoch = self.members[&member_id].epoch;
+        Ok((member_id, epoch, protocol))
+    }
+
+    /// The classic member named, checked as Kafka checks SyncGroup and Heartbeat: known,
+    /// classic, holding its instance id, at its generation.
+    fn classic_member(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: i64,
+    ) -> Result<&mut Member, GroupError> {
+        let m = self.members.get_mut(member_id).ok_or(GroupError::UnknownMemberId)?;
+        if instance_id.is_some_and(|i| m.instance_id.as_deref() != Some(i)) {
+            return Err(GroupError::FencedInstanceId);
+        }
+        let Some(classic) = &m.classic else { return Err(GroupError::UnknownMemberId) };
+        if generation != m.epoch {
+            return Err(GroupError::IllegalGeneration);
+        }
+        m.session_deadline_ms = now + i64::from(classic.session_timeout_ms);
+        Ok(m)
+    }
+
+    /// Whether a member holds anything its target no longer has.
+    fn revoking(&self, member_id: &str) -> bool {
+        let empty = BTreeSet::new();
+        let target = self.target.get(member_id).unwrap_or(&empty);
+        self.members.get(member_id).is_some_and(|m| m.owned.iter().chain(&m.assigned).any(|p| !target.contains(p)))
+    }
+
+    /// A classic member's SyncGroup: its partitions (what it may have of its target now), the
+    /// protocol it speaks and that protocol's metadata (the assignment's version follows it).
+    pub(crate) fn classic_sync(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: i64,
+    ) -> Result<(Vec<TopicPartition>, String, Bytes), GroupError> {
+        let revoking = self.revoking(member_id);
+        let assignment_epoch = self.assignment_epoch;
+        let m = self.classic_member(member_id, instance_id, generation, now)?;
+        if assignment_epoch > m.epoch && !revoking {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        let assigned: Vec<TopicPartition> = m.assigned.iter().copied().collect();
+        m.owned.extend(assigned.iter().copied());
+        let (name, metadata) =
+            m.classic.as_ref().and_then(|c| c.protocols.first().cloned()).expect("a classic member has a protocol");
+        Ok((assigned, name, metadata))
+    }
+
+    /// A classic member's Heartbeat: REBALANCE_IN_PROGRESS when it must rejoin to move
+    /// towards its target (behind the group epoch, holding what it should give up, or a
+    /// partition of its target is free now); it then has its rebalance timeout to rejoin.
+    pub(crate) fn classic_heartbeat(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: i64,
+    ) -> Result<(), GroupError> {
+        let revoking = self.revoking(member_id);
+        let held_by_others: BTreeSet<TopicPartition> = self
+            .members
+            .iter()
+            .filter(|(id, _)| *id != member_id)
+            .flat_map(|(_, m)| m.assigned.iter().chain(m.owned.iter()).copied())
+            .collect();
+        let target = self.target.get(member_id).cloned().unwrap_or_default();
+        let epoch = self.epoch;
+        let m = self.classic_member(member_id, instance_id, generation, now)?;
+        let claimable = target.iter().any(|p| !m.assigned.contains(p) && !held_by_others.contains(p));
+        if m.epoch < epoch || revoking || claimable {
+            let deadline = now + i64::from(m.rebalance_timeout_ms.max(0));
+            m.revoke_deadline_ms.get_or_insert(deadline);
+            return Err(GroupError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// Classic LeaveGroup (by member id, or by instance id alone): one result per member.
+    pub(crate) fn classic_leave(
+        &mut self,
+        members: &[(String, Option<String>)],
+        topics: TopicLookup<'_>,
+    ) -> Vec<Result<(), GroupError>> {
+        let mut removed = false;
+        let results = members
+            .iter()
+            .map(|(member_id, instance_id)| {
+                let holder = instance_id.as_deref().and_then(|inst| {
+                    self.members.iter().find(|(_, m)| m.instance_id.as_deref() == Some(inst)).map(|(id, _)| id.clone())
+                });
+                let id = match holder {
+                    Some(h) if member_id.is_empty() || *member_id == h => h,
+                    Some(_) => return Err(GroupError::FencedInstanceId),
+                    None if instance_id.is_some() => return Err(GroupError::UnknownMemberId),
+                    None if self.members.contains_key(member_id) => member_id.clone(),
+                    None => return Err(GroupError::UnknownMemberId),
+                };
+                self.members.remove(&id);
+                self.target.remove(&id);
+                removed = true;
+                Ok(())
+            })
+            .collect();
+        if removed {
+            self.bump(topics);
+        }
+        results
     }
 
     pub(crate) fn info(&self, group_id: &str) -> ConsumerGroupInfo {

@@ -545,6 +545,11 @@ pub struct Coordinator {
     clock: Arc<dyn Clock>,
     store: Arc<Partition>,
     inner: Mutex<Inner>,
+    /// The broker's topics (set by the broker once it is open).
+    topics: std::sync::OnceLock<Arc<dyn consumer::TopicDirectory>>,
+    /// The consumer embedded protocol's codec (set by the wire layer): without it classic and
+    /// KIP-848 members never share a group.
+    protocol: std::sync::OnceLock<Arc<dyn consumer::ConsumerProtocol>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -599,7 +604,24 @@ impl Coordinator {
             clock,
             store,
             inner: Mutex::new(Inner { groups, consumer_groups: HashMap::new(), next_seq: 0 }),
+            topics: std::sync::OnceLock::new(),
+            protocol: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where the coordinator looks topics up (the broker sets it once).
+    pub fn set_topic_directory(&self, topics: Arc<dyn consumer::TopicDirectory>) {
+        let _ = self.topics.set(topics);
+    }
+
+    /// The codec of the consumer embedded protocol, which lets classic members and KIP-848
+    /// members share a group (online upgrade; the wire layer sets it once).
+    pub fn set_consumer_protocol(&self, protocol: Arc<dyn consumer::ConsumerProtocol>) {
+        let _ = self.protocol.set(protocol);
+    }
+
+    fn directory(&self) -> Option<Arc<dyn consumer::TopicDirectory>> {
+        self.topics.get().cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -623,8 +645,55 @@ impl Coordinator {
         let seq = inner.next_seq;
         let group_id = req.group_id.clone();
         if inner.consumer_groups.get(&group_id).is_some_and(|g| !g.is_empty()) {
-            // A KIP-848 group with members: a classic member cannot join it.
-            return fail(respond, GroupError::InconsistentGroupProtocol, req.member_id);
+            // A KIP-848 group with members: a classic member joins it as one of them, if its
+            // subscription can be read (the consumer protocol); otherwise it cannot.
+            let Some(codec) = self.protocol.get() else {
+                return fail(respond, GroupError::InconsistentGroupProtocol, req.member_id);
+            };
+            let subscription = match (req.protocol_type.as_str(), req.protocols.first()) {
+                ("consumer", Some((_, metadata))) => codec.subscription(metadata).ok(),
+                _ => None,
+            };
+            let Some((topics, owned)) = subscription else {
+                return fail(respond, GroupError::InconsistentGroupProtocol, req.member_id);
+            };
+            let dir = self.directory();
+            let lookup = |n: &str| dir.as_ref().and_then(|d| d.lookup(n));
+            let list = || dir.as_ref().map(|d| d.names()).unwrap_or_default();
+            let names = consumer::TopicNames { generation: dir.as_ref().map_or(0, |d| d.generation()), list: &list };
+            let owned = owned.iter().filter_map(|(t, p)| lookup(t).map(|(id, _)| (id, *p))).collect();
+            let group = inner.consumer_groups.get_mut(&group_id).expect("checked above");
+            if !group.has_member(&req.member_id) && group.members_len() >= self.config.members_max {
+                return fail(respond, GroupError::GroupMaxSizeReached, req.member_id);
+            }
+            let client_id = req.client_id.clone();
+            let join = consumer::ClassicJoin {
+                member_id: req.member_id,
+                instance_id: req.group_instance_id,
+                client_id: req.client_id,
+                client_host: req.client_host,
+                session_timeout_ms: req.session_timeout_ms,
+                rebalance_timeout_ms: req.rebalance_timeout_ms.max(req.session_timeout_ms),
+                protocols: req.protocols,
+                topics,
+                owned,
+                require_known_member: req.require_known_member,
+            };
+            return match group.classic_join(join, now, &lookup, &names, || member_id_for(&client_id)) {
+                Ok((member_id, generation_id, protocol_name)) => {
+                    tracing::debug!(group = %group_id, member = %member_id, generation_id, "classic join to a consumer group");
+                    respond(JoinResponse {
+                        error: None,
+                        generation_id,
+                        protocol_type: "consumer".into(),
+                        protocol_name,
+                        leader: String::new(),
+                        member_id,
+                        members: Vec::new(),
+                    })
+                }
+                Err((e, member_id)) => fail(respond, e, member_id),
+            };
         }
         inner.consumer_groups.remove(&group_id);
         let group = inner.groups.entry(group_id.clone()).or_insert_with(Group::new);
@@ -716,6 +785,24 @@ impl Coordinator {
         let mut inner = self.lock();
         let fail =
             |respond: SyncCallback, error| respond(SyncResponse { error: Some(error), ..SyncResponse::default() });
+        if let Some(group) = inner.consumer_groups.get_mut(group_id).filter(|g| !g.is_empty()) {
+            // A classic member of a KIP-848 group: the broker's assignment, in its protocol.
+            let (parts, protocol_name, metadata) = match group.classic_sync(member_id, None, generation, now) {
+                Ok(r) => r,
+                Err(e) => return fail(respond, e),
+            };
+            let (Some(codec), Some(dir)) = (self.protocol.get(), self.directory()) else {
+                return fail(respond, GroupError::UnknownMemberId);
+            };
+            let named: Vec<(String, i32)> =
+                parts.iter().filter_map(|(id, p)| dir.name_of(id).map(|n| (n, *p))).collect();
+            return respond(SyncResponse {
+                error: None,
+                protocol_type: "consumer".into(),
+                protocol_name,
+                assignment: codec.encode_assignment(&metadata, &named),
+            });
+        }
         let Some(group) = inner.groups.get_mut(group_id) else {
             return fail(respond, GroupError::UnknownMemberId);
         };
@@ -794,6 +881,9 @@ impl Coordinator {
     ) -> Result<(), GroupError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        if let Some(group) = inner.consumer_groups.get_mut(group_id).filter(|g| !g.is_empty()) {
+            return group.classic_heartbeat(member_id, instance_id, generation, now);
+        }
         let group = inner.groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
         group.check_fenced(member_id, instance_id)?;
         let state = group.state;
@@ -821,6 +911,11 @@ impl Coordinator {
     pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<Result<(), GroupError>> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        if let Some(group) = inner.consumer_groups.get_mut(group_id).filter(|g| !g.is_empty()) {
+            let dir = self.directory();
+            let lookup = |n: &str| dir.as_ref().and_then(|d| d.lookup(n));
+            return group.classic_leave(members, &lookup);
+        }
         let Some(group) = inner.groups.get_mut(group_id) else {
             return members.iter().map(|_| Err(GroupError::UnknownMemberId)).collect();
         };
@@ -1037,17 +1132,25 @@ impl Coordinator {
     pub fn consumer_heartbeat(
         &self,
         req: consumer::HeartbeatRequest,
-        topics: consumer::TopicLookup<'_>,
-        names: &consumer::TopicNames<'_>,
     ) -> Result<consumer::HeartbeatResponse, GroupError> {
         if req.group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
+        let dir = self.directory();
+        let lookup = |n: &str| dir.as_ref().and_then(|d| d.lookup(n));
+        let list = || dir.as_ref().map(|d| d.names()).unwrap_or_default();
+        let names = consumer::TopicNames { generation: dir.as_ref().map_or(0, |d| d.generation()), list: &list };
+        let topics: consumer::TopicLookup<'_> = &lookup;
+        let names = &names;
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         if inner.groups.get(&req.group_id).is_some_and(|g| !g.members.is_empty()) {
-            // A classic group with members is not a consumer group (no online migration).
-            return Err(GroupError::GroupIdNotFound);
+            // A classic group with members: a joining KIP-848 member upgrades it online
+            // (KIP-848), when its members' subscriptions and assignments can be read.
+            if req.member_epoch != 0 {
+                return Err(GroupError::GroupIdNotFound);
+            }
+            self.upgrade(&mut inner, &req.group_id, now, topics)?;
         }
         if !inner.consumer_groups.contains_key(&req.group_id) {
             if req.member_epoch != 0 {
@@ -1066,6 +1169,72 @@ impl Coordinator {
             (i64::from(self.config.consumer_session_timeout_ms), self.config.consumer_heartbeat_interval_ms);
         let client_id = req.client_id.clone();
         group.heartbeat(req, now, session, interval, topics, names, || member_id_for(&client_id))
+    }
+
+    /// Turns a classic group with members into a KIP-848 group (KIP-848's online upgrade, as
+    /// Kafka's `group.consumer.migration.policy=upgrade|bidirectional` does): every member
+    /// keeps its synced partitions at the classic generation and goes on as a classic member of
+    /// the new group; joins and syncs under way are answered REBALANCE_IN_PROGRESS so they
+    /// rejoin it. Refused (GROUP_ID_NOT_FOUND, as Kafka) when a member's subscription or
+    /// assignment cannot be read or carries an assignor's user data.
+    fn upgrade(
+        &self,
+        inner: &mut Inner,
+        group_id: &str,
+        now: i64,
+        topics: consumer::TopicLookup<'_>,
+    ) -> Result<(), GroupError> {
+        let Some(codec) = self.protocol.get() else { return Err(GroupError::GroupIdNotFound) };
+        let group = inner.groups.get_mut(group_id).expect("caller checked");
+        let refuse = |why: String| {
+            tracing::info!(group = group_id, reason = %why, "classic group not upgraded to a consumer group");
+            GroupError::GroupIdNotFound
+        };
+        if group.protocol_type != "consumer" {
+            return Err(refuse(format!("protocol type {:?}", group.protocol_type)));
+        }
+        let mut upgraded = Vec::with_capacity(group.members.len());
+        for (id, m) in &group.members {
+            let mut protocols = m.protocols.clone();
+            if let Some(at) = protocols.iter().position(|(n, _)| *n == group.protocol) {
+                protocols.swap(0, at);
+            }
+            let metadata = protocols.first().map(|(_, md)| md.clone()).unwrap_or_default();
+            let (subscribed, _) = codec.subscription(&metadata).map_err(|e| refuse(format!("member {id}: {e}")))?;
+            let parts = if m.assignment.is_empty() {
+                Vec::new()
+            } else {
+                codec.assignment(&m.assignment).map_err(|e| refuse(format!("member {id}: {e}")))?
+            };
+            upgraded.push(consumer::Upgraded {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocols,
+                topics: subscribed,
+                assigned: parts.iter().filter_map(|(t, p)| topics(t).map(|(tid, _)| (tid, *p))).collect(),
+            });
+        }
+        for (id, mut m) in std::mem::take(&mut group.members) {
+            m.fail_waiters(&id, GroupError::RebalanceInProgress);
+        }
+        group.state = State::Empty;
+        group.leader.clear();
+        group.pending_members.clear();
+        let generation = group.generation;
+        tracing::info!(
+            group = group_id,
+            members = upgraded.len(),
+            generation,
+            "classic group upgraded to a KIP-848 consumer group"
+        );
+        inner
+            .consumer_groups
+            .insert(group_id.to_owned(), consumer::ConsumerGroup::from_classic(generation, upgraded, now, topics));
+        Ok(())
     }
 
     pub fn consumer_describe(&self, group_id: &str) -> Option<consumer::ConsumerGroupInfo> {
