@@ -515,6 +515,152 @@ mod kip848_regex {
     }
 }
 
+mod kip848_migration {
+    use super::*;
+    use weir_broker::group::consumer::{ConsumerProtocol, HeartbeatRequest, HeartbeatResponse};
+    use weir_broker::NewTopic;
+
+    /// A stand-in for the consumer embedded protocol (the real one is weir-server's):
+    /// subscriptions are `topic,topic|topic/p,topic/p` (topics, then owned partitions),
+    /// assignments `topic/p,topic/p`, and an assignment starting with `!` carries user data.
+    struct TextCodec;
+
+    fn parts(text: &str) -> Vec<(String, i32)> {
+        text.split(',')
+            .filter(|x| !x.is_empty())
+            .map(|x| {
+                let (t, p) = x.split_once('/').unwrap();
+                (t.to_owned(), p.parse().unwrap())
+            })
+            .collect()
+    }
+
+    impl ConsumerProtocol for TextCodec {
+        fn subscription(&self, metadata: &[u8]) -> Result<(Vec<String>, Vec<(String, i32)>), String> {
+            let text = std::str::from_utf8(metadata).map_err(|e| e.to_string())?;
+            let (topics, owned) = text.split_once('|').ok_or("no |")?;
+            Ok((topics.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(), parts(owned)))
+        }
+        fn assignment(&self, assignment: &[u8]) -> Result<Vec<(String, i32)>, String> {
+            let text = std::str::from_utf8(assignment).map_err(|e| e.to_string())?;
+            if text.starts_with('!') {
+                return Err("user data".into());
+            }
+            Ok(parts(text))
+        }
+        fn encode_assignment(&self, _metadata: &[u8], partitions: &[(String, i32)]) -> Bytes {
+            let text: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+            Bytes::from(text.join(","))
+        }
+    }
+
+    fn hb(
+        env: &Env,
+        group: &str,
+        member: &str,
+        epoch: i32,
+        owned: Option<Vec<([u8; 16], i32)>>,
+    ) -> Result<HeartbeatResponse, GroupError> {
+        env.broker.consumer_heartbeat(HeartbeatRequest {
+            group_id: group.into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            instance_id: None,
+            rack_id: None,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topics: (epoch == 0).then(|| vec!["t6".to_owned()]),
+            subscribed_regex: None,
+            server_assignor: None,
+            owned,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+        })
+    }
+
+    fn assigned(bytes: &Bytes) -> Vec<i32> {
+        let mut ps: Vec<i32> = TextCodec
+            .assignment(bytes)
+            .unwrap()
+            .into_iter()
+            .map(|(t, p)| {
+                assert_eq!(t, "t6");
+                p
+            })
+            .collect();
+        ps.sort();
+        ps
+    }
+
+    #[test]
+    fn a_kip848_member_upgrades_a_classic_group_and_its_classic_member_is_assigned_by_the_broker() {
+        let env = Env::new();
+        env.broker
+            .create_topic(&NewTopic { name: "t6".into(), partitions: Some(6), ..NewTopic::default() }, false)
+            .unwrap();
+        env.groups().set_consumer_protocol(Arc::new(TextCodec));
+        // A classic member alone owns all six partitions.
+        let j = env.join_with("", None, b"t6|").take().unwrap();
+        let (a, g1) = (j.member_id.clone(), j.generation_id);
+        let all: &'static [u8] = b"t6/0,t6/1,t6/2,t6/3,t6/4,t6/5";
+        assert_eq!(env.sync(g1, &a, &[(&a, all)]).take().unwrap().error, None);
+        // A KIP-848 member joins: the group is upgraded; A still holds everything.
+        let m = hb(&env, "g", "m", 0, None).unwrap();
+        assert_eq!(m.assignment.as_deref(), Some(&[][..]), "all partitions are still A's");
+        assert!(m.member_epoch > g1);
+        assert_eq!(env.groups().consumer_describe("g").unwrap().members.len(), 2);
+        // A is told to rejoin; a wrong generation is refused; commits need its epoch.
+        assert_eq!(env.heartbeat(g1, &a), Err(GroupError::RebalanceInProgress));
+        assert_eq!(env.heartbeat(g1 + 7, &a), Err(GroupError::IllegalGeneration));
+        let known = |_: &str, _: i32| true;
+        let offsets = || vec![("t6".to_owned(), 0, 5, -1, None)];
+        assert_eq!(
+            env.groups().commit("g", g1 + 1, &a, offsets(), &known).map(|_| ()),
+            Err(GroupError::IllegalGeneration)
+        );
+        assert!(env.groups().commit("g", g1, &a, offsets(), &known).is_ok(), "still at its generation");
+        // A rejoins (eager: it revoked everything): answered at once, no leader, its
+        // partitions in SyncGroup.
+        let j = env.join_with(&a, None, b"t6|").take().unwrap();
+        assert_eq!((j.error, j.leader.as_str(), j.members.len(), j.protocol_name.as_str()), (None, "", 0, "range"));
+        let g2 = j.generation_id;
+        assert_eq!(g2, m.member_epoch);
+        assert_eq!(env.sync(g1, &a, &[]).take().unwrap().error, Some(GroupError::IllegalGeneration));
+        let s = env.sync(g2, &a, &[]).take().unwrap();
+        assert_eq!(s.error, None);
+        let mine = assigned(&s.assignment);
+        assert_eq!(mine.len(), 3);
+        // m gets the other three, and A is settled.
+        let got = hb(&env, "g", "m", m.member_epoch, Some(Vec::new())).unwrap().assignment.unwrap();
+        let theirs: Vec<i32> = got.iter().map(|(_, p)| *p).collect();
+        assert_eq!(theirs.len(), 3);
+        assert!(theirs.iter().all(|p| !mine.contains(p)));
+        assert_eq!(env.heartbeat(g2, &a), Ok(()));
+        // m leaves: A must rejoin for the rest; it does not, and is removed after its
+        // rebalance timeout.
+        hb(&env, "g", "m", -1, None).unwrap();
+        assert_eq!(env.heartbeat(g2, &a), Err(GroupError::RebalanceInProgress));
+        for _ in 0..(REBALANCE_MS / SESSION_MS + 1) {
+            env.advance(i64::from(SESSION_MS) - 1);
+            let _ = env.heartbeat(g2, &a);
+        }
+        assert_eq!(env.groups().consumer_describe("g").unwrap().members.len(), 0, "A never rejoined");
+    }
+
+    #[test]
+    fn groups_whose_assignments_carry_user_data_or_without_a_codec_are_not_upgraded() {
+        let env = Env::new();
+        env.broker
+            .create_topic(&NewTopic { name: "t6".into(), partitions: Some(6), ..NewTopic::default() }, false)
+            .unwrap();
+        let j = env.join_with("", None, b"t6|").take().unwrap();
+        assert_eq!(env.sync(j.generation_id, &j.member_id, &[(&j.member_id, b"!sticky")]).take().unwrap().error, None);
+        assert_eq!(hb(&env, "g", "m", 0, None), Err(GroupError::GroupIdNotFound), "no codec: no upgrade");
+        env.groups().set_consumer_protocol(Arc::new(TextCodec));
+        assert_eq!(hb(&env, "g", "m", 0, None), Err(GroupError::GroupIdNotFound), "user data would be lost");
+        assert_eq!(env.heartbeat(j.generation_id, &j.member_id), Ok(()), "the classic group goes on");
+    }
+}
+
 mod kip848_static {
     use super::*;
     use weir_broker::group::consumer::HeartbeatRequest;

@@ -226,11 +226,13 @@ impl Client {
         if *addr == self.boot.addr {
             return self.boot.call(key, newest, request);
         }
-        if !self.conns.contains_key(&node) {
-            let conn = Conn::connect(addr).with_context(|| format!("connecting to broker {node}"))?;
-            self.conns.insert(node, conn);
-        }
-        self.conns.get_mut(&node).expect("inserted above").call(key, newest, request)
+        let conn = match self.conns.entry(node) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Conn::connect(addr).with_context(|| format!("connecting to broker {node}"))?)
+            }
+        };
+        conn.call(key, newest, request)
     }
 
     /// The broker leading a partition (asked with Metadata when not known yet).

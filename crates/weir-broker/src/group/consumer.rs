@@ -27,6 +27,8 @@ pub fn compile_subscription(pattern: &str) -> Result<regex::Regex, String> {
 /// whenever a topic is created or deleted, and the names themselves (asked only when the
 /// generation moved or a new regex arrived).
 pub struct TopicNames<'a> {
+    /// A topic by name: id and partition count.
+    pub lookup: TopicLookup<'a>,
     pub generation: u64,
     pub list: &'a dyn Fn() -> Vec<String>,
 }
@@ -290,10 +292,10 @@ impl ConsumerGroup {
         now: i64,
         session_timeout_ms: i64,
         heartbeat_interval_ms: i32,
-        topics: TopicLookup<'_>,
         names: &TopicNames<'_>,
         new_member_id: impl FnOnce() -> String,
     ) -> Result<HeartbeatResponse, GroupError> {
+        let topics = names.lookup;
         // A new regex is compiled before anything changes: a bad one leaves the group as it was.
         let new_regex = match req.subscribed_regex.as_deref() {
             Some(r) if !r.is_empty() && !self.regexes.contains_key(r) => {
@@ -592,10 +594,10 @@ impl ConsumerGroup {
         &mut self,
         j: ClassicJoin,
         now: i64,
-        topics: TopicLookup<'_>,
         names: &TopicNames<'_>,
         new_member_id: impl FnOnce() -> String,
     ) -> Result<(String, i32, String), (GroupError, String)> {
+        let topics = names.lookup;
         let Some(protocol) = j.protocols.first().map(|(n, _)| n.clone()) else {
             return Err((GroupError::InconsistentGroupProtocol, j.member_id));
         };

@@ -660,7 +660,11 @@ impl Coordinator {
             let dir = self.directory();
             let lookup = |n: &str| dir.as_ref().and_then(|d| d.lookup(n));
             let list = || dir.as_ref().map(|d| d.names()).unwrap_or_default();
-            let names = consumer::TopicNames { generation: dir.as_ref().map_or(0, |d| d.generation()), list: &list };
+            let names = consumer::TopicNames {
+                lookup: &lookup,
+                generation: dir.as_ref().map_or(0, |d| d.generation()),
+                list: &list,
+            };
             let owned = owned.iter().filter_map(|(t, p)| lookup(t).map(|(id, _)| (id, *p))).collect();
             let group = inner.consumer_groups.get_mut(&group_id).expect("checked above");
             if !group.has_member(&req.member_id) && group.members_len() >= self.config.members_max {
@@ -679,7 +683,7 @@ impl Coordinator {
                 owned,
                 require_known_member: req.require_known_member,
             };
-            return match group.classic_join(join, now, &lookup, &names, || member_id_for(&client_id)) {
+            return match group.classic_join(join, now, &names, || member_id_for(&client_id)) {
                 Ok((member_id, generation_id, protocol_name)) => {
                     tracing::debug!(group = %group_id, member = %member_id, generation_id, "classic join to a consumer group");
                     respond(JoinResponse {
@@ -1139,7 +1143,11 @@ impl Coordinator {
         let dir = self.directory();
         let lookup = |n: &str| dir.as_ref().and_then(|d| d.lookup(n));
         let list = || dir.as_ref().map(|d| d.names()).unwrap_or_default();
-        let names = consumer::TopicNames { generation: dir.as_ref().map_or(0, |d| d.generation()), list: &list };
+        let names = consumer::TopicNames {
+            lookup: &lookup,
+            generation: dir.as_ref().map_or(0, |d| d.generation()),
+            list: &list,
+        };
         let topics: consumer::TopicLookup<'_> = &lookup;
         let names = &names;
         let now = self.clock.now_ms();
@@ -1168,7 +1176,7 @@ impl Coordinator {
         let (session, interval) =
             (i64::from(self.config.consumer_session_timeout_ms), self.config.consumer_heartbeat_interval_ms);
         let client_id = req.client_id.clone();
-        group.heartbeat(req, now, session, interval, topics, names, || member_id_for(&client_id))
+        group.heartbeat(req, now, session, interval, names, || member_id_for(&client_id))
     }
 
     /// Turns a classic group with members into a KIP-848 group (KIP-848's online upgrade, as
