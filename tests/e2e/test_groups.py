@@ -599,7 +599,7 @@ def test_kip848_online_upgrade_of_a_classic_group_under_production(kip848_broker
     group.protocol=consumer member joins the same group: the broker upgrades the group online
     (KIP-848), the classic members rejoin and are assigned by the broker, all three end with
     two partitions each, and every message is processed. A classic member that leaves hands
-    its partitions to the others."""
+    its partitions to the others; when the KIP-848 member leaves, the group is classic again."""
     broker = kip848_broker
     topic, group = f"upgrade-{assignor}", f"upgrade-g-{assignor}"
     create(broker.bootstrap, topic, 6)
@@ -625,6 +625,11 @@ def test_kip848_online_upgrade_of_a_classic_group_under_production(kip848_broker
         rest = members[1:]
         wait_for(lambda: sorted(p for m in rest for p in (m.poll_assignment() or [])) == list(range(6)),
                  timeout=60, what="the two members left own everything")
+        # The KIP-848 member leaves: the group turns classic again (downgrade) and the last
+        # classic member, rejoining as a classic leader, takes everything.
+        members[2].stop()
+        wait_for(lambda: classic[1].poll_assignment() == list(range(6)), timeout=60,
+                 what="the classic member owns everything after the downgrade")
         total = producing.stop()
         producing = None
         wait_for(lambda: len(set(v for _, _, v in processed(outs))) >= total, timeout=120,

@@ -635,15 +635,64 @@ mod kip848_migration {
         assert_eq!(theirs.len(), 3);
         assert!(theirs.iter().all(|p| !mine.contains(p)));
         assert_eq!(env.heartbeat(g2, &a), Ok(()));
-        // m leaves: A must rejoin for the rest; it does not, and is removed after its
-        // rebalance timeout.
-        hb(&env, "g", "m", -1, None).unwrap();
+        // A second KIP-848 member joins: A must rejoin; it does not, and is removed after its
+        // rebalance timeout (m2 keeps heartbeating).
+        let m2 = hb(&env, "g", "m2", 0, None).unwrap();
         assert_eq!(env.heartbeat(g2, &a), Err(GroupError::RebalanceInProgress));
+        // Each KIP-848 member reports owning what it was last given (revoking at once).
+        let mut live = vec![("m2", m2.member_epoch, m2.assignment.unwrap_or_default()), ("m", m.member_epoch, got)];
         for _ in 0..(REBALANCE_MS / SESSION_MS + 1) {
             env.advance(i64::from(SESSION_MS) - 1);
             let _ = env.heartbeat(g2, &a);
+            for (id, epoch, owned) in live.iter_mut() {
+                let r = hb(&env, "g", id, *epoch, Some(owned.clone())).unwrap();
+                *epoch = r.member_epoch;
+                if let Some(now_owned) = r.assignment {
+                    *owned = now_owned;
+                }
+            }
         }
-        assert_eq!(env.groups().consumer_describe("g").unwrap().members.len(), 0, "A never rejoined");
+        let info = env.groups().consumer_describe("g").unwrap();
+        assert_eq!(info.members.len(), 2, "A never rejoined: removed");
+        assert!(info.members.iter().all(|x| x.member_id != a));
+    }
+
+    #[test]
+    fn the_last_kip848_member_leaving_turns_the_group_classic_again() {
+        let env = Env::new();
+        env.broker
+            .create_topic(&NewTopic { name: "t6".into(), partitions: Some(6), ..NewTopic::default() }, false)
+            .unwrap();
+        env.groups().set_consumer_protocol(Arc::new(TextCodec));
+        let j = env.join_with("", None, b"t6|").take().unwrap();
+        let a = j.member_id.clone();
+        assert_eq!(
+            env.sync(j.generation_id, &a, &[(&a, b"t6/0,t6/1,t6/2,t6/3,t6/4,t6/5")]).take().unwrap().error,
+            None
+        );
+        let m = hb(&env, "g", "m", 0, None).unwrap();
+        let j = env.join_with(&a, None, b"t6|").take().unwrap();
+        let s = env.sync(j.generation_id, &a, &[]).take().unwrap();
+        assert_eq!(assigned(&s.assignment).len(), 3);
+        // m leaves: only a classic member is left, so the group is classic again, in a
+        // rebalance, A's assignment being its target (everything).
+        hb(&env, "g", "m", -1, None).unwrap();
+        assert!(env.groups().consumer_describe("g").is_none());
+        let info = env.groups().describe("g").unwrap();
+        assert_eq!(
+            (info.state, info.protocol_type.as_str(), info.members.len()),
+            ("PreparingRebalance", "consumer", 1)
+        );
+        assert_eq!(assigned(&info.members[0].assignment), [0, 1, 2, 3, 4, 5]);
+        // A's next heartbeat tells it to rejoin; it does, leads, and assigns as a classic leader.
+        let g = j.generation_id;
+        assert_eq!(env.heartbeat(g, &a), Err(GroupError::RebalanceInProgress));
+        let j = env.join_with(&a, None, b"t6|").take().unwrap();
+        assert_eq!((j.error, j.leader.as_str(), j.members.len()), (None, a.as_str(), 1));
+        assert!(j.generation_id > g && j.generation_id >= m.member_epoch);
+        let s = env.sync(j.generation_id, &a, &[(&a, b"t6/0,t6/1,t6/2,t6/3,t6/4,t6/5")]).take().unwrap();
+        assert_eq!((s.error, assigned(&s.assignment).len()), (None, 6));
+        assert_eq!(env.state(), "Stable");
     }
 
     #[test]

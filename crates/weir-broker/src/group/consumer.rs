@@ -80,6 +80,22 @@ pub struct ClassicJoin {
     pub require_known_member: bool,
 }
 
+/// A classic member of a KIP-848 group as it goes back to a classic group (downgrade), with
+/// the partitions of its target.
+#[derive(Debug, Clone)]
+pub(crate) struct Downgraded {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
+    pub target: Vec<TopicPartition>,
+    /// Its member epoch: the generation it last joined.
+    pub epoch: i32,
+}
+
 /// A classic group's member as it moves into a KIP-848 group (an online upgrade).
 #[derive(Debug, Clone)]
 pub(crate) struct Upgraded {
@@ -585,6 +601,31 @@ impl ConsumerGroup {
         }
         g.topology = g.topology(topics);
         g
+    }
+
+    /// Its members, when every one speaks the classic protocol (a downgrade may follow);
+    /// None when the group is empty or a KIP-848 member is left.
+    pub(crate) fn classic_only(&self) -> Option<Vec<Downgraded>> {
+        if self.members.is_empty() {
+            return None;
+        }
+        self.members
+            .iter()
+            .map(|(id, m)| {
+                let c = m.classic.as_ref()?;
+                Some(Downgraded {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: c.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: c.protocols.clone(),
+                    target: self.target.get(id).map(|t| t.iter().copied().collect()).unwrap_or_default(),
+                    epoch: m.epoch,
+                })
+            })
+            .collect()
     }
 
     /// A classic member's JoinGroup: answered at once with (member id, generation = its member

@@ -972,10 +972,18 @@ impl Coordinator {
     pub fn tick(&self) {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        let mut shrunk = Vec::new();
         for (id, group) in inner.consumer_groups.iter_mut() {
-            for member in group.expire(now) {
+            let gone = group.expire(now);
+            for member in &gone {
                 tracing::info!(group = %id, %member, "consumer group member session timed out; removed");
             }
+            if !gone.is_empty() {
+                shrunk.push(id.clone());
+            }
+        }
+        for id in shrunk {
+            self.maybe_downgrade(&mut inner, &id, now);
         }
         for (id, group) in inner.groups.iter_mut() {
             let pending_before = group.pending_members.len();
@@ -1176,7 +1184,72 @@ impl Coordinator {
         let (session, interval) =
             (i64::from(self.config.consumer_session_timeout_ms), self.config.consumer_heartbeat_interval_ms);
         let client_id = req.client_id.clone();
-        group.heartbeat(req, now, session, interval, names, || member_id_for(&client_id))
+        let leaving = req.member_epoch == -1;
+        let group_id = req.group_id.clone();
+        let r = group.heartbeat(req, now, session, interval, names, || member_id_for(&client_id));
+        if leaving {
+            self.maybe_downgrade(&mut inner, &group_id, now);
+        }
+        r
+    }
+
+    /// Turns a KIP-848 group whose last KIP-848 member left back into a classic group of its
+    /// classic members (KIP-848's downgrade, as Kafka's default `bidirectional` policy): the
+    /// generation is the group epoch, each member's assignment its target, and a rebalance
+    /// starts, so the members rejoin (their next heartbeat says so) and their leader assigns.
+    fn maybe_downgrade(&self, inner: &mut Inner, group_id: &str, now: i64) {
+        let Some(members) = inner.consumer_groups.get(group_id).and_then(|g| g.classic_only()) else { return };
+        let (Some(codec), Some(dir)) = (self.protocol.get(), self.directory()) else { return };
+        if members.len() > self.config.members_max {
+            return;
+        }
+        // The generation is the newest the members joined at (not the group epoch the leave
+        // made, which no member has): members at it are told REBALANCE_IN_PROGRESS and their
+        // commits are still accepted until they rejoin; any other gets ILLEGAL_GENERATION and
+        // rejoins too.
+        let epoch = members.iter().map(|d| d.epoch).max().unwrap_or(0);
+        inner.consumer_groups.remove(group_id);
+        let mut seq = inner.next_seq;
+        let group = inner.groups.entry(group_id.to_owned()).or_insert_with(Group::new);
+        let n = members.len();
+        for d in members {
+            let metadata = d.protocols.first().map(|(_, md)| md.clone()).unwrap_or_default();
+            let named: Vec<(String, i32)> =
+                d.target.iter().filter_map(|(id, p)| dir.name_of(id).map(|t| (t, *p))).collect();
+            seq += 1;
+            group.members.insert(
+                d.member_id,
+                Member {
+                    instance_id: d.instance_id,
+                    client_id: d.client_id,
+                    client_host: d.client_host,
+                    session_timeout_ms: d.session_timeout_ms,
+                    rebalance_timeout_ms: d.rebalance_timeout_ms,
+                    assignment: codec.encode_assignment(&metadata, &named),
+                    protocols: d.protocols,
+                    deadline_ms: now + i64::from(d.session_timeout_ms),
+                    pending_sync: false,
+                    joined_seq: seq,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        inner.next_seq = seq;
+        group.generation = epoch;
+        group.protocol_type = "consumer".into();
+        group.protocol = group.select_protocol();
+        group.leader.clear();
+        group.pending_members.clear();
+        group.state = State::Stable;
+        group.prepare_rebalance(now, 0);
+        group.initial_delay_until_ms = None;
+        tracing::info!(
+            group = group_id,
+            members = n,
+            generation = epoch,
+            "KIP-848 group downgraded to a classic group"
+        );
     }
 
     /// Turns a classic group with members into a KIP-848 group (KIP-848's online upgrade, as
