@@ -640,7 +640,7 @@ mod kip848_migration {
         let m2 = hb(&env, "g", "m2", 0, None).unwrap();
         assert_eq!(env.heartbeat(g2, &a), Err(GroupError::RebalanceInProgress));
         // Each KIP-848 member reports owning what it was last given (revoking at once).
-        let mut live = vec![("m2", m2.member_epoch, m2.assignment.unwrap_or_default()), ("m", m.member_epoch, got)];
+        let mut live = [("m2", m2.member_epoch, m2.assignment.unwrap_or_default()), ("m", m.member_epoch, got)];
         for _ in 0..(REBALANCE_MS / SESSION_MS + 1) {
             env.advance(i64::from(SESSION_MS) - 1);
             let _ = env.heartbeat(g2, &a);
