@@ -68,8 +68,10 @@ impl crate::group::consumer::TopicDirectory for TopicsView {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Names for regex subscriptions: internal topics excluded (a `.*` subscriber wants its
+    /// own topics, not the offsets store; Kafka's clients exclude them by default too).
     fn names(&self) -> Vec<String> {
-        self.topics.read_unpoisoned().keys().cloned().collect()
+        self.topics.read_unpoisoned().keys().filter(|n| !Broker::is_internal(n)).cloned().collect()
     }
 }
 

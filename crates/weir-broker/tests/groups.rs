@@ -495,6 +495,15 @@ mod kip848_regex {
         assert_eq!(env.groups().consumer_describe("r").unwrap().members.len(), 1, "the bad joiner was not added");
         let r = hb(&env, "m", e4, None, Some(""), Some(parts)).unwrap();
         assert_eq!(topics_of(&env, &r.assignment.unwrap()), ["payments"]);
+        // A pattern that only anchoring would make valid is refused as it is.
+        assert_eq!(hb(&env, "m3", 0, Some(vec![]), Some("a)|(b"), None), Err(GroupError::InvalidRegularExpression));
+        // `.*` is every topic but the internal offsets store.
+        let r = hb(&env, "m4", 0, Some(vec![]), Some(".*"), None).unwrap();
+        assert!(r.member_epoch > 0);
+        let info = env.groups().consumer_describe("r").unwrap();
+        let m4 = info.members.iter().find(|x| x.member_id == "m4").unwrap();
+        let names = topics_of(&env, &m4.target);
+        assert!(!names.is_empty() && !names.iter().any(|n| n.starts_with("__")), "{names:?}");
     }
 
     #[test]
@@ -693,6 +702,32 @@ mod kip848_migration {
         let s = env.sync(j.generation_id, &a, &[(&a, b"t6/0,t6/1,t6/2,t6/3,t6/4,t6/5")]).take().unwrap();
         assert_eq!((s.error, assigned(&s.assignment).len()), (None, 6));
         assert_eq!(env.state(), "Stable");
+    }
+
+    #[test]
+    fn partitions_a_classic_joiner_claims_are_not_taken_from_their_holder() {
+        let env = Env::new();
+        env.broker
+            .create_topic(&NewTopic { name: "t6".into(), partitions: Some(6), ..NewTopic::default() }, false)
+            .unwrap();
+        env.groups().set_consumer_protocol(Arc::new(TextCodec));
+        let m = hb(&env, "g", "m", 0, None).unwrap();
+        assert_eq!(m.assignment.as_ref().map(Vec::len), Some(6));
+        // A classic member joins claiming all six: it gets none of m's until m lets them go.
+        let j = env.join_with("", None, b"t6|t6/0,t6/1,t6/2,t6/3,t6/4,t6/5").take().unwrap();
+        assert_eq!(j.error, None);
+        let s = env.sync(j.generation_id, &j.member_id, &[]).take().unwrap();
+        assert_eq!((s.error, assigned(&s.assignment)), (None, vec![]));
+        // m revokes three; the joiner is told to rejoin, and then gets exactly those.
+        let kept = hb(&env, "g", "m", m.member_epoch, None).unwrap().assignment.unwrap();
+        assert_eq!(kept.len(), 3);
+        hb(&env, "g", "m", m.member_epoch, Some(kept.clone())).unwrap();
+        assert_eq!(env.heartbeat(j.generation_id, &j.member_id), Err(GroupError::RebalanceInProgress));
+        let j = env.join_with(&j.member_id, None, b"t6|").take().unwrap();
+        let s = env.sync(j.generation_id, &j.member_id, &[]).take().unwrap();
+        let got = assigned(&s.assignment);
+        assert_eq!(got.len(), 3);
+        assert!(kept.iter().all(|(_, p)| !got.contains(p)), "disjoint from m's");
     }
 
     #[test]

@@ -17,12 +17,9 @@ pub fn root() -> Context<'static, 'static> {
         ctx.add_function("lower", |s: Arc<String>| s.to_lowercase()),
         ctx.add_function("trimChars", trim_chars),
         ctx.add_function("substr", substr),
+        // As Java's String.replace (Flink's REPLACE): an empty `from` matches between characters.
         ctx.add_function("replaceAll", |s: Arc<String>, from: Arc<String>, to: Arc<String>| {
-            if from.is_empty() {
-                s.as_str().to_owned()
-            } else {
-                s.replace(from.as_str(), to.as_str())
-            }
+            s.replace(from.as_str(), to.as_str())
         }),
         ctx.add_function("position", |needle: Arc<String>, s: Arc<String>| -> i64 {
             s.find(needle.as_str()).map_or(0, |at| s[..at].chars().count() as i64 + 1)
@@ -49,23 +46,25 @@ fn trim_chars(s: Arc<String>, chars: Arc<String>, mode: Arc<String>) -> Result<A
 }
 
 /// `substr(s, start, length)`: SQL's SUBSTRING(s FROM start FOR length) over characters, as
-/// Flink has it: positions count from 1, 0 is read as 1, a negative start counts from the
-/// end; `length` -1 means to the end; past the end gives ''. Other negative lengths fail.
-fn substr(s: Arc<String>, start: i64, length: i64) -> Result<Arc<String>, ExecutionError> {
-    if length < -1 {
-        return Err(ExecutionError::function_error("substr", format!("negative length {length}")));
+/// Flink has it: positions count from 1, 0 is read as 1, a negative start counts from the end
+/// (before the beginning gives ''); past the end gives ''; a negative length gives null. A
+/// SUBSTRING without FOR passes `i64::MAX`.
+fn substr(s: Arc<String>, start: i64, length: i64) -> cel::Value {
+    if length < 0 {
+        return cel::Value::Null;
     }
     let n = s.chars().count() as i64;
     let from = match start {
         p if p > 0 => p - 1,
         0 => 0,
-        p => (n + p).max(0),
+        p if n + p < 0 => return cel::Value::String(Arc::new(String::new())),
+        p => n + p,
     };
-    let to = if length == -1 { n } else { from.saturating_add(length).min(n) };
+    let to = from.saturating_add(length).min(n);
     if from >= to {
-        return Ok(Arc::new(String::new()));
+        return cel::Value::String(Arc::new(String::new()));
     }
-    Ok(Arc::new(s.chars().skip(from as usize).take((to - from) as usize).collect()))
+    cel::Value::String(Arc::new(s.chars().skip(from as usize).take((to - from) as usize).collect()))
 }
 
 #[cfg(test)]
@@ -91,19 +90,20 @@ mod tests {
             ("trimChars('xxaxx', 'x', 'leading')", "axx"),
             ("trimChars('xxaxx', 'x', 'trailing')", "xxa"),
             ("substr('hello world', 1, 5)", "hello"),
-            ("substr('hello world', 7, -1)", "world"),
+            ("substr('hello world', 7, 9223372036854775807)", "world"),
             ("substr('hello', 0, 2)", "he"),
             ("substr('hello', -3, 2)", "ll"),
+            ("substr('hello', -10, 3)", ""),
             ("substr('hello', 9, 2)", ""),
             ("substr('héllo', 2, 3)", "éll"),
             ("replaceAll('a-b-c', '-', '+')", "a+b+c"),
-            ("replaceAll('abc', '', 'x')", "abc"),
+            ("replaceAll('abc', '', 'x')", "xaxbxcx"),
         ] {
             assert_eq!(eval(src), Ok(s(want)), "{src}");
         }
         assert_eq!(eval("position('lo', 'héllo')"), Ok(cel::Value::Int(4)));
         assert_eq!(eval("position('z', 'hello')"), Ok(cel::Value::Int(0)));
-        assert!(eval("substr('hello', 1, -2)").unwrap_err().contains("negative length"));
+        assert_eq!(eval("substr('hello', 1, -1)"), Ok(cel::Value::Null), "Flink: NULL");
         assert!(eval("trimChars('a', 'a', 'middle')").unwrap_err().contains("unknown mode"));
         assert!(eval("upper(1)").is_err(), "types are checked");
     }

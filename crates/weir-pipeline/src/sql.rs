@@ -1150,7 +1150,7 @@ impl<'s> Planner<'s> {
                 };
                 let len = match substring_for {
                     Some(l) => self.int_arg("SUBSTRING", l, rel)?,
-                    None => "-1".to_owned(),
+                    None => i64::MAX.to_string(),
                 };
                 (Ty::Str, format!("substr({x}, {from}, {len})"))
             }

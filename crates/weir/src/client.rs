@@ -238,7 +238,8 @@ impl Client {
     /// The broker leading a partition (asked with Metadata when not known yet).
     pub fn leader(&mut self, topic: &str, partition: i32) -> anyhow::Result<i32> {
         let key = (topic.to_owned(), partition);
-        if !self.leaders.contains_key(&key) {
+        // Asked again while unknown or leaderless (a leader election may have finished since).
+        if self.leaders.get(&key).is_none_or(|&node| node < 0) {
             let req = kafka_protocol::messages::MetadataRequest::default()
                 .with_topics(Some(vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
                     .with_name(Some(kafka_protocol::messages::TopicName(s(topic))))]))

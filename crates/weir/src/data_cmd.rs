@@ -529,9 +529,21 @@ pub fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
                     let offset = next.get_mut(&p.partition_index).context("response for a partition not asked for")?;
                     let mut data = p.records.clone().unwrap_or_default();
                     while data.len() >= weir_log::batch::HEADER_LEN {
+                        // A broker may cut the last batch at the response's size limit (Kafka
+                        // does): the rest comes with the next fetch.
+                        let head = weir_log::batch::BatchHeader::parse(&data)
+                            .map_err(|e| anyhow::anyhow!("corrupt batch from the broker: {e}"))?;
+                        if head.total_len() > data.len() {
+                            break;
+                        }
                         let h = weir_log::batch::validate_stored(&data)
                             .map_err(|e| anyhow::anyhow!("corrupt batch from the broker: {e}"))?;
                         let batch = data.split_to(h.total_len());
+                        if h.is_control() {
+                            // Transaction markers are not records.
+                            *offset = (*offset).max(h.last_offset() + 1);
+                            continue;
+                        }
                         let mut stop = false;
                         weir_log::codec::for_each_record(&batch, &h, |rec| {
                             let o = h.base_offset + i64::from(rec.offset_delta);

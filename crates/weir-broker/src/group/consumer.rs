@@ -20,7 +20,10 @@ const REGEX_SIZE_MAX: usize = 1 << 20;
 
 /// A subscription regex, compiled to match whole topic names (Kafka's RE2/J `matches()`).
 pub fn compile_subscription(pattern: &str) -> Result<regex::Regex, String> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$")).size_limit(REGEX_SIZE_MAX).build().map_err(|e| e.to_string())
+    let build = |p: &str| regex::RegexBuilder::new(p).size_limit(REGEX_SIZE_MAX).build().map_err(|e| e.to_string());
+    // The pattern alone first: `a)|(b` must be refused, not read as `^(?:a)|(b)$`.
+    build(pattern)?;
+    build(&format!("^(?:{pattern})$"))
 }
 
 /// The broker's topic names for resolving subscription regexes: a generation that changes
@@ -337,6 +340,9 @@ impl ConsumerGroup {
                 });
             }
             -1 | -2 => {
+                if self.members.get(&member_id).is_some_and(|m| m.classic.is_some()) {
+                    return Err(GroupError::UnknownMemberId);
+                }
                 if self.members.remove(&member_id).is_some() {
                     tracing::info!(group = %req.group_id, member = %member_id, "consumer group member left");
                     self.target.remove(&member_id);
@@ -396,10 +402,15 @@ impl ConsumerGroup {
                         classic: None,
                     }
                 });
-                // Rejoining at epoch 0 means the member holds nothing.
+                // Rejoining at epoch 0 means the member holds nothing; a classic member (or a
+                // static one's classic incarnation) coming back this way has switched protocol.
                 m.assigned.clear();
                 m.owned.clear();
                 m.epoch = 0;
+                m.classic = None;
+                m.client_id.clone_from(&req.client_id);
+                m.client_host.clone_from(&req.client_host);
+                m.rack_id.clone_from(&req.rack_id);
             }
             epoch => {
                 let m = self.members.get(&member_id).ok_or(GroupError::UnknownMemberId)?;
@@ -647,6 +658,21 @@ impl ConsumerGroup {
             .as_ref()
             .and_then(|inst| self.members.iter().find(|(_, m)| m.instance_id.as_ref() == Some(inst)))
             .map(|(id, _)| id.clone());
+        if holder.as_ref().is_some_and(|h| self.members.get(h).is_some_and(|m| m.classic.is_none())) {
+            // The instance id belongs to a KIP-848 member: nothing moves.
+            return Err((GroupError::InconsistentGroupProtocol, j.member_id));
+        }
+        // Every classic member must share a protocol with the others (as Kafka checks), or a
+        // later downgrade would leave them none to agree on.
+        let shares = self
+            .members
+            .iter()
+            .filter(|(id, _)| Some(*id) != holder.as_ref() && **id != j.member_id)
+            .filter_map(|(_, m)| m.classic.as_ref())
+            .all(|c| c.protocols.iter().any(|(n, _)| j.protocols.iter().any(|(jn, _)| jn == n)));
+        if !shares {
+            return Err((GroupError::InconsistentGroupProtocol, j.member_id));
+        }
         let member_id = if j.member_id.is_empty() {
             let id = new_member_id();
             match holder {
@@ -659,7 +685,7 @@ impl ConsumerGroup {
                         self.target.insert(id.clone(), t);
                     }
                 }
-                None if j.require_known_member => {
+                None if j.require_known_member && j.instance_id.is_none() => {
                     self.pending.insert(id.clone(), now + i64::from(j.session_timeout_ms));
                     return Err((GroupError::MemberIdRequired, id));
                 }
@@ -703,9 +729,11 @@ impl ConsumerGroup {
         m.rebalance_timeout_ms = j.rebalance_timeout_ms;
         m.session_deadline_ms = now + i64::from(j.session_timeout_ms);
         m.classic = Some(Classic { session_timeout_ms: j.session_timeout_ms, protocols: j.protocols });
-        // Rejoining, it owns what it says (an eager member revoked everything first).
+        // Rejoining, it owns what it says (an eager member revoked everything first); what it
+        // claims counts only where it was given it: nothing held by another member is taken.
         m.owned = j.owned.into_iter().collect();
-        m.assigned = m.owned.clone();
+        let kept: BTreeSet<TopicPartition> = m.assigned.intersection(&m.owned).copied().collect();
+        m.assigned = kept;
         m.revoke_deadline_ms = None;
         let changed = self.resolve_subscriptions(names);
         if changed || self.topology_changed(topics) {
@@ -757,6 +785,8 @@ impl ConsumerGroup {
         let assignment_epoch = self.assignment_epoch;
         let m = self.classic_member(member_id, instance_id, generation, now)?;
         if assignment_epoch > m.epoch && !revoking {
+            let deadline = now + i64::from(m.rebalance_timeout_ms.max(0));
+            m.revoke_deadline_ms.get_or_insert(deadline);
             return Err(GroupError::RebalanceInProgress);
         }
         let assigned: Vec<TopicPartition> = m.assigned.iter().copied().collect();
@@ -815,6 +845,10 @@ impl ConsumerGroup {
                     None if self.members.contains_key(member_id) => member_id.clone(),
                     None => return Err(GroupError::UnknownMemberId),
                 };
+                if self.members.get(&id).is_some_and(|m| m.classic.is_none()) {
+                    // A KIP-848 member leaves with its own heartbeat (epoch -1).
+                    return Err(GroupError::UnknownMemberId);
+                }
                 self.members.remove(&id);
                 self.target.remove(&id);
                 removed = true;

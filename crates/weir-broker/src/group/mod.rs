@@ -1166,6 +1166,17 @@ impl Coordinator {
             if req.member_epoch != 0 {
                 return Err(GroupError::GroupIdNotFound);
             }
+            // The request is checked first: a joiner that would be refused converts nothing.
+            if req.subscribed_topics.is_none() && req.subscribed_regex.is_none() {
+                return Err(GroupError::InvalidRequest("a joining member must send its subscription"));
+            }
+            consumer::Assignor::parse(req.server_assignor.as_deref()).ok_or(GroupError::UnsupportedAssignor)?;
+            if let Some(r) = req.subscribed_regex.as_deref().filter(|r| !r.is_empty()) {
+                consumer::compile_subscription(r).map_err(|_| GroupError::InvalidRegularExpression)?;
+            }
+            if inner.groups.get(&req.group_id).map_or(0, |g| g.members.len()) >= self.config.members_max {
+                return Err(GroupError::GroupMaxSizeReached);
+            }
             self.upgrade(&mut inner, &req.group_id, now, topics)?;
         }
         if !inner.consumer_groups.contains_key(&req.group_id) {
@@ -1184,7 +1195,8 @@ impl Coordinator {
         let (session, interval) =
             (i64::from(self.config.consumer_session_timeout_ms), self.config.consumer_heartbeat_interval_ms);
         let client_id = req.client_id.clone();
-        let leaving = req.member_epoch == -1;
+        // A member leaving (-1, or -2 for a dynamic member, which leaves too).
+        let leaving = req.member_epoch < 0;
         let group_id = req.group_id.clone();
         let r = group.heartbeat(req, now, session, interval, names, || member_id_for(&client_id));
         if leaving {
