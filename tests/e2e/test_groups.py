@@ -1,5 +1,6 @@
 """Consumer groups with real clients: confluent-kafka, kafka-python, kcat -G."""
 
+import json
 import os
 import signal
 import subprocess
@@ -506,6 +507,17 @@ def test_classic_and_kip848_groups_side_by_side(kip848_broker, tmp_path):
         produce(broker.bootstrap, "mixed", 0, 2000)
         for m in (classic, modern):
             wait_for(lambda: len(set(v for _, _, v in processed([m.out]))) >= 2000, timeout=60, what="each group reads all")
+        # DescribeGroups shows the KIP-848 group too (as Kafka answers it): `weir group
+        # describe` lists its member and partitions, and reset-offsets is refused while it is active.
+        weir = os.environ.get("WEIR_BIN", os.path.join(HERE, "..", "..", "target", "release", "weir"))
+        d = json.loads(subprocess.run([weir, "group", "-b", broker.bootstrap, "describe", "mixed-848", "-o", "json"],
+                                      capture_output=True, text=True, timeout=30, check=True).stdout)
+        assert d["state"] == "Stable" and len(d["members"]) == 1, d
+        assert sorted(a["partition"] for a in d["members"][0]["assignment"]) == [0, 1]
+        assert all(p["member_id"] == d["members"][0]["member_id"] for p in d["partitions"]), d
+        r = subprocess.run([weir, "group", "-b", broker.bootstrap, "reset-offsets", "mixed-848", "--to", "earliest"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "active member" in r.stderr, r.stderr
         # A classic member joins the KIP-848 group as one of its members (KIP-848 migration):
         # the broker assigns it one of the two partitions.
         late = Member(broker.bootstrap, "mixed-848", "mixed", str(tmp_path / "c.txt"))

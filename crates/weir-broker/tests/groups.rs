@@ -561,6 +561,9 @@ mod kip848_migration {
             let text: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}/{p}")).collect();
             Bytes::from(text.join(","))
         }
+        fn encode_subscription(&self, topics: &[String]) -> Bytes {
+            Bytes::from(format!("{}|", topics.join(",")))
+        }
     }
 
     fn hb(
@@ -644,6 +647,25 @@ mod kip848_migration {
         assert_eq!(theirs.len(), 3);
         assert!(theirs.iter().all(|p| !mine.contains(p)));
         assert_eq!(env.heartbeat(g2, &a), Ok(()));
+        // DescribeGroups shows the KIP-848 group in the classic view: both members, each
+        // with its subscription and partitions.
+        let d = env.groups().describe("g").unwrap();
+        assert_eq!((d.protocol_type.as_str(), d.protocol.as_str(), d.state), ("consumer", "uniform", "Stable"));
+        let mut shown: Vec<(String, Vec<i32>)> =
+            d.members.iter().map(|x| (x.member_id.clone(), assigned(&x.assignment))).collect();
+        shown.sort();
+        let mut want = vec![
+            (a.clone(), mine.clone()),
+            ("m".to_owned(), {
+                let mut t = theirs.clone();
+                t.sort();
+                t
+            }),
+        ];
+        want.sort();
+        assert_eq!(shown, want);
+        let m_meta = &d.members.iter().find(|x| x.member_id == "m").unwrap().metadata;
+        assert_eq!(&m_meta[..], b"t6|");
         // A second KIP-848 member joins: A must rejoin; it does not, and is removed after its
         // rebalance timeout (m2 keeps heartbeating).
         let m2 = hb(&env, "g", "m2", 0, None).unwrap();

@@ -78,6 +78,18 @@ impl ConsumerProtocol for KafkaConsumerProtocol {
         }
         out.freeze()
     }
+
+    fn encode_subscription(&self, topics: &[String]) -> Bytes {
+        let version = 0;
+        let s = ConsumerProtocolSubscription::default()
+            .with_topics(topics.iter().map(|t| StrBytes::from_string(t.clone())).collect());
+        let mut out = BytesMut::new();
+        out.put_i16(version);
+        if let Err(e) = s.encode(&mut out, version) {
+            tracing::error!(error = %e, "encoding a consumer subscription");
+        }
+        out.freeze()
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +122,8 @@ mod tests {
             assert_eq!(version_of(&bytes).unwrap(), version);
             assert_eq!(codec.assignment(&bytes).unwrap(), parts);
         }
+        let sub = codec.encode_subscription(&["x".to_owned(), "y".to_owned()]);
+        assert_eq!(codec.subscription(&sub).unwrap(), (vec!["x".to_owned(), "y".to_owned()], Vec::new()));
         assert!(codec.subscription(&[0]).is_err());
         assert!(codec.subscription(&[0, 9, 0]).unwrap_err().contains("version 9"));
         let mut with_data = BytesMut::new();

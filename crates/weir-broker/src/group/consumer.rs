@@ -57,6 +57,8 @@ pub trait ConsumerProtocol: Send + Sync {
     fn assignment(&self, assignment: &[u8]) -> Result<Vec<(String, i32)>, String>;
     /// An assignment for a member, in the version of its subscription `metadata`.
     fn encode_assignment(&self, metadata: &[u8], partitions: &[(String, i32)]) -> Bytes;
+    /// A subscription to `topics` (DescribeGroups shows KIP-848 members with one).
+    fn encode_subscription(&self, topics: &[String]) -> Bytes;
 }
 
 /// A classic-protocol member of a KIP-848 group: it joins, syncs and heartbeats the classic
@@ -859,6 +861,46 @@ impl ConsumerGroup {
             self.bump(topics);
         }
         results
+    }
+
+    /// The group as classic DescribeGroups shows it (Kafka answers it for KIP-848 groups too):
+    /// protocol type `consumer`, the assignor as the protocol, the group epoch as the
+    /// generation, and each member's subscription and assignment in the consumer protocol.
+    pub(crate) fn classic_view(
+        &self,
+        group_id: &str,
+        codec: Option<&dyn ConsumerProtocol>,
+        name_of: &dyn Fn(&[u8; 16]) -> Option<String>,
+    ) -> super::GroupInfo {
+        let members = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let metadata = match (&m.classic, codec) {
+                    (Some(c), _) => c.protocols.first().map(|(_, md)| md.clone()).unwrap_or_default(),
+                    (None, Some(codec)) => codec.encode_subscription(&m.subscribed),
+                    (None, None) => Bytes::new(),
+                };
+                let named: Vec<(String, i32)> =
+                    m.assigned.iter().filter_map(|(t, p)| name_of(t).map(|n| (n, *p))).collect();
+                super::MemberInfo {
+                    member_id: id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    assignment: codec.map(|c| c.encode_assignment(&metadata, &named)).unwrap_or_default(),
+                    metadata,
+                }
+            })
+            .collect();
+        super::GroupInfo {
+            group_id: group_id.to_owned(),
+            state: self.state(),
+            protocol_type: "consumer".to_owned(),
+            protocol: self.assignor.name().to_owned(),
+            generation: self.epoch,
+            members,
+        }
     }
 
     pub(crate) fn info(&self, group_id: &str) -> ConsumerGroupInfo {

@@ -1080,8 +1080,15 @@ impl Coordinator {
         }
     }
 
+    /// DescribeGroups: a classic group, or a KIP-848 group with members in the classic view.
     pub fn describe(&self, group_id: &str) -> Option<GroupInfo> {
-        self.lock().groups.get(group_id).map(|g| g.info(group_id))
+        let inner = self.lock();
+        if let Some(g) = inner.consumer_groups.get(group_id).filter(|g| !g.is_empty()) {
+            let dir = self.directory();
+            let name_of = |id: &[u8; 16]| dir.as_ref().and_then(|d| d.name_of(id));
+            return Some(g.classic_view(group_id, self.protocol.get().map(|p| p.as_ref()), &name_of));
+        }
+        inner.groups.get(group_id).map(|g| g.info(group_id))
     }
 
     pub fn list(&self) -> Vec<GroupInfo> {
