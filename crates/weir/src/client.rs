@@ -267,8 +267,38 @@ impl Client {
         Ok(out)
     }
 
-    /// Sends a group request to the group's coordinator (FindCoordinator, asked once).
+    /// Forgets the leaders known for a topic: the next request asks Metadata again.
+    pub fn forget_leaders(&mut self, topic: &str) {
+        self.leaders.retain(|(t, _), _| t != topic);
+    }
+
+    /// Sends a group request to the group's coordinator (FindCoordinator, asked once). When
+    /// the answer says the coordinator moved or is loading (NOT_COORDINATOR,
+    /// COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS), it is looked up again and the
+    /// request sent again, a few times with a growing pause.
     pub fn call_group(
+        &mut self,
+        group: &str,
+        key: ApiKey,
+        newest: i16,
+        request: RequestKind,
+    ) -> anyhow::Result<ResponseKind> {
+        const ATTEMPTS: u32 = 5;
+        for attempt in 1..=ATTEMPTS {
+            let r = self.call_coordinator(group, key, newest, request.clone())?;
+            match coordinator_error(&r) {
+                Some(code) if attempt < ATTEMPTS => {
+                    tracing::debug!(group, error = %error_name(code), attempt, "coordinator moved; asking again");
+                    self.coordinators.remove(group);
+                    std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+                }
+                _ => return Ok(r),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn call_coordinator(
         &mut self,
         group: &str,
         key: ApiKey,
@@ -310,6 +340,37 @@ impl Client {
     }
 }
 
+/// Error codes that mean "ask for the coordinator again".
+fn is_coordinator_error(code: i16) -> bool {
+    use kafka_protocol::ResponseError as E;
+    [E::NotCoordinator, E::CoordinatorNotAvailable, E::CoordinatorLoadInProgress].iter().any(|e| e.code() == code)
+}
+
+/// Error codes that mean "ask for the partition's leader again".
+pub fn is_leader_error(code: i16) -> bool {
+    use kafka_protocol::ResponseError as E;
+    [E::NotLeaderOrFollower, E::LeaderNotAvailable, E::FencedLeaderEpoch, E::UnknownLeaderEpoch]
+        .iter()
+        .any(|e| e.code() == code)
+}
+
+/// The first coordinator error in a group response, where the response carries one.
+fn coordinator_error(r: &ResponseKind) -> Option<i16> {
+    let codes: Vec<i16> = match r {
+        ResponseKind::OffsetFetch(r) => std::iter::once(r.error_code)
+            .chain(r.groups.iter().map(|g| g.error_code))
+            .chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+            .collect(),
+        ResponseKind::OffsetCommit(r) => {
+            r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect()
+        }
+        ResponseKind::DescribeGroups(r) => r.groups.iter().map(|g| g.error_code).collect(),
+        ResponseKind::DeleteGroups(r) => r.results.iter().map(|g| g.error_code).collect(),
+        _ => Vec::new(),
+    };
+    codes.into_iter().find(|c| is_coordinator_error(*c))
+}
+
 pub fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_owned())
 }
@@ -326,6 +387,104 @@ mod tests {
     use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
     use kafka_protocol::messages::{FetchRequest, TopicName};
     use std::net::TcpListener;
+
+    /// A broker that refuses ApiVersions v3 (as librdkafka's mock does), offers DescribeGroups
+    /// only up to v2, and whose coordinator answers NOT_COORDINATOR once: the client asks v0,
+    /// speaks v2, looks the coordinator up again and gets the group.
+    #[test]
+    fn versions_are_negotiated_and_a_moved_coordinator_is_asked_again() {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+        use kafka_protocol::messages::{
+            ApiVersionsResponse, BrokerId, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorResponse,
+            GroupId, RequestHeader,
+        };
+        use kafka_protocol::ResponseError;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut seen = Vec::new();
+            let mut describes = 0;
+            loop {
+                let mut size = [0u8; 4];
+                if conn.read_exact(&mut size).is_err() {
+                    return seen;
+                }
+                let mut req = vec![0u8; i32::from_be_bytes(size) as usize];
+                conn.read_exact(&mut req).unwrap();
+                let key = i16::from_be_bytes([req[0], req[1]]);
+                let version = i16::from_be_bytes([req[2], req[3]]);
+                let api = ApiKey::try_from(key).unwrap();
+                let mut body = Bytes::from(req);
+                let header = RequestHeader::decode(&mut body, api.request_header_version(version)).unwrap();
+                seen.push((api, version));
+                let mut out = BytesMut::new();
+                out.put_i32(0);
+                ResponseHeader::default()
+                    .with_correlation_id(header.correlation_id)
+                    .encode(&mut out, api.response_header_version(version))
+                    .unwrap();
+                match api {
+                    ApiKey::ApiVersions if version > 2 => {
+                        ApiVersionsResponse::default().with_error_code(35).encode(&mut out, 0).unwrap()
+                    }
+                    ApiKey::ApiVersions => ApiVersionsResponse::default()
+                        .with_api_keys(
+                            [(ApiKey::ApiVersions, 2), (ApiKey::FindCoordinator, 3), (ApiKey::DescribeGroups, 2)]
+                                .into_iter()
+                                .map(|(k, v)| ApiVersion::default().with_api_key(k as i16).with_max_version(v))
+                                .collect(),
+                        )
+                        .encode(&mut out, version)
+                        .unwrap(),
+                    ApiKey::FindCoordinator => FindCoordinatorResponse::default()
+                        .with_node_id(BrokerId(7))
+                        .with_host(s(&addr.ip().to_string()))
+                        .with_port(i32::from(addr.port()))
+                        .encode(&mut out, version)
+                        .unwrap(),
+                    ApiKey::DescribeGroups => {
+                        describes += 1;
+                        let code = if describes == 1 { ResponseError::NotCoordinator.code() } else { 0 };
+                        DescribeGroupsResponse::default()
+                            .with_groups(vec![DescribedGroup::default()
+                                .with_group_id(GroupId(s("g")))
+                                .with_error_code(code)
+                                .with_group_state(s("Stable"))])
+                            .encode(&mut out, version)
+                            .unwrap()
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+                let len = (out.len() - 4) as i32;
+                out[..4].copy_from_slice(&len.to_be_bytes());
+                conn.write_all(&out).unwrap();
+            }
+        });
+        let mut client = Client::connect(&format!("127.0.0.1:1,{addr}")).unwrap();
+        assert!(client.supports(ApiKey::DescribeGroups).unwrap());
+        assert!(!client.supports(ApiKey::CreateTopics).unwrap());
+        let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
+        let r = client.call_group("g", ApiKey::DescribeGroups, 5, RequestKind::DescribeGroups(req)).unwrap();
+        let ResponseKind::DescribeGroups(r) = r else { panic!("not DescribeGroups") };
+        assert_eq!((r.groups[0].error_code, r.groups[0].group_state.as_str()), (0, "Stable"));
+        let e = client.call(ApiKey::CreateTopics, 5, RequestKind::CreateTopics(Default::default())).unwrap_err();
+        assert!(e.to_string().contains("does not support CreateTopics (API key 19)"), "{e}");
+        drop(client);
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen,
+            [
+                (ApiKey::ApiVersions, 3),
+                (ApiKey::ApiVersions, 0),
+                (ApiKey::FindCoordinator, 3),
+                (ApiKey::DescribeGroups, 2),
+                (ApiKey::FindCoordinator, 3),
+                (ApiKey::DescribeGroups, 2),
+            ]
+        );
+    }
 
     /// Another broker's Fetch v12 answer carrying tagged fields v12 does not define (tag 0 of
     /// the response is node_endpoints from v16; Tansu 0.6 sends it) and one no version

@@ -216,26 +216,38 @@ fn send(c: &mut Client, topic: &str, pending: &mut Pending) -> anyhow::Result<()
     if pending.records == 0 {
         return Ok(());
     }
-    let filled: Vec<i32> = pending.builders.iter().filter(|(_, b)| !b.is_empty()).map(|(p, _)| *p).collect();
-    // One request per partition leader.
-    for (node, parts) in c.by_leader(topic, filled)? {
-        let partitions = parts
-            .iter()
-            .map(|p| {
-                produce_request::PartitionProduceData::default()
-                    .with_index(*p)
-                    .with_records(Some(Bytes::from(pending.builders[p].build())))
-            })
-            .collect();
-        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
-            produce_request::TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(partitions),
-        ]);
-        let ResponseKind::Produce(r) = c.call_node(node, ApiKey::Produce, 9, RequestKind::Produce(req))? else {
-            bail!("unexpected response")
-        };
-        for t in &r.responses {
-            for p in &t.partition_responses {
-                if p.error_code != 0 {
+    let mut left: Vec<i32> = pending.builders.iter().filter(|(_, b)| !b.is_empty()).map(|(p, _)| *p).collect();
+    // One request per partition leader. A partition whose leader moved (the batch was not
+    // written) is sent again to the new leader, a few times with a growing pause.
+    const ATTEMPTS: u32 = 5;
+    for attempt in 1..=ATTEMPTS {
+        let mut moved = Vec::new();
+        for (node, parts) in c.by_leader(topic, left.iter().copied())? {
+            let partitions = parts
+                .iter()
+                .map(|p| {
+                    produce_request::PartitionProduceData::default()
+                        .with_index(*p)
+                        .with_records(Some(Bytes::from(pending.builders[p].build())))
+                })
+                .collect();
+            let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
+                produce_request::TopicProduceData::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partition_data(partitions),
+            ]);
+            let ResponseKind::Produce(r) = c.call_node(node, ApiKey::Produce, 9, RequestKind::Produce(req))? else {
+                bail!("unexpected response")
+            };
+            for t in &r.responses {
+                for p in &t.partition_responses {
+                    if p.error_code == 0 {
+                        continue;
+                    }
+                    if crate::client::is_leader_error(p.error_code) && attempt < ATTEMPTS {
+                        moved.push(p.index);
+                        continue;
+                    }
                     bail!(
                         "producing to {topic}/{}: {} {}",
                         p.index,
@@ -245,6 +257,12 @@ fn send(c: &mut Client, topic: &str, pending: &mut Pending) -> anyhow::Result<()
                 }
             }
         }
+        if moved.is_empty() {
+            break;
+        }
+        c.forget_leaders(topic);
+        std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+        left = moved;
     }
     pending.builders.values_mut().for_each(BatchBuilder::clear);
     pending.records = 0;
@@ -490,6 +508,8 @@ pub fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut progress = Progress::new("consumed");
     let mut total = 0u64;
+    // Leader moves seen in a row (reset by any good partition answer).
+    let mut leader_moves = 0u64;
     'fetching: loop {
         let mut at_end = true;
         // One fetch per partition leader, each waiting at most 500 ms for data.
@@ -523,9 +543,18 @@ pub fn consume(bootstrap: &str, a: ConsumeArgs) -> anyhow::Result<()> {
                         let range = range_text(&a.topic, p.partition_index, p.log_start_offset, p.high_watermark);
                         bail!("offset {o} is out of range: {range}; use --from earliest or --from latest");
                     }
+                    if crate::client::is_leader_error(p.error_code) && leader_moves < 5 {
+                        // The leader moved: ask Metadata again and fetch from the new one.
+                        leader_moves += 1;
+                        c.forget_leaders(&a.topic);
+                        std::thread::sleep(Duration::from_millis(100 * leader_moves));
+                        at_end = false;
+                        continue;
+                    }
                     if p.error_code != 0 {
                         bail!("fetching {}/{}: {}", a.topic, p.partition_index, error_name(p.error_code));
                     }
+                    leader_moves = 0;
                     let offset = next.get_mut(&p.partition_index).context("response for a partition not asked for")?;
                     let mut data = p.records.clone().unwrap_or_default();
                     while data.len() >= weir_log::batch::HEADER_LEN {

@@ -158,42 +158,57 @@ pub(crate) fn list_offsets(
     parts: &[(String, i32)],
     timestamp: i64,
 ) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-    // One request per partition leader.
-    let mut by_node: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
-    for (t, p) in parts {
-        let node = c.leader(t, *p)?;
-        by_node.entry(node).or_default().entry(t.as_str()).or_default().push(*p);
-    }
+    // One request per partition leader; asked again (a few times) when a leader moved.
+    const ATTEMPTS: u32 = 5;
     let mut out = BTreeMap::new();
-    for (node, by_topic) in by_node {
-        let topics = by_topic
-            .iter()
-            .map(|(t, ps)| {
-                list_offsets_request::ListOffsetsTopic::default().with_name(TopicName(s(t))).with_partitions(
-                    ps.iter()
-                        .map(|p| {
-                            list_offsets_request::ListOffsetsPartition::default()
-                                .with_partition_index(*p)
-                                .with_timestamp(timestamp)
-                        })
-                        .collect(),
-                )
-            })
-            .collect();
-        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics);
-        let ResponseKind::ListOffsets(r) =
-            c.call_node(node, ApiKey::ListOffsets, LIST_OFFSETS_V, RequestKind::ListOffsets(req))?
-        else {
-            bail!("unexpected response")
-        };
-        for t in r.topics {
-            for p in t.partitions {
-                if p.error_code != 0 {
-                    bail!("offsets of {}/{}: {}", t.name.0, p.partition_index, error_name(p.error_code));
+    for attempt in 1..=ATTEMPTS {
+        let mut by_node: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+        for (t, p) in parts {
+            let node = c.leader(t, *p)?;
+            by_node.entry(node).or_default().entry(t.as_str()).or_default().push(*p);
+        }
+        let mut moved: Vec<String> = Vec::new();
+        for (node, by_topic) in by_node {
+            let topics = by_topic
+                .iter()
+                .map(|(t, ps)| {
+                    list_offsets_request::ListOffsetsTopic::default().with_name(TopicName(s(t))).with_partitions(
+                        ps.iter()
+                            .map(|p| {
+                                list_offsets_request::ListOffsetsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_timestamp(timestamp)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics);
+            let ResponseKind::ListOffsets(r) =
+                c.call_node(node, ApiKey::ListOffsets, LIST_OFFSETS_V, RequestKind::ListOffsets(req))?
+            else {
+                bail!("unexpected response")
+            };
+            for t in r.topics {
+                for p in t.partitions {
+                    if crate::client::is_leader_error(p.error_code) && attempt < ATTEMPTS {
+                        moved.push(t.name.0.to_string());
+                        continue;
+                    }
+                    if p.error_code != 0 {
+                        bail!("offsets of {}/{}: {}", t.name.0, p.partition_index, error_name(p.error_code));
+                    }
+                    out.insert((t.name.0.to_string(), p.partition_index), p.offset);
                 }
-                out.insert((t.name.0.to_string(), p.partition_index), p.offset);
             }
         }
+        if moved.is_empty() {
+            break;
+        }
+        for t in &moved {
+            c.forget_leaders(t);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)));
     }
     Ok(out)
 }
