@@ -301,6 +301,36 @@ fn a_member_that_never_sends_sync_group_is_removed_at_the_rebalance_timeout() {
     assert_eq!(members, vec![a.clone()], "b was removed for not syncing");
 }
 
+#[test]
+fn sync_group_checks_the_instance_id_and_the_protocol_it_names() {
+    use weir_broker::group::SyncIdentity;
+    let env = Env::new();
+    let (a, g) = env.stable_single(Some("inst-a"), b"x");
+    let sync = |who: SyncIdentity| {
+        let slot = Slot::default();
+        let s = slot.clone();
+        env.groups().sync_as("g", g, &a, &who, Vec::new(), Box::new(move |r| s.put(r)));
+        slot.take().unwrap().error
+    };
+    let named = |name: &str| SyncIdentity { protocol_name: Some(name.into()), ..SyncIdentity::default() };
+    assert_eq!(sync(named("range")), None);
+    assert_eq!(sync(named("roundrobin")), Some(GroupError::InconsistentGroupProtocol));
+    let typed = SyncIdentity { protocol_type: Some("connect".into()), ..SyncIdentity::default() };
+    assert_eq!(sync(typed), Some(GroupError::InconsistentGroupProtocol));
+    let static_a = SyncIdentity { instance_id: Some("inst-a".into()), ..SyncIdentity::default() };
+    assert_eq!(sync(static_a), None);
+    // Another member claiming a's instance id is fenced.
+    let joining = env.join("", None);
+    let ja = env.join(&a, Some("inst-a")).take().unwrap();
+    assert_eq!(ja.error, None);
+    let j = joining.take().unwrap();
+    let slot = Slot::default();
+    let s = slot.clone();
+    let who = SyncIdentity { instance_id: Some("inst-a".into()), ..SyncIdentity::default() };
+    env.groups().sync_as("g", j.generation_id, &j.member_id, &who, Vec::new(), Box::new(move |r| s.put(r)));
+    assert_eq!(slot.take().map(|r| r.error), Some(Some(GroupError::FencedInstanceId)));
+}
+
 mod kip848 {
     use super::*;
     use weir_broker::group::consumer::{HeartbeatRequest, HeartbeatResponse};

@@ -135,6 +135,15 @@ pub struct SyncResponse {
     pub assignment: Bytes,
 }
 
+/// What a SyncGroup names besides its member: the static instance id (v3+) and the protocol
+/// type and name (v5+); None where the request's version has no such field.
+#[derive(Debug, Clone, Default)]
+pub struct SyncIdentity {
+    pub instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+}
+
 pub type JoinCallback = Box<dyn FnOnce(JoinResponse) + Send>;
 pub type SyncCallback = Box<dyn FnOnce(SyncResponse) + Send>;
 
@@ -785,16 +794,37 @@ impl Coordinator {
         assignments: Vec<(String, Bytes)>,
         respond: SyncCallback,
     ) {
+        self.sync_as(group_id, generation, member_id, &SyncIdentity::default(), assignments, respond)
+    }
+
+    /// SyncGroup with what the request names besides the member: its instance id (a static
+    /// member held by another member id gets FENCED_INSTANCE_ID) and, from v5, the protocol
+    /// type and name (another than the group's gets INCONSISTENT_GROUP_PROTOCOL).
+    pub fn sync_as(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        who: &SyncIdentity,
+        assignments: Vec<(String, Bytes)>,
+        respond: SyncCallback,
+    ) {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         let fail =
             |respond: SyncCallback, error| respond(SyncResponse { error: Some(error), ..SyncResponse::default() });
         if let Some(group) = inner.consumer_groups.get_mut(group_id).filter(|g| !g.is_empty()) {
             // A classic member of a KIP-848 group: the broker's assignment, in its protocol.
-            let (parts, protocol_name, metadata) = match group.classic_sync(member_id, None, generation, now) {
-                Ok(r) => r,
-                Err(e) => return fail(respond, e),
-            };
+            let (parts, protocol_name, metadata) =
+                match group.classic_sync(member_id, who.instance_id.as_deref(), generation, now) {
+                    Ok(r) => r,
+                    Err(e) => return fail(respond, e),
+                };
+            if who.protocol_type.as_deref().is_some_and(|t| t != "consumer")
+                || who.protocol_name.as_deref().is_some_and(|n| n != protocol_name)
+            {
+                return fail(respond, GroupError::InconsistentGroupProtocol);
+            }
             let (Some(codec), Some(dir)) = (self.protocol.get(), self.directory()) else {
                 return fail(respond, GroupError::UnknownMemberId);
             };
@@ -813,6 +843,9 @@ impl Coordinator {
         if !group.members.contains_key(member_id) {
             return fail(respond, GroupError::UnknownMemberId);
         }
+        if let Err(e) = group.check_fenced(member_id, who.instance_id.as_deref()) {
+            return fail(respond, e);
+        }
         tracing::debug!(
             group = group_id,
             member = member_id,
@@ -823,6 +856,11 @@ impl Coordinator {
         );
         if generation != group.generation {
             return fail(respond, GroupError::IllegalGeneration);
+        }
+        let differs =
+            |asked: &Option<String>, ours: &str| asked.as_deref().is_some_and(|a| !ours.is_empty() && a != ours);
+        if differs(&who.protocol_type, &group.protocol_type) || differs(&who.protocol_name, &group.protocol) {
+            return fail(respond, GroupError::InconsistentGroupProtocol);
         }
         match group.state {
             State::Empty => fail(respond, GroupError::UnknownMemberId),

@@ -185,9 +185,14 @@ pub(crate) async fn sync_group(
     let s = shared.clone();
     let (group, member) = (req.group_id.0.to_string(), req.member_id.to_string());
     let generation = req.generation_id;
+    let who = weir_broker::group::SyncIdentity {
+        instance_id: req.group_instance_id.map(|i| i.to_string()),
+        protocol_type: req.protocol_type.map(|t| t.to_string()),
+        protocol_name: req.protocol_name.map(|n| n.to_string()),
+    };
     // The leader's sync persists the new generation: disk I/O, so off the async workers.
     tokio::task::spawn_blocking(move || {
-        s.broker.groups().sync(&group, generation, &member, assignments, Box::new(move |r| drop(tx.send(r))))
+        s.broker.groups().sync_as(&group, generation, &member, &who, assignments, Box::new(move |r| drop(tx.send(r))))
     })
     .await
     .map_err(|e| CloseReason::Handler(e.to_string()))?;
