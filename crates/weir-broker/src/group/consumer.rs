@@ -85,25 +85,11 @@ pub struct ClassicJoin {
     pub require_known_member: bool,
 }
 
-/// A classic member of a KIP-848 group as it goes back to a classic group (downgrade), with
-/// the partitions of its target.
+/// A classic member as it moves between a classic group and a KIP-848 group: into one (an
+/// online upgrade: its subscribed topics and synced partitions) or back (a downgrade: its
+/// target's partitions and its member epoch).
 #[derive(Debug, Clone)]
-pub(crate) struct Downgraded {
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub session_timeout_ms: i32,
-    pub rebalance_timeout_ms: i32,
-    pub protocols: Vec<(String, Bytes)>,
-    pub target: Vec<TopicPartition>,
-    /// Its member epoch: the generation it last joined.
-    pub epoch: i32,
-}
-
-/// A classic group's member as it moves into a KIP-848 group (an online upgrade).
-#[derive(Debug, Clone)]
-pub(crate) struct Upgraded {
+pub(crate) struct Migrating {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub client_id: String,
@@ -112,7 +98,9 @@ pub(crate) struct Upgraded {
     pub rebalance_timeout_ms: i32,
     pub protocols: Vec<(String, Bytes)>,
     pub topics: Vec<String>,
-    pub assigned: Vec<TopicPartition>,
+    pub partitions: Vec<TopicPartition>,
+    /// Its member epoch (the generation it last joined); an upgrade sets it from the group.
+    pub epoch: i32,
 }
 
 /// A partition by topic id and index.
@@ -450,7 +438,7 @@ impl ConsumerGroup {
             self.regexes.insert(pattern, (compiled, Vec::new()));
             self.resolved_generation = None;
         }
-        if self.resolve_subscriptions(names) {
+        if self.resolve_subscriptions(names, &member_id) {
             changed = true;
         }
         if changed || self.topology_changed(topics) {
@@ -478,9 +466,10 @@ impl ConsumerGroup {
     /// regexes are matched again only when topics were created or deleted since the last time
     /// (or a regex is new). Regexes no member uses any more are dropped. Returns whether any
     /// member's subscription changed.
-    fn resolve_subscriptions(&mut self, names: &TopicNames<'_>) -> bool {
+    fn resolve_subscriptions(&mut self, names: &TopicNames<'_>, touched: &str) -> bool {
         let used: BTreeSet<&str> = self.members.values().map(|m| m.regex.as_str()).filter(|r| !r.is_empty()).collect();
         self.regexes.retain(|r, _| used.contains(r.as_str()));
+        let mut rematched = false;
         if self.regexes.is_empty() {
             self.resolved_generation = None;
         } else if self.resolved_generation != Some(names.generation) {
@@ -489,15 +478,23 @@ impl ConsumerGroup {
                 *matched = all.iter().filter(|t| regex.is_match(t)).cloned().collect();
             }
             self.resolved_generation = Some(names.generation);
+            rematched = true;
         }
+        // Only the member that sent a subscription, and regex members after a new match, can
+        // have changed: the others are not rebuilt (no work per heartbeat for them).
         let mut changed = false;
-        for m in self.members.values_mut() {
-            let mut subs = m.names.clone();
-            if let Some((_, matched)) = self.regexes.get(&m.regex) {
-                subs.extend(matched.iter().cloned());
-                subs.sort();
-                subs.dedup();
-            }
+        for (id, m) in self.members.iter_mut() {
+            let subs = match self.regexes.get(&m.regex) {
+                None if m.subscribed != m.names => m.names.clone(),
+                Some((_, matched)) if rematched || id == touched => {
+                    let mut subs = m.names.clone();
+                    subs.extend(matched.iter().cloned());
+                    subs.sort();
+                    subs.dedup();
+                    subs
+                }
+                _ => continue,
+            };
             if subs != m.subscribed {
                 m.subscribed = subs;
                 changed = true;
@@ -581,13 +578,13 @@ impl ConsumerGroup {
     /// assignment, so nothing moves until the joining member changes the group.
     pub(crate) fn from_classic(
         generation: i32,
-        members: Vec<Upgraded>,
+        members: Vec<Migrating>,
         now: i64,
         topics: TopicLookup<'_>,
     ) -> ConsumerGroup {
         let mut g = ConsumerGroup::new(generation);
         for u in members {
-            let assigned: BTreeSet<TopicPartition> = u.assigned.into_iter().collect();
+            let assigned: BTreeSet<TopicPartition> = u.partitions.into_iter().collect();
             let mut names = u.topics;
             names.sort();
             names.dedup();
@@ -618,7 +615,7 @@ impl ConsumerGroup {
 
     /// Its members, when every one speaks the classic protocol (a downgrade may follow);
     /// None when the group is empty or a KIP-848 member is left.
-    pub(crate) fn classic_only(&self) -> Option<Vec<Downgraded>> {
+    pub(crate) fn classic_only(&self) -> Option<Vec<Migrating>> {
         if self.members.is_empty() {
             return None;
         }
@@ -626,7 +623,7 @@ impl ConsumerGroup {
             .iter()
             .map(|(id, m)| {
                 let c = m.classic.as_ref()?;
-                Some(Downgraded {
+                Some(Migrating {
                     member_id: id.clone(),
                     instance_id: m.instance_id.clone(),
                     client_id: m.client_id.clone(),
@@ -634,7 +631,8 @@ impl ConsumerGroup {
                     session_timeout_ms: c.session_timeout_ms,
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     protocols: c.protocols.clone(),
-                    target: self.target.get(id).map(|t| t.iter().copied().collect()).unwrap_or_default(),
+                    topics: m.subscribed.clone(),
+                    partitions: self.target.get(id).map(|t| t.iter().copied().collect()).unwrap_or_default(),
                     epoch: m.epoch,
                 })
             })
@@ -737,7 +735,7 @@ impl ConsumerGroup {
         let kept: BTreeSet<TopicPartition> = m.assigned.intersection(&m.owned).copied().collect();
         m.assigned = kept;
         m.revoke_deadline_ms = None;
-        let changed = self.resolve_subscriptions(names);
+        let changed = self.resolve_subscriptions(names, &member_id);
         if changed || self.topology_changed(topics) {
             self.bump(topics);
         }

@@ -1272,7 +1272,7 @@ impl Coordinator {
         for d in members {
             let metadata = d.protocols.first().map(|(_, md)| md.clone()).unwrap_or_default();
             let named: Vec<(String, i32)> =
-                d.target.iter().filter_map(|(id, p)| dir.name_of(id).map(|t| (t, *p))).collect();
+                d.partitions.iter().filter_map(|(id, p)| dir.name_of(id).map(|t| (t, *p))).collect();
             seq += 1;
             group.members.insert(
                 d.member_id,
@@ -1344,7 +1344,7 @@ impl Coordinator {
             } else {
                 codec.assignment(&m.assignment).map_err(|e| refuse(format!("member {id}: {e}")))?
             };
-            upgraded.push(consumer::Upgraded {
+            upgraded.push(consumer::Migrating {
                 member_id: id.clone(),
                 instance_id: m.instance_id.clone(),
                 client_id: m.client_id.clone(),
@@ -1353,7 +1353,8 @@ impl Coordinator {
                 rebalance_timeout_ms: m.rebalance_timeout_ms,
                 protocols,
                 topics: subscribed,
-                assigned: parts.iter().filter_map(|(t, p)| topics(t).map(|(tid, _)| (tid, *p))).collect(),
+                partitions: parts.iter().filter_map(|(t, p)| topics(t).map(|(tid, _)| (tid, *p))).collect(),
+                epoch: group.generation,
             });
         }
         for (id, mut m) in std::mem::take(&mut group.members) {
